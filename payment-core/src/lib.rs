@@ -1,0 +1,28 @@
+//! payment-core owns orders, their state machine and an append-only event
+//! log, and tells everyone who watches what happened to them.
+//!
+//! Layout, from the inside out:
+//! - [`domain`]: orders, parsed value types and the state machine. No I/O.
+//! - [`store`]: the event store interface and its SQLite implementation;
+//!   a status change and its event are one transaction, and the store fans
+//!   committed events out live, in sequence order.
+//! - [`watch`]: one watcher of the log, history then live, gap-free.
+//! - [`expiry`]: the background task that expires unpaid orders.
+//! - [`grpc`]: the `payments.v1` services; protobuf stays here.
+//! - [`startup`], [`config`], [`telemetry`], [`shutdown`], [`clock`],
+//!   [`healthcheck`]: running the service.
+
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod expiry;
+pub mod grpc;
+pub mod healthcheck;
+pub mod shutdown;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod watch;
+
+pub use config::Config;
+pub use startup::Application;

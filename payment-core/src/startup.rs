@@ -1,0 +1,128 @@
+//! Building and running the service: open the store, bind the socket, serve
+//! gRPC (payments, provider, health, reflection) and the expiry task until
+//! the shutdown token fires, then drain within a bound.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use payments_proto::payments::v1::{
+    payment_service_server::PaymentServiceServer, provider_service_server::ProviderServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    clock::Clock,
+    config::Config,
+    expiry,
+    grpc::{CoreState, PaymentApi, ProviderApi},
+    store::{SqliteStore, Store},
+};
+
+/// HTTP/2 pings keep long WatchPayments streams alive through idle-timeout
+/// middleboxes and detect dead peers.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: CoreState,
+    config: Config,
+}
+
+impl Application {
+    /// Opens the store and binds the listener (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.uses_dev_secret() {
+            tracing::warn!(
+                "PROVIDER_SECRET is not set: using the public development secret. Anyone can forge \
+                 payment results. Set PROVIDER_SECRET before taking real payments."
+            );
+        }
+        let path = config.sqlite_path()?;
+        let store = SqliteStore::open(&path).with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let state = CoreState {
+            store: Arc::new(store) as Arc<dyn Store>,
+            clock: Clock::new(),
+            provider_page_url: config.provider_page_url.trim_end_matches('/').into(),
+            order_ttl: config.order_ttl(),
+            slow_watcher_timeout: config.slow_watcher_timeout(),
+            shutdown: CancellationToken::new(),
+        };
+        tracing::info!(%local_addr, database = %path.display(), "payment-core bound");
+        Ok(Self { listener, local_addr, state, config })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Cancelling this token stops the service (what SIGTERM does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token fires, then ends open streams and
+    /// waits at most the configured grace for calls in flight.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { listener, state, config, .. } = self;
+        let shutdown = state.shutdown.clone();
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<PaymentServiceServer<PaymentApi>>().await;
+        health.set_serving::<ProviderServiceServer<ProviderApi>>().await;
+        let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+        let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
+
+        let expiry = tokio::spawn(expiry::run(state.store.clone(), state.clock, config.expiry_interval(), shutdown.child_token()));
+
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .tcp_nodelay(true)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(PaymentServiceServer::new(PaymentApi::new(state.clone())))
+            .add_service(ProviderServiceServer::new(ProviderApi::new(
+                state.clone(),
+                &config.provider_secret,
+                config.signature_tolerance(),
+            )))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+                let shutdown = shutdown.clone();
+                let health = health.clone();
+                async move {
+                    shutdown.cancelled().await;
+                    health.set_not_serving::<PaymentServiceServer<PaymentApi>>().await;
+                    tracing::info!("draining connections");
+                }
+            });
+
+        let grace = config.shutdown_grace();
+        let drained = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("gRPC server failed")?,
+            () = drained => tracing::warn!(?grace, "drain took longer than the grace period; closing anyway"),
+        }
+        // Also on a server error: stop the background task before returning.
+        shutdown.cancel();
+        let _ = expiry.await;
+        tracing::info!("payment-core stopped");
+        Ok(())
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(payments_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}

@@ -1,0 +1,76 @@
+//! The event store: orders, their append-only event log, and live fan-out of
+//! new events to watchers in this process.
+//!
+//! [`Store`] is the whole interface the service needs, so a PostgreSQL
+//! implementation for several replicas can sit beside [`SqliteStore`]
+//! without touching the gRPC layer (ARCHITECTURE.md says how sequences and
+//! fan-out work across processes).
+//!
+//! Invariants every implementation keeps:
+//! - a status change and its event are written in one transaction, and the
+//!   state-machine decision is made inside that transaction;
+//! - sequences increase across the whole store and are never reused, also
+//!   across restarts;
+//! - [`Store::subscribe`] delivers committed events in sequence order;
+//! - a write is acknowledged only once it is durable.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::{NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, StatusConflict, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("order not found")]
+    NotFound,
+    #[error(transparent)]
+    Conflict(#[from] StatusConflict),
+    #[error("idempotency key already used with different parameters")]
+    IdempotencyKeyReused,
+    #[error("store is shut down")]
+    Closed,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// What CreateOrder did.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// A new order and its `created` event.
+    New(PaymentEvent),
+    /// The idempotency key matched an order created with the same parameters.
+    Existing(Order),
+}
+
+/// What a status change did.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// The order moved; this is its new event.
+    Moved(PaymentEvent),
+    /// The order was already in the requested status; nothing was written.
+    Unchanged(Order),
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_order(&self, new: NewOrder) -> Result<Created, StoreError>;
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// Applies `change` if the state machine allows it (decided in the write
+    /// transaction, against the current row).
+    async fn apply(&self, id: OrderId, change: StatusChange) -> Result<Applied, StoreError>;
+    /// Events in `scope` with sequence > `after`, oldest first, at most `limit`.
+    async fn events_after(&self, scope: Scope, after: u64, limit: u32) -> Result<Vec<PaymentEvent>, StoreError>;
+    /// The highest sequence written so far (0 when empty).
+    async fn head_sequence(&self) -> Result<u64, StoreError>;
+    /// Orders still CREATED or PROCESSING whose `expires_at` <= `now`.
+    async fn due_for_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<OrderId>, StoreError>;
+    /// Live events committed after this call, in sequence order. A receiver
+    /// that falls behind gets `Lagged` and must re-read from
+    /// [`Store::events_after`]; the log, not the channel, is the truth.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<PaymentEvent>>;
+}

@@ -1,0 +1,512 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through one writer thread that owns the only write connection.
+//! It takes whatever commands are queued (up to [`MAX_BATCH`]), runs them in
+//! one `BEGIN IMMEDIATE` transaction, commits once (one fsync for the batch:
+//! group commit), and only then answers the callers and publishes the new
+//! events. One writer, publishing after commit in the order it wrote, is
+//! what makes the live channel carry events in sequence order.
+//!
+//! Reads run on tokio's blocking pool with connections from a small idle
+//! list; WAL lets them read while the writer writes.
+//!
+//! Durability: `synchronous = FULL` in WAL mode syncs the log on every
+//! commit, so an acknowledged write survives a crash or power loss.
+//!
+//! A lock file next to the database keeps a second payment-core process off
+//! the same file: its watchers would miss this process's live events.
+
+use std::{
+    fs::{File, OpenOptions},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Applied, Created, Store, StoreError};
+use crate::domain::{
+    Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, NewOrder, Order, OrderId,
+    OrderStatus, PaymentEvent, ProviderReference, Reason, Scope, StatusChange, Timestamp,
+};
+
+/// Commands waiting for the writer. 1024 absorbs bursts well beyond what one
+/// batch commits; when it is full, callers wait in `send`, which pushes back
+/// on the gRPC handlers instead of growing memory.
+const WRITE_QUEUE: usize = 1024;
+/// Most commands committed in one transaction: bounds the latency of the
+/// first caller in a batch and the size of a rolled-back batch.
+const MAX_BATCH: usize = 256;
+/// Live events kept for receivers that fall behind. A receiver further
+/// behind than this gets `Lagged` and re-reads from the log, so the size only
+/// trades memory for how often slow watchers touch the database.
+const LIVE_CHANNEL: usize = 8192;
+/// Idle read connections kept open; more are opened on demand and closed
+/// after use.
+const MAX_IDLE_READERS: usize = 8;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS orders (
+    order_id           TEXT PRIMARY KEY,
+    status             TEXT NOT NULL,
+    amount_minor       INTEGER NOT NULL,
+    currency           TEXT NOT NULL,
+    description        TEXT NOT NULL,
+    client_secret      TEXT NOT NULL,
+    idempotency_key    TEXT UNIQUE,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    expires_at         INTEGER NOT NULL,
+    reason             TEXT NOT NULL DEFAULT '',
+    provider_reference TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX IF NOT EXISTS orders_open_by_expiry
+    ON orders(expires_at) WHERE status IN ('created', 'processing');
+CREATE TABLE IF NOT EXISTS events (
+    sequence           INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id           TEXT NOT NULL REFERENCES orders(order_id),
+    status             TEXT NOT NULL,
+    reason             TEXT NOT NULL,
+    provider_reference TEXT NOT NULL,
+    occurred_at        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_by_order ON events(order_id, sequence);
+CREATE TRIGGER IF NOT EXISTS events_are_append_only_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_are_append_only_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+"#;
+
+const EVENT_COLUMNS: &str = "e.sequence, e.status, e.reason, e.provider_reference, e.occurred_at, \
+     o.order_id, o.amount_minor, o.currency, o.description, o.client_secret, o.idempotency_key, \
+     o.created_at, o.expires_at";
+/// The immutable columns come first, in the order [`basics_from_row`] reads them.
+const ORDER_COLUMNS: &str = "order_id, amount_minor, currency, description, client_secret, \
+     idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference";
+
+enum WriteCommand {
+    Create { new: NewOrder, reply: oneshot::Sender<Result<Created, StoreError>> },
+    Apply { id: OrderId, change: StatusChange, reply: oneshot::Sender<Result<Applied, StoreError>> },
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<WriteCommand>,
+    readers: Arc<ReaderPool>,
+    live: broadcast::Sender<Arc<PaymentEvent>>,
+    /// Held for the store's lifetime: the OS releases it when the process ends.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
+        }
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Database(format!("opening {}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Database(format!("{} is in use by another payment-core process", path.display()))
+        })?;
+
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+
+        let (writer, commands) = mpsc::channel(WRITE_QUEUE);
+        let (live, _) = broadcast::channel(LIVE_CHANNEL);
+        let publisher = live.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_writer(conn, commands, publisher))
+            .map_err(|e| StoreError::Database(format!("starting writer thread: {e}")))?;
+        let readers = Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
+        Ok(Self { writer, readers, live, _lock: lock })
+    }
+
+    async fn write<T>(&self, command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteCommand) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(command(reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_order(&self, new: NewOrder) -> Result<Created, StoreError> {
+        self.write(|reply| WriteCommand::Create { new, reply }).await
+    }
+
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"))?
+                    .query_row([id.to_string()], order_from_row)
+                    .optional()
+            })
+            .await
+    }
+
+    async fn apply(&self, id: OrderId, change: StatusChange) -> Result<Applied, StoreError> {
+        self.write(|reply| WriteCommand::Apply { id, change, reply }).await
+    }
+
+    async fn events_after(&self, scope: Scope, after: u64, limit: u32) -> Result<Vec<PaymentEvent>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.readers
+            .read(move |conn| match scope {
+                Scope::Order(id) => conn
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events e JOIN orders o ON o.order_id = e.order_id \
+                         WHERE e.order_id = ?1 AND e.sequence > ?2 ORDER BY e.sequence LIMIT ?3"
+                    ))?
+                    .query_map(params![id.to_string(), after, limit], event_from_row)?
+                    .collect(),
+                Scope::AllOrders => conn
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events e JOIN orders o ON o.order_id = e.order_id \
+                         WHERE e.sequence > ?1 ORDER BY e.sequence LIMIT ?2"
+                    ))?
+                    .query_map(params![after, limit], event_from_row)?
+                    .collect(),
+            })
+            .await
+    }
+
+    async fn head_sequence(&self) -> Result<u64, StoreError> {
+        self.readers
+            .read(|conn| {
+                conn.prepare_cached("SELECT COALESCE(MAX(sequence), 0) FROM events")?
+                    .query_row([], |row| row.get::<_, i64>(0))
+            })
+            .await
+            .map(|head| head as u64)
+    }
+
+    async fn due_for_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<OrderId>, StoreError> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT order_id FROM orders WHERE status IN ('created', 'processing') \
+                     AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                )?
+                .query_map(params![now.0, limit], |row| parse_order_id(row, 0))?
+                .collect()
+            })
+            .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<PaymentEvent>> {
+        self.live.subscribe()
+    }
+}
+
+fn db(error: rusqlite::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// Read connections not in use. The mutex guards only the list: it is held
+/// to push or pop a connection, never while a query runs.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    async fn read<T, F>(self: &Arc<Self>, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = query(&conn).map_err(db);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open(&self.path).map_err(db)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;").map_err(db)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The writer thread: runs until every [`SqliteStore`] handle is dropped.
+fn run_writer(mut conn: Connection, mut commands: mpsc::Receiver<WriteCommand>, live: broadcast::Sender<Arc<PaymentEvent>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = commands.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch, &live);
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+enum Outcome {
+    Created(Result<Created, StoreError>),
+    Applied(Result<Applied, StoreError>),
+}
+
+impl Outcome {
+    fn database_error(&self) -> Option<&StoreError> {
+        match self {
+            Outcome::Created(Err(e @ StoreError::Database(_))) | Outcome::Applied(Err(e @ StoreError::Database(_))) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn event(&self) -> Option<&PaymentEvent> {
+        match self {
+            Outcome::Created(Ok(Created::New(event))) | Outcome::Applied(Ok(Applied::Moved(event))) => Some(event),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `batch` in one transaction. Domain refusals (conflicts, unknown
+/// orders) write nothing and do not spoil the batch; a database error rolls
+/// the whole batch back and every caller in it gets an error.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteCommand>, live: &broadcast::Sender<Arc<PaymentEvent>>) {
+    let result = (|| -> Result<Vec<Outcome>, StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        let outcomes: Vec<Outcome> = batch
+            .iter()
+            .map(|command| match command {
+                WriteCommand::Create { new, .. } => Outcome::Created(create(&tx, new)),
+                WriteCommand::Apply { id, change, .. } => Outcome::Applied(apply(&tx, *id, change)),
+            })
+            .collect();
+        if let Some(error) = outcomes.iter().find_map(Outcome::database_error) {
+            return Err(StoreError::Database(error.to_string()));
+        }
+        tx.commit().map_err(db)?;
+        Ok(outcomes)
+    })();
+
+    match result {
+        Ok(outcomes) => {
+            for event in outcomes.iter().filter_map(Outcome::event) {
+                // No receivers is fine: nobody is watching right now.
+                let _ = live.send(Arc::new(event.clone()));
+            }
+            for (command, outcome) in batch.drain(..).zip(outcomes) {
+                // A caller that went away (request cancelled) no longer needs the answer.
+                match (command, outcome) {
+                    (WriteCommand::Create { reply, .. }, Outcome::Created(result)) => drop(reply.send(result)),
+                    (WriteCommand::Apply { reply, .. }, Outcome::Applied(result)) => drop(reply.send(result)),
+                    _ => unreachable!("outcomes are built from the batch in order"),
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, batch = batch.len(), "write batch rolled back");
+            for command in batch.drain(..) {
+                let failed = || StoreError::Database(error.to_string());
+                match command {
+                    WriteCommand::Create { reply, .. } => drop(reply.send(Err(failed()))),
+                    WriteCommand::Apply { reply, .. } => drop(reply.send(Err(failed()))),
+                }
+            }
+        }
+    }
+}
+
+fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, StoreError> {
+    if let Some(key) = &new.idempotency_key {
+        let existing = tx
+            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = ?1"))
+            .and_then(|mut stmt| stmt.query_row([key.as_str()], order_from_row).optional())
+            .map_err(db)?;
+        if let Some(order) = existing {
+            return if order.same_request_as(new) { Ok(Created::Existing(order)) } else { Err(StoreError::IdempotencyKeyReused) };
+        }
+    }
+    let order = new.clone().into_order();
+    tx.prepare_cached(&format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            order.id.to_string(),
+            order.amount.minor(),
+            order.currency.as_str(),
+            order.description.as_str(),
+            order.client_secret.as_str(),
+            order.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+            order.status.as_str(),
+            order.created_at.0,
+            order.updated_at.0,
+            order.expires_at.0,
+            order.reason.as_str(),
+            order.provider_reference.as_str(),
+        ])
+    })
+    .map_err(db)?;
+    let sequence = append_event(tx, &order)?;
+    Ok(Created::New(PaymentEvent { sequence, order }))
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, id: OrderId, change: &StatusChange) -> Result<Applied, StoreError> {
+    let mut order = tx
+        .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id.to_string()], order_from_row).optional())
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
+    match order.status.decide(change.target)? {
+        Decision::AlreadyThere => return Ok(Applied::Unchanged(order)),
+        Decision::Move => {}
+    }
+    order.status = change.target;
+    order.reason = change.reason.clone();
+    if let Some(reference) = &change.provider_reference {
+        order.provider_reference = reference.clone();
+    }
+    // Timestamps never go backwards, even if the clock does.
+    order.updated_at = change.at.max(order.updated_at);
+    tx.prepare_cached(
+        "UPDATE orders SET status = ?2, reason = ?3, provider_reference = ?4, updated_at = ?5 WHERE order_id = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id.to_string(),
+            order.status.as_str(),
+            order.reason.as_str(),
+            order.provider_reference.as_str(),
+            order.updated_at.0,
+        ])
+    })
+    .map_err(db)?;
+    let sequence = append_event(tx, &order)?;
+    Ok(Applied::Moved(PaymentEvent { sequence, order }))
+}
+
+fn append_event(tx: &rusqlite::Transaction<'_>, order: &Order) -> Result<u64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO events (order_id, status, reason, provider_reference, occurred_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            order.id.to_string(),
+            order.status.as_str(),
+            order.reason.as_str(),
+            order.provider_reference.as_str(),
+            order.updated_at.0,
+        ])
+    })
+    .map_err(db)?;
+    Ok(tx.last_insert_rowid() as u64)
+}
+
+fn corrupt(column: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, format!("stored {what} is invalid").into())
+}
+
+fn parse_order_id(row: &Row<'_>, column: usize) -> rusqlite::Result<OrderId> {
+    OrderId::parse("order_id", &row.get::<_, String>(column)?).map_err(|_| corrupt(column, "order id"))
+}
+
+fn parse_status(row: &Row<'_>, column: usize) -> rusqlite::Result<OrderStatus> {
+    OrderStatus::from_str_opt(&row.get::<_, String>(column)?).ok_or_else(|| corrupt(column, "status"))
+}
+
+/// Immutable order fields, read from `row` starting at `first`:
+/// order_id, amount_minor, currency, description, client_secret, idempotency_key.
+struct OrderBasics {
+    id: OrderId,
+    amount: Amount,
+    currency: Currency,
+    description: Description,
+    client_secret: ClientSecret,
+    idempotency_key: Option<IdempotencyKey>,
+}
+
+fn basics_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<OrderBasics> {
+    Ok(OrderBasics {
+        id: parse_order_id(row, first)?,
+        amount: Amount::parse("amount_minor", row.get(first + 1)?).map_err(|_| corrupt(first + 1, "amount"))?,
+        currency: Currency::parse("currency", &row.get::<_, String>(first + 2)?).map_err(|_| corrupt(first + 2, "currency"))?,
+        description: Description::parse("description", &row.get::<_, String>(first + 3)?).map_err(|_| corrupt(first + 3, "description"))?,
+        client_secret: ClientSecret::from_stored(row.get(first + 4)?),
+        idempotency_key: row
+            .get::<_, Option<String>>(first + 5)?
+            .map(|key| IdempotencyKey::parse("idempotency_key", &key).ok().flatten().ok_or_else(|| corrupt(first + 5, "idempotency key")))
+            .transpose()?,
+    })
+}
+
+fn text<T>(row: &Row<'_>, column: usize, parse: fn(&'static str, &str) -> Result<T, crate::domain::ValidationError>) -> rusqlite::Result<T> {
+    parse("stored", &row.get::<_, String>(column)?).map_err(|_| corrupt(column, "text"))
+}
+
+fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
+    // ORDER_COLUMNS order.
+    let basics = basics_from_row(row, 0)?;
+    Ok(Order {
+        id: basics.id,
+        status: parse_status(row, 6)?,
+        amount: basics.amount,
+        currency: basics.currency,
+        description: basics.description,
+        client_secret: basics.client_secret,
+        idempotency_key: basics.idempotency_key,
+        created_at: Timestamp(row.get(7)?),
+        updated_at: Timestamp(row.get(8)?),
+        expires_at: Timestamp(row.get(9)?),
+        reason: text(row, 10, Reason::parse)?,
+        provider_reference: text(row, 11, ProviderReference::parse)?,
+    })
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentEvent> {
+    // EVENT_COLUMNS order: sequence, status, reason, provider_reference,
+    // occurred_at, then the order's immutable fields from column 5.
+    let basics = basics_from_row(row, 5)?;
+    let occurred_at = Timestamp(row.get(4)?);
+    Ok(PaymentEvent {
+        sequence: row.get::<_, i64>(0)? as u64,
+        order: Order {
+            id: basics.id,
+            status: parse_status(row, 1)?,
+            amount: basics.amount,
+            currency: basics.currency,
+            description: basics.description,
+            client_secret: basics.client_secret,
+            idempotency_key: basics.idempotency_key,
+            created_at: Timestamp(row.get(11)?),
+            updated_at: occurred_at,
+            expires_at: Timestamp(row.get(12)?),
+            reason: text(row, 2, Reason::parse)?,
+            provider_reference: text(row, 3, ProviderReference::parse)?,
+        },
+    })
+}

@@ -1,0 +1,163 @@
+//! Shared setup for payment-core's integration tests: a real server on a
+//! loopback port over a real SQLite file in a temporary directory.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use payment_core::{Application, Config};
+use payments_proto::{
+    payments::v1::{
+        self as pb, payment_service_client::PaymentServiceClient, provider_service_client::ProviderServiceClient,
+    },
+    signature,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub const SECRET: &str = "test-provider-secret";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub payments: PaymentServiceClient<Channel>,
+    pub provider: ProviderServiceClient<Channel>,
+    pub shutdown: CancellationToken,
+    pub server: JoinHandle<anyhow::Result<()>>,
+    pub database: PathBuf,
+    /// Keeps the directory (and the database) alive for the test.
+    pub dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    spawn_app_in(dir, |_| {}).await
+}
+
+/// Starts a server on the database in `dir`, after `adjust` has changed the config.
+pub async fn spawn_app_in(dir: std::sync::Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    payment_core::telemetry::init("pretty");
+    let database = dir.path().join("payments.db");
+    let mut config = Config::for_tests(&database);
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects");
+    TestApp {
+        addr,
+        payments: PaymentServiceClient::new(channel.clone()),
+        provider: ProviderServiceClient::new(channel),
+        shutdown,
+        server,
+        database,
+        dir,
+    }
+}
+
+impl TestApp {
+    /// Stops the server and waits for it, as SIGTERM would.
+    pub async fn stop(self) -> std::sync::Arc<tempfile::TempDir> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .expect("server stops within its drain bound")
+            .expect("server task")
+            .expect("server ran cleanly");
+        self.dir
+    }
+
+    pub async fn create_order(&self, amount_minor: i64) -> pb::Order {
+        self.payments
+            .clone()
+            .create_order(pb::CreateOrderRequest {
+                amount_minor,
+                currency: "EUR".into(),
+                description: "test order".into(),
+                idempotency_key: String::new(),
+            })
+            .await
+            .expect("order created")
+            .into_inner()
+            .order
+            .expect("order in response")
+    }
+
+    pub async fn report(&self, order_id: &str, outcome: pb::PaymentOutcome, reason: &str) -> Result<pb::ReportPaymentResultResponse, tonic::Status> {
+        let request = report_request(order_id, outcome, reason);
+        self.provider
+            .clone()
+            .report_payment_result(signature::signed_request(SECRET.as_bytes(), now_unix(), request))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn order_events(&self, order_id: &str) -> Vec<pb::PaymentEvent> {
+        self.payments
+            .clone()
+            .list_order_events(pb::ListOrderEventsRequest { order_id: order_id.into(), after_sequence: 0 })
+            .await
+            .expect("events listed")
+            .into_inner()
+            .events
+    }
+
+    pub async fn head_sequence(&self) -> u64 {
+        self.payments
+            .clone()
+            .list_events(pb::ListEventsRequest { after_sequence: 0, page_size: 1 })
+            .await
+            .expect("events listed")
+            .into_inner()
+            .head_sequence
+    }
+
+    pub async fn watch(&self, selector: pb::watch_payments_request::Selector, after_sequence: u64) -> tonic::Streaming<pb::PaymentEvent> {
+        self.payments
+            .clone()
+            .watch_payments(pb::WatchPaymentsRequest { selector: Some(selector), after_sequence })
+            .await
+            .expect("watch starts")
+            .into_inner()
+    }
+}
+
+pub fn report_request(order_id: &str, outcome: pb::PaymentOutcome, reason: &str) -> pb::ReportPaymentResultRequest {
+    pb::ReportPaymentResultRequest {
+        order_id: order_id.into(),
+        outcome: outcome as i32,
+        provider_reference: format!("ref-{order_id}"),
+        reason: reason.into(),
+    }
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Reads events until the stream ends or `count` arrived, with a bound.
+pub async fn collect(stream: &mut tonic::Streaming<pb::PaymentEvent>, count: usize) -> Vec<pb::PaymentEvent> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("event within 10s") {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => break,
+            Err(status) => panic!("stream failed: {status}"),
+        }
+    }
+    events
+}
+
+pub fn statuses(events: &[pb::PaymentEvent]) -> Vec<pb::OrderStatus> {
+    events.iter().map(|event| event.status()).collect()
+}
+
+/// The field named by the BadRequest detail of an INVALID_ARGUMENT status.
+pub fn violated_field(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let bad_request = details.bad_request().expect("BadRequest details");
+    bad_request.field_violations[0].field.clone()
+}
