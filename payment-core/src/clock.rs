@@ -18,8 +18,13 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Self { start_unix_millis: since_epoch.as_millis() as i64, start: Instant::now() }
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            start_unix_millis: since_epoch.as_millis() as i64,
+            start: Instant::now(),
+        }
     }
 
     pub fn now(&self) -> Timestamp {

@@ -11,7 +11,12 @@ pub const DEV_PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address of the gRPC server.
-    #[arg(long, global = true, env = "PAYMENT_CORE_LISTEN", default_value = "0.0.0.0:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "PAYMENT_CORE_LISTEN",
+        default_value = "0.0.0.0:50051"
+    )]
     pub listen: SocketAddr,
     /// `sqlite://path/to/file.db` (relative) or `sqlite:///absolute/path.db`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://payment-core.db")]
@@ -20,7 +25,11 @@ pub struct Config {
     #[arg(long, env = "PROVIDER_SECRET", default_value = DEV_PROVIDER_SECRET, hide_default_value = true)]
     pub provider_secret: String,
     /// Base of each order's `payment_url`; the order id is appended.
-    #[arg(long, env = "PROVIDER_PAGE_URL", default_value = "http://localhost:8081/pay")]
+    #[arg(
+        long,
+        env = "PROVIDER_PAGE_URL",
+        default_value = "http://localhost:8081/pay"
+    )]
     pub provider_page_url: String,
     /// How long an order may wait for its payment before it expires.
     #[arg(long, env = "ORDER_TTL_SECS", default_value_t = 900)]
@@ -90,13 +99,18 @@ impl Config {
 }
 
 fn parse_database_url(url: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         let path = path.split('?').next().unwrap_or_default();
         anyhow::ensure!(!path.is_empty(), "DATABASE_URL `{url}` names no file");
         return Ok(PathBuf::from(path));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("the PostgreSQL store is not built yet; use a sqlite:// DATABASE_URL (see ARCHITECTURE.md)");
+        anyhow::bail!(
+            "the PostgreSQL store is not built yet; use a sqlite:// DATABASE_URL (see ARCHITECTURE.md)"
+        );
     }
     anyhow::bail!("DATABASE_URL `{url}` is not a sqlite:// URL")
 }
@@ -107,9 +121,18 @@ mod tests {
 
     #[test]
     fn database_urls_name_relative_and_absolute_files() {
-        assert_eq!(parse_database_url("sqlite://data/p.db").unwrap(), PathBuf::from("data/p.db"));
-        assert_eq!(parse_database_url("sqlite:///data/p.db").unwrap(), PathBuf::from("/data/p.db"));
-        assert_eq!(parse_database_url("sqlite:p.db?mode=rwc").unwrap(), PathBuf::from("p.db"));
+        assert_eq!(
+            parse_database_url("sqlite://data/p.db").unwrap(),
+            PathBuf::from("data/p.db")
+        );
+        assert_eq!(
+            parse_database_url("sqlite:///data/p.db").unwrap(),
+            PathBuf::from("/data/p.db")
+        );
+        assert_eq!(
+            parse_database_url("sqlite:p.db?mode=rwc").unwrap(),
+            PathBuf::from("p.db")
+        );
         assert!(parse_database_url("postgres://db/payments").is_err());
         assert!(parse_database_url("mysql://x").is_err());
         assert!(parse_database_url("sqlite://").is_err());

@@ -21,7 +21,12 @@ const SWEEP_BATCH: u32 = 200;
 const EXPIRED_REASON: &str = "payment window expired";
 
 /// Sweeps every `interval` until `shutdown` fires.
-pub async fn run(store: Arc<dyn Store>, clock: Clock, interval: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    clock: Clock,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -57,7 +62,9 @@ pub async fn sweep(store: &dyn Store, clock: &Clock) -> Result<usize, StoreError
             match result {
                 Ok(Applied::Moved(_)) => expired += 1,
                 // Paid, canceled or already expired in the meantime: nothing to do.
-                Ok(Applied::Unchanged(_)) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => {}
+                Ok(Applied::Unchanged(_))
+                | Err(StoreError::Conflict(_))
+                | Err(StoreError::NotFound) => {}
                 Err(error) => return Err(error),
             }
         }

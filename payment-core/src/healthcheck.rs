@@ -4,7 +4,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 pub async fn check(listen: SocketAddr) -> anyhow::Result<()> {
     let target = format!("http://127.0.0.1:{}", listen.port());
@@ -15,11 +17,16 @@ pub async fn check(listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to {target}"))?;
     let status = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .context("health check call")?
         .into_inner()
         .status();
-    anyhow::ensure!(status == ServingStatus::Serving, "payment-core is {status:?}");
+    anyhow::ensure!(
+        status == ServingStatus::Serving,
+        "payment-core is {status:?}"
+    );
     Ok(())
 }

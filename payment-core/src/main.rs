@@ -2,7 +2,11 @@ use clap::{Parser, Subcommand};
 use payment_core::{Application, Config, healthcheck, shutdown, telemetry};
 
 #[derive(Parser)]
-#[command(name = "payment-core", version, about = "Orders, their event log and the WatchPayments stream")]
+#[command(
+    name = "payment-core",
+    version,
+    about = "Orders, their event log and the WatchPayments stream"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -42,8 +42,11 @@ impl Application {
             );
         }
         let path = config.sqlite_path()?;
-        let store = SqliteStore::open(&path).with_context(|| format!("opening the SQLite store at {}", path.display()))?;
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let store = SqliteStore::open(&path)
+            .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         let state = CoreState {
             store: Arc::new(store) as Arc<dyn Store>,
@@ -54,7 +57,12 @@ impl Application {
             shutdown: CancellationToken::new(),
         };
         tracing::info!(%local_addr, database = %path.display(), "payment-core bound");
-        Ok(Self { listener, local_addr, state, config })
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+            config,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -69,16 +77,32 @@ impl Application {
     /// Serves until the shutdown token fires, then ends open streams and
     /// waits at most the configured grace for calls in flight.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, state, config, .. } = self;
+        let Self {
+            listener,
+            state,
+            config,
+            ..
+        } = self;
         let shutdown = state.shutdown.clone();
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<PaymentServiceServer<PaymentApi>>().await;
-        health.set_serving::<ProviderServiceServer<ProviderApi>>().await;
+        health
+            .set_serving::<PaymentServiceServer<PaymentApi>>()
+            .await;
+        health
+            .set_serving::<ProviderServiceServer<ProviderApi>>()
+            .await;
         let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
-        let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
 
-        let expiry = tokio::spawn(expiry::run(state.store.clone(), state.clock, config.expiry_interval(), shutdown.child_token()));
+        let expiry = tokio::spawn(expiry::run(
+            state.store.clone(),
+            state.clock,
+            config.expiry_interval(),
+            shutdown.child_token(),
+        ));
 
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -98,7 +122,9 @@ impl Application {
                 let health = health.clone();
                 async move {
                     shutdown.cancelled().await;
-                    health.set_not_serving::<PaymentServiceServer<PaymentApi>>().await;
+                    health
+                        .set_not_serving::<PaymentServiceServer<PaymentApi>>()
+                        .await;
                     tracing::info!("draining connections");
                 }
             });

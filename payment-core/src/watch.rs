@@ -76,7 +76,11 @@ impl Cursor<'_> {
         let sequence = event.sequence;
         self.send(event).await?;
         self.sent = sequence;
-        Ok(if ends_watch { Flow::Completed } else { Flow::Continue })
+        Ok(if ends_watch {
+            Flow::Completed
+        } else {
+            Flow::Continue
+        })
     }
 
     async fn send(&self, event: Arc<PaymentEvent>) -> Result<(), WatchEnd> {
@@ -87,7 +91,9 @@ impl Cursor<'_> {
                 match tokio::time::timeout(self.slow_timeout, self.out.send(event)).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(_)) => Err(WatchEnd::ClientGone),
-                    Err(_) => Err(WatchEnd::TooSlow { resume_after: self.sent }),
+                    Err(_) => Err(WatchEnd::TooSlow {
+                        resume_after: self.sent,
+                    }),
                 }
             }
         }
@@ -96,7 +102,11 @@ impl Cursor<'_> {
     /// Sends everything in the log after `seen`.
     async fn catch_up(&mut self) -> Result<Flow, WatchEnd> {
         loop {
-            let page = self.store.events_after(self.scope, self.seen, PAGE_SIZE).await.map_err(WatchEnd::Failed)?;
+            let page = self
+                .store
+                .events_after(self.scope, self.seen, PAGE_SIZE)
+                .await
+                .map_err(WatchEnd::Failed)?;
             let full_page = page.len() == PAGE_SIZE as usize;
             for event in page {
                 if let Flow::Completed = self.offer(Arc::new(event)).await? {
@@ -121,7 +131,14 @@ pub async fn watch(
     shutdown: CancellationToken,
 ) -> WatchEnd {
     let mut live = store.subscribe();
-    let mut cursor = Cursor { store, scope, seen: after, sent: after, out, slow_timeout };
+    let mut cursor = Cursor {
+        store,
+        scope,
+        seen: after,
+        sent: after,
+        out,
+        slow_timeout,
+    };
 
     match cursor.catch_up().await {
         Ok(Flow::Completed) => return WatchEnd::Completed,
@@ -153,10 +170,18 @@ pub async fn watch(
         let flow = match received {
             Ok(event) => cursor.offer(event).await,
             Err(RecvError::Lagged(skipped)) => {
-                tracing::debug!(skipped, after = cursor.seen, "watcher lagged; reading the log");
+                tracing::debug!(
+                    skipped,
+                    after = cursor.seen,
+                    "watcher lagged; reading the log"
+                );
                 cursor.catch_up().await
             }
-            Err(RecvError::Closed) => return WatchEnd::ShuttingDown { resume_after: cursor.sent },
+            Err(RecvError::Closed) => {
+                return WatchEnd::ShuttingDown {
+                    resume_after: cursor.sent,
+                };
+            }
         };
         match flow {
             Ok(Flow::Continue) => {}

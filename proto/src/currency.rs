@@ -6,11 +6,32 @@
 
 /// Codes whose minor unit is not two digits, with their exponent.
 const NON_TWO_DIGIT: &[(&str, u32)] = &[
-    ("BIF", 0), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("ISK", 0), ("JPY", 0),
-    ("KMF", 0), ("KRW", 0), ("PYG", 0), ("RWF", 0), ("UGX", 0), ("UYI", 0),
-    ("VND", 0), ("VUV", 0), ("XAF", 0), ("XOF", 0), ("XPF", 0),
-    ("BHD", 3), ("IQD", 3), ("JOD", 3), ("KWD", 3), ("LYD", 3), ("OMR", 3),
-    ("TND", 3), ("CLF", 4), ("UYW", 4),
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("ISK", 0),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("UGX", 0),
+    ("UYI", 0),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
+    ("BHD", 3),
+    ("IQD", 3),
+    ("JOD", 3),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("TND", 3),
+    ("CLF", 4),
+    ("UYW", 4),
 ];
 
 /// Active ISO 4217 codes for currencies, sorted for binary search.
@@ -53,7 +74,10 @@ pub fn format_minor(amount_minor: i64, code: &str) -> String {
     if exponent == 0 {
         format!("{sign}{major} {code}")
     } else {
-        format!("{sign}{major}.{minor:0width$} {code}", width = exponent as usize)
+        format!(
+            "{sign}{major}.{minor:0width$} {code}",
+            width = exponent as usize
+        )
     }
 }
 

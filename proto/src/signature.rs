@@ -78,7 +78,9 @@ pub fn signed_request<T: prost::Message>(
     // Hex and "v1=" are valid ASCII metadata, so parsing cannot fail.
     metadata.insert(
         SIGNATURE_HEADER,
-        signature.parse().expect("hex signature is valid ASCII metadata"),
+        signature
+            .parse()
+            .expect("hex signature is valid ASCII metadata"),
     );
     request
 }
@@ -135,13 +137,25 @@ mod tests {
         }
     }
 
-    fn check(request: &tonic::Request<ReportPaymentResultRequest>, now: i64) -> Result<(), SignatureError> {
-        verify(b"secret", request.metadata(), request.get_ref(), now, DEFAULT_TOLERANCE)
+    fn check(
+        request: &tonic::Request<ReportPaymentResultRequest>,
+        now: i64,
+    ) -> Result<(), SignatureError> {
+        verify(
+            b"secret",
+            request.metadata(),
+            request.get_ref(),
+            now,
+            DEFAULT_TOLERANCE,
+        )
     }
 
     #[test]
     fn a_fresh_signature_over_the_same_fields_verifies() {
-        assert_eq!(check(&signed_request(b"secret", 1_000, report()), 1_010), Ok(()));
+        assert_eq!(
+            check(&signed_request(b"secret", 1_000, report()), 1_010),
+            Ok(())
+        );
     }
 
     #[test]
@@ -156,8 +170,14 @@ mod tests {
     #[test]
     fn a_timestamp_outside_the_tolerance_is_refused_even_if_signed() {
         let request = signed_request(b"secret", 1_000, report());
-        assert_eq!(check(&request, 1_301), Err(SignatureError::OutsideTolerance { skew_secs: 301 }));
-        assert_eq!(check(&request, 699), Err(SignatureError::OutsideTolerance { skew_secs: -301 }));
+        assert_eq!(
+            check(&request, 1_301),
+            Err(SignatureError::OutsideTolerance { skew_secs: 301 })
+        );
+        assert_eq!(
+            check(&request, 699),
+            Err(SignatureError::OutsideTolerance { skew_secs: -301 })
+        );
     }
 
     #[test]
@@ -165,11 +185,24 @@ mod tests {
         let bare = tonic::Request::new(report());
         assert_eq!(check(&bare, 0), Err(SignatureError::MissingTimestamp));
         let mut request = signed_request(b"secret", 1_000, report());
-        request.metadata_mut().insert(SIGNATURE_HEADER, "sha1=00".parse().unwrap());
-        assert_eq!(check(&request, 1_000), Err(SignatureError::MalformedSignature));
+        request
+            .metadata_mut()
+            .insert(SIGNATURE_HEADER, "sha1=00".parse().unwrap());
+        assert_eq!(
+            check(&request, 1_000),
+            Err(SignatureError::MalformedSignature)
+        );
         request.metadata_mut().remove(SIGNATURE_HEADER);
-        assert_eq!(check(&request, 1_000), Err(SignatureError::MissingSignature));
-        request.metadata_mut().insert(TIMESTAMP_HEADER, "yesterday".parse().unwrap());
-        assert_eq!(check(&request, 1_000), Err(SignatureError::MalformedTimestamp));
+        assert_eq!(
+            check(&request, 1_000),
+            Err(SignatureError::MissingSignature)
+        );
+        request
+            .metadata_mut()
+            .insert(TIMESTAMP_HEADER, "yesterday".parse().unwrap());
+        assert_eq!(
+            check(&request, 1_000),
+            Err(SignatureError::MalformedTimestamp)
+        );
     }
 }

@@ -25,7 +25,9 @@ pub struct Order {
 impl Order {
     /// Whether a CreateOrder with these parameters asks for this same order.
     pub fn same_request_as(&self, new: &NewOrder) -> bool {
-        self.amount == new.amount && self.currency == new.currency && self.description == new.description
+        self.amount == new.amount
+            && self.currency == new.currency
+            && self.description == new.description
     }
 }
 

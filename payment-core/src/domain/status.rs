@@ -39,7 +39,10 @@ impl OrderStatus {
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled | Self::Expired)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Canceled | Self::Expired
+        )
     }
 
     /// Lower-case name, as stored and as used for SSE event names.
@@ -62,10 +65,15 @@ impl OrderStatus {
     pub fn decide(self, target: OrderStatus) -> Result<Decision, StatusConflict> {
         use OrderStatus::*;
         match (self, target) {
-            (current, target) if current == target && target != Created => Ok(Decision::AlreadyThere),
+            (current, target) if current == target && target != Created => {
+                Ok(Decision::AlreadyThere)
+            }
             (Created, Processing) => Ok(Decision::Move),
             (Created | Processing, Succeeded | Failed | Canceled | Expired) => Ok(Decision::Move),
-            (current, target) => Err(StatusConflict { current, requested: target }),
+            (current, target) => Err(StatusConflict {
+                current,
+                requested: target,
+            }),
         }
     }
 }
@@ -125,7 +133,10 @@ mod tests {
 
     #[test]
     fn terminal_states_are_exactly_the_final_four() {
-        let terminal: Vec<_> = OrderStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        let terminal: Vec<_> = OrderStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
         assert_eq!(terminal, [Succeeded, Failed, Canceled, Expired]);
     }
 

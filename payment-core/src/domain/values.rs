@@ -16,7 +16,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -42,9 +45,12 @@ impl OrderId {
         if raw.is_empty() {
             return Err(ValidationError::new(field, "is required"));
         }
-        Uuid::try_parse(raw)
-            .map(Self)
-            .map_err(|_| ValidationError::new(field, "must be a UUID such as 0b5f9a8e-4a4b-4c2e-9a43-7d3c2b1e0f00"))
+        Uuid::try_parse(raw).map(Self).map_err(|_| {
+            ValidationError::new(
+                field,
+                "must be a UUID such as 0b5f9a8e-4a4b-4c2e-9a43-7d3c2b1e0f00",
+            )
+        })
     }
 
     pub fn as_uuid(&self) -> Uuid {
@@ -72,7 +78,10 @@ impl Amount {
             return Err(ValidationError::new(field, "must be greater than 0"));
         }
         if minor > Self::MAX_MINOR {
-            return Err(ValidationError::new(field, format!("must be at most {}", Self::MAX_MINOR)));
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {}", Self::MAX_MINOR),
+            ));
         }
         Ok(Self(minor))
     }
@@ -91,7 +100,10 @@ impl Currency {
         if payments_proto::currency::is_iso_4217(raw) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ValidationError::new(field, "must be an ISO 4217 currency code in upper case, such as EUR or USD"))
+            Err(ValidationError::new(
+                field,
+                "must be an ISO 4217 currency code in upper case, such as EUR or USD",
+            ))
         }
     }
 
@@ -104,10 +116,19 @@ impl Currency {
 /// characters other than newline and tab (they break logs and pages).
 fn parse_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, ValidationError> {
     if raw.chars().count() > max_chars {
-        return Err(ValidationError::new(field, format!("must be at most {max_chars} characters")));
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
-    if raw.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ValidationError::new(field, "must not contain control characters"));
+    if raw
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(raw.to_owned())
 }
@@ -158,10 +179,16 @@ impl IdempotencyKey {
             return Ok(None);
         }
         if raw.len() > Self::MAX_LEN {
-            return Err(ValidationError::new(field, format!("must be at most {} characters", Self::MAX_LEN)));
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {} characters", Self::MAX_LEN),
+            ));
         }
         if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ValidationError::new(field, "must be printable ASCII without spaces"));
+            return Err(ValidationError::new(
+                field,
+                "must be printable ASCII without spaces",
+            ));
         }
         Ok(Some(Self(raw.to_owned())))
     }
@@ -207,7 +234,10 @@ mod tests {
         assert!(Amount::parse("amount_minor", 1).is_ok());
         assert!(Amount::parse("amount_minor", Amount::MAX_MINOR).is_ok());
         for bad in [0, -1, i64::MIN, Amount::MAX_MINOR + 1, i64::MAX] {
-            assert_eq!(Amount::parse("amount_minor", bad).unwrap_err().field, "amount_minor");
+            assert_eq!(
+                Amount::parse("amount_minor", bad).unwrap_err().field,
+                "amount_minor"
+            );
         }
     }
 
@@ -221,7 +251,11 @@ mod tests {
     #[test]
     fn idempotency_keys_are_optional_bounded_and_printable() {
         assert_eq!(IdempotencyKey::parse("idempotency_key", ""), Ok(None));
-        assert!(IdempotencyKey::parse("idempotency_key", &"k".repeat(255)).unwrap().is_some());
+        assert!(
+            IdempotencyKey::parse("idempotency_key", &"k".repeat(255))
+                .unwrap()
+                .is_some()
+        );
         assert!(IdempotencyKey::parse("idempotency_key", &"k".repeat(256)).is_err());
         assert!(IdempotencyKey::parse("idempotency_key", "has space").is_err());
     }
@@ -229,7 +263,10 @@ mod tests {
     #[test]
     fn order_ids_must_be_uuids() {
         assert!(OrderId::parse("order_id", "not-a-uuid").is_err());
-        assert_eq!(OrderId::parse("order_id", "").unwrap_err().message, "is required");
+        assert_eq!(
+            OrderId::parse("order_id", "").unwrap_err().message,
+            "is required"
+        );
         let id = OrderId::new_random();
         assert_eq!(OrderId::parse("order_id", &id.to_string()), Ok(id));
     }

@@ -10,7 +10,10 @@ use crate::domain::{
 };
 
 pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.0.div_euclid(1000), nanos: (at.0.rem_euclid(1000) * 1_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: at.0.div_euclid(1000),
+        nanos: (at.0.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 pub fn status(status: OrderStatus) -> pb::OrderStatus {
@@ -88,10 +91,16 @@ impl TryFrom<pb::WatchPaymentsRequest> for Watch {
             Some(Selector::OrderId(id)) => Scope::Order(OrderId::parse("order_id", &id)?),
             Some(Selector::AllOrders(true)) => Scope::AllOrders,
             Some(Selector::AllOrders(false)) | None => {
-                return Err(ValidationError::new("selector", "set order_id, or all_orders to true"));
+                return Err(ValidationError::new(
+                    "selector",
+                    "set order_id, or all_orders to true",
+                ));
             }
         };
-        Ok(Self { scope, after_sequence: request.after_sequence })
+        Ok(Self {
+            scope,
+            after_sequence: request.after_sequence,
+        })
     }
 }
 
@@ -113,14 +122,19 @@ impl TryFrom<&pb::ReportPaymentResultRequest> for Report {
             Ok(pb::PaymentOutcome::Failed) => OrderStatus::Failed,
             Ok(pb::PaymentOutcome::Canceled) => OrderStatus::Canceled,
             Ok(pb::PaymentOutcome::Unspecified) | Err(_) => {
-                return Err(ValidationError::new("outcome", "must be PROCESSING, SUCCEEDED, FAILED or CANCELED"));
+                return Err(ValidationError::new(
+                    "outcome",
+                    "must be PROCESSING, SUCCEEDED, FAILED or CANCELED",
+                ));
             }
         };
-        let provider_reference = ProviderReference::parse("provider_reference", &request.provider_reference)?;
+        let provider_reference =
+            ProviderReference::parse("provider_reference", &request.provider_reference)?;
         Ok(Self {
             order_id: OrderId::parse("order_id", &request.order_id)?,
             target,
-            provider_reference: (!provider_reference.as_str().is_empty()).then_some(provider_reference),
+            provider_reference: (!provider_reference.as_str().is_empty())
+                .then_some(provider_reference),
             reason: Reason::parse("reason", &request.reason)?,
         })
     }

@@ -15,7 +15,9 @@ pub enum ApiError {
     InvalidArgument(#[from] ValidationError),
     #[error("order not found")]
     OrderNotFound,
-    #[error("idempotency_key was already used to create an order with a different amount, currency or description")]
+    #[error(
+        "idempotency_key was already used to create an order with a different amount, currency or description"
+    )]
     IdempotencyKeyReused,
     #[error(transparent)]
     Conflict(#[from] StatusConflict),
@@ -42,11 +44,13 @@ impl From<StoreError> for ApiError {
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
-            ApiError::InvalidArgument(ValidationError { field, message }) => Status::with_error_details(
-                Code::InvalidArgument,
-                format!("{field}: {message}"),
-                ErrorDetails::with_bad_request_violation(field, message),
-            ),
+            ApiError::InvalidArgument(ValidationError { field, message }) => {
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("{field}: {message}"),
+                    ErrorDetails::with_bad_request_violation(field, message),
+                )
+            }
             ApiError::OrderNotFound => Status::not_found("order not found"),
             ApiError::IdempotencyKeyReused => Status::already_exists(error.to_string()),
             ApiError::Conflict(conflict) => Status::failed_precondition(conflict.to_string()),

@@ -13,7 +13,9 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiError, CoreState, convert};
 use crate::{
-    domain::{ClientSecret, NewOrder, OrderId, OrderStatus, PaymentEvent, Reason, Scope, StatusChange},
+    domain::{
+        ClientSecret, NewOrder, OrderId, OrderStatus, PaymentEvent, Reason, Scope, StatusChange,
+    },
     store::{Applied, Created},
     watch::{self, WatchEnd},
 };
@@ -40,18 +42,29 @@ impl PaymentApi {
 
     async fn existing_order(&self, raw_id: &str) -> Result<crate::domain::Order, ApiError> {
         let id = OrderId::parse("order_id", raw_id)?;
-        self.state.store.get_order(id).await?.ok_or(ApiError::OrderNotFound)
+        self.state
+            .store
+            .get_order(id)
+            .await?
+            .ok_or(ApiError::OrderNotFound)
     }
 
     fn to_pb_events(&self, events: &[PaymentEvent]) -> Vec<pb::PaymentEvent> {
-        events.iter().map(|event| convert::event(event, &self.state.provider_page_url)).collect()
+        events
+            .iter()
+            .map(|event| convert::event(event, &self.state.provider_page_url))
+            .collect()
     }
 }
 
 #[tonic::async_trait]
 impl PaymentService for PaymentApi {
-    async fn create_order(&self, request: Request<pb::CreateOrderRequest>) -> Result<Response<pb::CreateOrderResponse>, Status> {
-        let parsed = convert::CreateOrder::try_from(request.into_inner()).map_err(ApiError::from)?;
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::CreateOrderResponse>, Status> {
+        let parsed =
+            convert::CreateOrder::try_from(request.into_inner()).map_err(ApiError::from)?;
         let now = self.state.clock.now();
         let new = NewOrder {
             id: OrderId::new_random(),
@@ -63,49 +76,90 @@ impl PaymentService for PaymentApi {
             created_at: now,
             expires_at: now.plus_millis(self.state.order_ttl.as_millis() as i64),
         };
-        let order = match self.state.store.create_order(new).await.map_err(ApiError::from)? {
+        let order = match self
+            .state
+            .store
+            .create_order(new)
+            .await
+            .map_err(ApiError::from)?
+        {
             Created::New(event) => {
                 tracing::info!(order_id = %event.order.id, sequence = event.sequence, "order created");
                 event.order
             }
             Created::Existing(order) => order,
         };
-        Ok(Response::new(pb::CreateOrderResponse { order: Some(convert::order(&order, &self.state.provider_page_url)) }))
+        Ok(Response::new(pb::CreateOrderResponse {
+            order: Some(convert::order(&order, &self.state.provider_page_url)),
+        }))
     }
 
-    async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::GetOrderResponse>, Status> {
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::GetOrderResponse>, Status> {
         let order = self.existing_order(&request.get_ref().order_id).await?;
-        Ok(Response::new(pb::GetOrderResponse { order: Some(convert::order(&order, &self.state.provider_page_url)) }))
+        Ok(Response::new(pb::GetOrderResponse {
+            order: Some(convert::order(&order, &self.state.provider_page_url)),
+        }))
     }
 
-    async fn cancel_order(&self, request: Request<pb::CancelOrderRequest>) -> Result<Response<pb::CancelOrderResponse>, Status> {
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::CancelOrderResponse>, Status> {
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
         let reason = Reason::parse("reason", &request.reason).map_err(ApiError::from)?;
-        let change = StatusChange { target: OrderStatus::Canceled, reason, provider_reference: None, at: self.state.clock.now() };
-        let order = match self.state.store.apply(id, change).await.map_err(ApiError::from)? {
+        let change = StatusChange {
+            target: OrderStatus::Canceled,
+            reason,
+            provider_reference: None,
+            at: self.state.clock.now(),
+        };
+        let order = match self
+            .state
+            .store
+            .apply(id, change)
+            .await
+            .map_err(ApiError::from)?
+        {
             Applied::Moved(event) => {
                 tracing::info!(order_id = %id, sequence = event.sequence, "order canceled by merchant");
                 event.order
             }
             Applied::Unchanged(order) => order,
         };
-        Ok(Response::new(pb::CancelOrderResponse { order: Some(convert::order(&order, &self.state.provider_page_url)) }))
+        Ok(Response::new(pb::CancelOrderResponse {
+            order: Some(convert::order(&order, &self.state.provider_page_url)),
+        }))
     }
 
-    async fn list_order_events(&self, request: Request<pb::ListOrderEventsRequest>) -> Result<Response<pb::ListOrderEventsResponse>, Status> {
+    async fn list_order_events(
+        &self,
+        request: Request<pb::ListOrderEventsRequest>,
+    ) -> Result<Response<pb::ListOrderEventsResponse>, Status> {
         let request = request.into_inner();
         let order = self.existing_order(&request.order_id).await?;
         let events = self
             .state
             .store
-            .events_after(Scope::Order(order.id), request.after_sequence, ORDER_EVENTS_LIMIT)
+            .events_after(
+                Scope::Order(order.id),
+                request.after_sequence,
+                ORDER_EVENTS_LIMIT,
+            )
             .await
             .map_err(ApiError::from)?;
-        Ok(Response::new(pb::ListOrderEventsResponse { events: self.to_pb_events(&events) }))
+        Ok(Response::new(pb::ListOrderEventsResponse {
+            events: self.to_pb_events(&events),
+        }))
     }
 
-    async fn list_events(&self, request: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let request = request.into_inner();
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE,
@@ -113,23 +167,42 @@ impl PaymentService for PaymentApi {
         };
         // Head first: every event in the page is then at or below it or newer,
         // never a head lower than the page's last sequence.
-        let head_sequence = self.state.store.head_sequence().await.map_err(ApiError::from)?;
+        let head_sequence = self
+            .state
+            .store
+            .head_sequence()
+            .await
+            .map_err(ApiError::from)?;
         let events = self
             .state
             .store
             .events_after(Scope::AllOrders, request.after_sequence, page_size)
             .await
             .map_err(ApiError::from)?;
-        let head_sequence = events.last().map_or(head_sequence, |last| last.sequence.max(head_sequence));
-        Ok(Response::new(pb::ListEventsResponse { events: self.to_pb_events(&events), head_sequence }))
+        let head_sequence = events
+            .last()
+            .map_or(head_sequence, |last| last.sequence.max(head_sequence));
+        Ok(Response::new(pb::ListEventsResponse {
+            events: self.to_pb_events(&events),
+            head_sequence,
+        }))
     }
 
     type WatchPaymentsStream = EventStream;
 
-    async fn watch_payments(&self, request: Request<pb::WatchPaymentsRequest>) -> Result<Response<Self::WatchPaymentsStream>, Status> {
-        let watch_request = convert::Watch::try_from(request.into_inner()).map_err(ApiError::from)?;
+    async fn watch_payments(
+        &self,
+        request: Request<pb::WatchPaymentsRequest>,
+    ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
+        let watch_request =
+            convert::Watch::try_from(request.into_inner()).map_err(ApiError::from)?;
         if let Scope::Order(id) = watch_request.scope {
-            self.state.store.get_order(id).await.map_err(ApiError::from)?.ok_or(ApiError::OrderNotFound)?;
+            self.state
+                .store
+                .get_order(id)
+                .await
+                .map_err(ApiError::from)?
+                .ok_or(ApiError::OrderNotFound)?;
         }
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let (end_tx, end_rx) = oneshot::channel();
@@ -147,7 +220,11 @@ impl PaymentService for PaymentApi {
             // The receiver is gone when the client is; nothing to tell then.
             let _ = end_tx.send(end_status(end, &watch_request.scope));
         });
-        Ok(Response::new(EventStream { events: events_rx, end: Some(end_rx), provider_page_url: self.state.provider_page_url.clone() }))
+        Ok(Response::new(EventStream {
+            events: events_rx,
+            end: Some(end_rx),
+            provider_page_url: self.state.provider_page_url.clone(),
+        }))
     }
 }
 
@@ -182,11 +259,15 @@ impl Stream for EventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.events.poll_recv(cx) {
-            Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(convert::event(&event, &self.provider_page_url)))),
+            Poll::Ready(Some(event)) => {
+                return Poll::Ready(Some(Ok(convert::event(&event, &self.provider_page_url))));
+            }
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {}
         }
-        let Some(end) = self.end.as_mut() else { return Poll::Ready(None) };
+        let Some(end) = self.end.as_mut() else {
+            return Poll::Ready(None);
+        };
         match Pin::new(end).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {

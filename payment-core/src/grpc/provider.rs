@@ -19,7 +19,11 @@ pub struct ProviderApi {
 
 impl ProviderApi {
     pub fn new(state: CoreState, secret: &str, tolerance: Duration) -> Self {
-        Self { state, secret: secret.as_bytes().to_vec(), tolerance }
+        Self {
+            state,
+            secret: secret.as_bytes().to_vec(),
+            tolerance,
+        }
     }
 }
 
@@ -30,8 +34,14 @@ impl ProviderService for ProviderApi {
         request: Request<pb::ReportPaymentResultRequest>,
     ) -> Result<Response<pb::ReportPaymentResultResponse>, Status> {
         // Proof first: an unsigned caller learns nothing, not even whether its fields are valid.
-        signature::verify(&self.secret, request.metadata(), request.get_ref(), self.state.clock.now_unix_secs(), self.tolerance)
-            .map_err(ApiError::from)?;
+        signature::verify(
+            &self.secret,
+            request.metadata(),
+            request.get_ref(),
+            self.state.clock.now_unix_secs(),
+            self.tolerance,
+        )
+        .map_err(ApiError::from)?;
         let report = convert::Report::try_from(request.get_ref()).map_err(ApiError::from)?;
         let change = StatusChange {
             target: report.target,
@@ -39,7 +49,13 @@ impl ProviderService for ProviderApi {
             provider_reference: report.provider_reference,
             at: self.state.clock.now(),
         };
-        let (order, changed) = match self.state.store.apply(report.order_id, change).await.map_err(ApiError::from)? {
+        let (order, changed) = match self
+            .state
+            .store
+            .apply(report.order_id, change)
+            .await
+            .map_err(ApiError::from)?
+        {
             Applied::Moved(event) => {
                 tracing::info!(order_id = %report.order_id, status = %event.status(), sequence = event.sequence, "payment result applied");
                 (event.order, true)

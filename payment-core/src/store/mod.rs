@@ -22,7 +22,9 @@ use tokio::sync::broadcast;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::{NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, StatusConflict, Timestamp};
+use crate::domain::{
+    NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, StatusConflict, Timestamp,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,7 +66,12 @@ pub trait Store: Send + Sync + 'static {
     /// transaction, against the current row).
     async fn apply(&self, id: OrderId, change: StatusChange) -> Result<Applied, StoreError>;
     /// Events in `scope` with sequence > `after`, oldest first, at most `limit`.
-    async fn events_after(&self, scope: Scope, after: u64, limit: u32) -> Result<Vec<PaymentEvent>, StoreError>;
+    async fn events_after(
+        &self,
+        scope: Scope,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<PaymentEvent>, StoreError>;
     /// The highest sequence written so far (0 when empty).
     async fn head_sequence(&self) -> Result<u64, StoreError>;
     /// Orders still CREATED or PROCESSING whose `expires_at` <= `now`.

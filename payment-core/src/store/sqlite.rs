@@ -27,8 +27,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Applied, Created, Store, StoreError};
 use crate::domain::{
-    Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, NewOrder, Order, OrderId,
-    OrderStatus, PaymentEvent, ProviderReference, Reason, Scope, StatusChange, Timestamp,
+    Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, NewOrder, Order,
+    OrderId, OrderStatus, PaymentEvent, ProviderReference, Reason, Scope, StatusChange, Timestamp,
 };
 
 /// Commands waiting for the writer. 1024 absorbs bursts well beyond what one
@@ -86,8 +86,15 @@ const ORDER_COLUMNS: &str = "order_id, amount_minor, currency, description, clie
      idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference";
 
 enum WriteCommand {
-    Create { new: NewOrder, reply: oneshot::Sender<Result<Created, StoreError>> },
-    Apply { id: OrderId, change: StatusChange, reply: oneshot::Sender<Result<Applied, StoreError>> },
+    Create {
+        new: NewOrder,
+        reply: oneshot::Sender<Result<Created, StoreError>>,
+    },
+    Apply {
+        id: OrderId,
+        change: StatusChange,
+        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    },
 }
 
 pub struct SqliteStore {
@@ -102,7 +109,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
         }
         let lock_path = PathBuf::from(format!("{}.lock", path.display()));
         let lock = OpenOptions::new()
@@ -112,7 +120,10 @@ impl SqliteStore {
             .open(&lock_path)
             .map_err(|e| StoreError::Database(format!("opening {}: {e}", lock_path.display())))?;
         lock.try_lock().map_err(|_| {
-            StoreError::Database(format!("{} is in use by another payment-core process", path.display()))
+            StoreError::Database(format!(
+                "{} is in use by another payment-core process",
+                path.display()
+            ))
         })?;
 
         let conn = Connection::open(path).map_err(db)?;
@@ -130,13 +141,27 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || run_writer(conn, commands, publisher))
             .map_err(|e| StoreError::Database(format!("starting writer thread: {e}")))?;
-        let readers = Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
-        Ok(Self { writer, readers, live, _lock: lock })
+        let readers = Arc::new(ReaderPool {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(Self {
+            writer,
+            readers,
+            live,
+            _lock: lock,
+        })
     }
 
-    async fn write<T>(&self, command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteCommand) -> Result<T, StoreError> {
+    async fn write<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteCommand,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer.send(command(reply)).await.map_err(|_| StoreError::Closed)?;
+        self.writer
+            .send(command(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -144,24 +169,33 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_order(&self, new: NewOrder) -> Result<Created, StoreError> {
-        self.write(|reply| WriteCommand::Create { new, reply }).await
+        self.write(|reply| WriteCommand::Create { new, reply })
+            .await
     }
 
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.readers
             .read(move |conn| {
-                conn.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"))?
-                    .query_row([id.to_string()], order_from_row)
-                    .optional()
+                conn.prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"
+                ))?
+                .query_row([id.to_string()], order_from_row)
+                .optional()
             })
             .await
     }
 
     async fn apply(&self, id: OrderId, change: StatusChange) -> Result<Applied, StoreError> {
-        self.write(|reply| WriteCommand::Apply { id, change, reply }).await
+        self.write(|reply| WriteCommand::Apply { id, change, reply })
+            .await
     }
 
-    async fn events_after(&self, scope: Scope, after: u64, limit: u32) -> Result<Vec<PaymentEvent>, StoreError> {
+    async fn events_after(
+        &self,
+        scope: Scope,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<PaymentEvent>, StoreError> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         self.readers
             .read(move |conn| match scope {
@@ -240,16 +274,25 @@ impl ReaderPool {
     }
 
     fn take(&self) -> Result<Connection, StoreError> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop() {
+        if let Some(conn) = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()
+        {
             return Ok(conn);
         }
         let conn = Connection::open(&self.path).map_err(db)?;
-        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;").map_err(db)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .map_err(db)?;
         Ok(conn)
     }
 
     fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);
         }
@@ -257,7 +300,11 @@ impl ReaderPool {
 }
 
 /// The writer thread: runs until every [`SqliteStore`] handle is dropped.
-fn run_writer(mut conn: Connection, mut commands: mpsc::Receiver<WriteCommand>, live: broadcast::Sender<Arc<PaymentEvent>>) {
+fn run_writer(
+    mut conn: Connection,
+    mut commands: mpsc::Receiver<WriteCommand>,
+    live: broadcast::Sender<Arc<PaymentEvent>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = commands.blocking_recv() {
         batch.push(first);
@@ -280,14 +327,16 @@ enum Outcome {
 impl Outcome {
     fn database_error(&self) -> Option<&StoreError> {
         match self {
-            Outcome::Created(Err(e @ StoreError::Database(_))) | Outcome::Applied(Err(e @ StoreError::Database(_))) => Some(e),
+            Outcome::Created(Err(e @ StoreError::Database(_)))
+            | Outcome::Applied(Err(e @ StoreError::Database(_))) => Some(e),
             _ => None,
         }
     }
 
     fn event(&self) -> Option<&PaymentEvent> {
         match self {
-            Outcome::Created(Ok(Created::New(event))) | Outcome::Applied(Ok(Applied::Moved(event))) => Some(event),
+            Outcome::Created(Ok(Created::New(event)))
+            | Outcome::Applied(Ok(Applied::Moved(event))) => Some(event),
             _ => None,
         }
     }
@@ -296,9 +345,15 @@ impl Outcome {
 /// Runs `batch` in one transaction. Domain refusals (conflicts, unknown
 /// orders) write nothing and do not spoil the batch; a database error rolls
 /// the whole batch back and every caller in it gets an error.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteCommand>, live: &broadcast::Sender<Arc<PaymentEvent>>) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<WriteCommand>,
+    live: &broadcast::Sender<Arc<PaymentEvent>>,
+) {
     let result = (|| -> Result<Vec<Outcome>, StoreError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
         let outcomes: Vec<Outcome> = batch
             .iter()
             .map(|command| match command {
@@ -322,8 +377,12 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteCommand>, live: &bro
             for (command, outcome) in batch.drain(..).zip(outcomes) {
                 // A caller that went away (request cancelled) no longer needs the answer.
                 match (command, outcome) {
-                    (WriteCommand::Create { reply, .. }, Outcome::Created(result)) => drop(reply.send(result)),
-                    (WriteCommand::Apply { reply, .. }, Outcome::Applied(result)) => drop(reply.send(result)),
+                    (WriteCommand::Create { reply, .. }, Outcome::Created(result)) => {
+                        drop(reply.send(result))
+                    }
+                    (WriteCommand::Apply { reply, .. }, Outcome::Applied(result)) => {
+                        drop(reply.send(result))
+                    }
                     _ => unreachable!("outcomes are built from the batch in order"),
                 }
             }
@@ -344,11 +403,17 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteCommand>, live: &bro
 fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, StoreError> {
     if let Some(key) = &new.idempotency_key {
         let existing = tx
-            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = ?1"
+            ))
             .and_then(|mut stmt| stmt.query_row([key.as_str()], order_from_row).optional())
             .map_err(db)?;
         if let Some(order) = existing {
-            return if order.same_request_as(new) { Ok(Created::Existing(order)) } else { Err(StoreError::IdempotencyKeyReused) };
+            return if order.same_request_as(new) {
+                Ok(Created::Existing(order))
+            } else {
+                Err(StoreError::IdempotencyKeyReused)
+            };
         }
     }
     let order = new.clone().into_order();
@@ -376,9 +441,15 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
     Ok(Created::New(PaymentEvent { sequence, order }))
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, id: OrderId, change: &StatusChange) -> Result<Applied, StoreError> {
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    id: OrderId,
+    change: &StatusChange,
+) -> Result<Applied, StoreError> {
     let mut order = tx
-        .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"))
+        .prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"
+        ))
         .and_then(|mut stmt| stmt.query_row([id.to_string()], order_from_row).optional())
         .map_err(db)?
         .ok_or(StoreError::NotFound)?;
@@ -428,15 +499,21 @@ fn append_event(tx: &rusqlite::Transaction<'_>, order: &Order) -> Result<u64, St
 }
 
 fn corrupt(column: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, format!("stored {what} is invalid").into())
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("stored {what} is invalid").into(),
+    )
 }
 
 fn parse_order_id(row: &Row<'_>, column: usize) -> rusqlite::Result<OrderId> {
-    OrderId::parse("order_id", &row.get::<_, String>(column)?).map_err(|_| corrupt(column, "order id"))
+    OrderId::parse("order_id", &row.get::<_, String>(column)?)
+        .map_err(|_| corrupt(column, "order id"))
 }
 
 fn parse_status(row: &Row<'_>, column: usize) -> rusqlite::Result<OrderStatus> {
-    OrderStatus::from_str_opt(&row.get::<_, String>(column)?).ok_or_else(|| corrupt(column, "status"))
+    OrderStatus::from_str_opt(&row.get::<_, String>(column)?)
+        .ok_or_else(|| corrupt(column, "status"))
 }
 
 /// Immutable order fields, read from `row` starting at `first`:
@@ -453,18 +530,30 @@ struct OrderBasics {
 fn basics_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<OrderBasics> {
     Ok(OrderBasics {
         id: parse_order_id(row, first)?,
-        amount: Amount::parse("amount_minor", row.get(first + 1)?).map_err(|_| corrupt(first + 1, "amount"))?,
-        currency: Currency::parse("currency", &row.get::<_, String>(first + 2)?).map_err(|_| corrupt(first + 2, "currency"))?,
-        description: Description::parse("description", &row.get::<_, String>(first + 3)?).map_err(|_| corrupt(first + 3, "description"))?,
+        amount: Amount::parse("amount_minor", row.get(first + 1)?)
+            .map_err(|_| corrupt(first + 1, "amount"))?,
+        currency: Currency::parse("currency", &row.get::<_, String>(first + 2)?)
+            .map_err(|_| corrupt(first + 2, "currency"))?,
+        description: Description::parse("description", &row.get::<_, String>(first + 3)?)
+            .map_err(|_| corrupt(first + 3, "description"))?,
         client_secret: ClientSecret::from_stored(row.get(first + 4)?),
         idempotency_key: row
             .get::<_, Option<String>>(first + 5)?
-            .map(|key| IdempotencyKey::parse("idempotency_key", &key).ok().flatten().ok_or_else(|| corrupt(first + 5, "idempotency key")))
+            .map(|key| {
+                IdempotencyKey::parse("idempotency_key", &key)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| corrupt(first + 5, "idempotency key"))
+            })
             .transpose()?,
     })
 }
 
-fn text<T>(row: &Row<'_>, column: usize, parse: fn(&'static str, &str) -> Result<T, crate::domain::ValidationError>) -> rusqlite::Result<T> {
+fn text<T>(
+    row: &Row<'_>,
+    column: usize,
+    parse: fn(&'static str, &str) -> Result<T, crate::domain::ValidationError>,
+) -> rusqlite::Result<T> {
     parse("stored", &row.get::<_, String>(column)?).map_err(|_| corrupt(column, "text"))
 }
 

@@ -8,7 +8,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use payment_core::{Application, Config};
 use payments_proto::{
     payments::v1::{
-        self as pb, payment_service_client::PaymentServiceClient, provider_service_client::ProviderServiceClient,
+        self as pb, payment_service_client::PaymentServiceClient,
+        provider_service_client::ProviderServiceClient,
     },
     signature,
 };
@@ -35,7 +36,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts a server on the database in `dir`, after `adjust` has changed the config.
-pub async fn spawn_app_in(dir: std::sync::Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_in(
+    dir: std::sync::Arc<tempfile::TempDir>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     payment_core::telemetry::init("pretty");
     let database = dir.path().join("payments.db");
     let mut config = Config::for_tests(&database);
@@ -44,7 +48,11 @@ pub async fn spawn_app_in(dir: std::sync::Arc<tempfile::TempDir>, adjust: impl F
     let addr = app.local_addr();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects");
     TestApp {
         addr,
         payments: PaymentServiceClient::new(channel.clone()),
@@ -84,11 +92,20 @@ impl TestApp {
             .expect("order in response")
     }
 
-    pub async fn report(&self, order_id: &str, outcome: pb::PaymentOutcome, reason: &str) -> Result<pb::ReportPaymentResultResponse, tonic::Status> {
+    pub async fn report(
+        &self,
+        order_id: &str,
+        outcome: pb::PaymentOutcome,
+        reason: &str,
+    ) -> Result<pb::ReportPaymentResultResponse, tonic::Status> {
         let request = report_request(order_id, outcome, reason);
         self.provider
             .clone()
-            .report_payment_result(signature::signed_request(SECRET.as_bytes(), now_unix(), request))
+            .report_payment_result(signature::signed_request(
+                SECRET.as_bytes(),
+                now_unix(),
+                request,
+            ))
             .await
             .map(tonic::Response::into_inner)
     }
@@ -96,7 +113,10 @@ impl TestApp {
     pub async fn order_events(&self, order_id: &str) -> Vec<pb::PaymentEvent> {
         self.payments
             .clone()
-            .list_order_events(pb::ListOrderEventsRequest { order_id: order_id.into(), after_sequence: 0 })
+            .list_order_events(pb::ListOrderEventsRequest {
+                order_id: order_id.into(),
+                after_sequence: 0,
+            })
             .await
             .expect("events listed")
             .into_inner()
@@ -106,24 +126,38 @@ impl TestApp {
     pub async fn head_sequence(&self) -> u64 {
         self.payments
             .clone()
-            .list_events(pb::ListEventsRequest { after_sequence: 0, page_size: 1 })
+            .list_events(pb::ListEventsRequest {
+                after_sequence: 0,
+                page_size: 1,
+            })
             .await
             .expect("events listed")
             .into_inner()
             .head_sequence
     }
 
-    pub async fn watch(&self, selector: pb::watch_payments_request::Selector, after_sequence: u64) -> tonic::Streaming<pb::PaymentEvent> {
+    pub async fn watch(
+        &self,
+        selector: pb::watch_payments_request::Selector,
+        after_sequence: u64,
+    ) -> tonic::Streaming<pb::PaymentEvent> {
         self.payments
             .clone()
-            .watch_payments(pb::WatchPaymentsRequest { selector: Some(selector), after_sequence })
+            .watch_payments(pb::WatchPaymentsRequest {
+                selector: Some(selector),
+                after_sequence,
+            })
             .await
             .expect("watch starts")
             .into_inner()
     }
 }
 
-pub fn report_request(order_id: &str, outcome: pb::PaymentOutcome, reason: &str) -> pb::ReportPaymentResultRequest {
+pub fn report_request(
+    order_id: &str,
+    outcome: pb::PaymentOutcome,
+    reason: &str,
+) -> pb::ReportPaymentResultRequest {
     pb::ReportPaymentResultRequest {
         order_id: order_id.into(),
         outcome: outcome as i32,
@@ -133,14 +167,23 @@ pub fn report_request(order_id: &str, outcome: pb::PaymentOutcome, reason: &str)
 }
 
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Reads events until the stream ends or `count` arrived, with a bound.
-pub async fn collect(stream: &mut tonic::Streaming<pb::PaymentEvent>, count: usize) -> Vec<pb::PaymentEvent> {
+pub async fn collect(
+    stream: &mut tonic::Streaming<pb::PaymentEvent>,
+    count: usize,
+) -> Vec<pb::PaymentEvent> {
     let mut events = Vec::new();
     while events.len() < count {
-        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("event within 10s") {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("event within 10s")
+        {
             Ok(Some(event)) => events.push(event),
             Ok(None) => break,
             Err(status) => panic!("stream failed: {status}"),
