@@ -9,8 +9,8 @@
 //! - [`watch`]: one watcher of the log, history then live, gap-free.
 //! - [`expiry`]: the background task that expires unpaid orders.
 //! - [`grpc`]: the `payments.v1` services; protobuf stays here.
-//! - [`startup`], [`config`], [`telemetry`], [`shutdown`], [`clock`],
-//!   [`healthcheck`]: running the service.
+//! - [`startup`], [`config`], [`clock`], [`healthcheck`]: running the
+//!   service (tracing and the signal handler come from `service-kit`).
 
 pub mod clock;
 pub mod config;
@@ -18,10 +18,8 @@ pub mod domain;
 pub mod expiry;
 pub mod grpc;
 pub mod healthcheck;
-pub mod shutdown;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
 pub mod watch;
 
 pub use config::Config;

@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
-use payment_core::{Application, Config, healthcheck, shutdown, telemetry};
+use payment_core::{Application, Config, healthcheck};
+use service_kit::{shutdown, telemetry};
 
 #[derive(Parser)]
 #[command(

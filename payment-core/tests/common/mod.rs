@@ -40,7 +40,6 @@ pub async fn spawn_app_in(
     dir: std::sync::Arc<tempfile::TempDir>,
     adjust: impl FnOnce(&mut Config),
 ) -> TestApp {
-    payment_core::telemetry::init("pretty");
     let database = dir.path().join("payments.db");
     let mut config = Config::for_tests(&database);
     adjust(&mut config);

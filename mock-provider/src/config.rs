@@ -1,0 +1,56 @@
+//! Configuration from flags and environment variables.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Same development default as payment-core's, so a local run works
+/// without configuration; payment-core warns loudly when it is in use.
+pub const DEV_PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
+
+/// How to reach payment-core and sign for it: shared by `serve` and `report`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CoreConfig {
+    /// payment-core's gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "PAYMENT_CORE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub payment_core_url: String,
+    /// Shared secret for signing reports (HMAC-SHA256).
+    #[arg(long, global = true, env = "PROVIDER_SECRET", default_value = DEV_PROVIDER_SECRET, hide_default_value = true)]
+    pub provider_secret: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address of the payment page server.
+    #[arg(
+        long,
+        global = true,
+        env = "PROVIDER_LISTEN",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub listen: SocketAddr,
+    /// The merchant name shown on the payment page.
+    #[arg(long, env = "MERCHANT_NAME", default_value = "Larkspur Roasters")]
+    pub merchant_name: String,
+    /// Demo knob: wait this long before reporting a payer's decision.
+    #[arg(long, env = "PROVIDER_REPORT_DELAY_MS", default_value_t = 0)]
+    pub report_delay_ms: u64,
+    /// Demo knob: send every decision report twice (payment-core must ignore the repeat).
+    #[arg(long, env = "PROVIDER_DUPLICATE_REPORTS", default_value_t = false)]
+    pub duplicate_reports: bool,
+    /// Bound on the drain of requests in flight at shutdown.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+    /// `pretty` for terminals, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
+}
+
+impl ServeConfig {
+    pub fn report_delay(&self) -> Duration {
+        Duration::from_millis(self.report_delay_ms)
+    }
+}

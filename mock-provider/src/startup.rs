@@ -1,0 +1,70 @@
+//! Building and running the payment page server.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{CoreConfig, DEV_PROVIDER_SECRET, ServeConfig},
+    reporter::Reporter,
+    web::{ProviderState, router},
+};
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: ProviderState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(core: CoreConfig, serve: ServeConfig) -> anyhow::Result<Self> {
+        if core.provider_secret == DEV_PROVIDER_SECRET {
+            tracing::warn!(
+                "PROVIDER_SECRET is not set: signing with the public development secret."
+            );
+        }
+        let reporter = Reporter::new(&core.payment_core_url, &core.provider_secret)
+            .context("PAYMENT_CORE_URL")?;
+        let listener = TcpListener::bind(serve.listen)
+            .await
+            .with_context(|| format!("binding {}", serve.listen))?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(%local_addr, core = %core.payment_core_url, "mock-provider bound");
+        Ok(Self {
+            listener,
+            local_addr,
+            state: ProviderState {
+                reporter,
+                config: Arc::new(serve),
+            },
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the token fires; requests in flight get the configured grace.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let shutdown = self.shutdown.clone();
+        let server = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tokio::select! {
+            result = server => result.context("HTTP server failed")?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "requests still in flight after the grace period; closing anyway");
+            }
+        }
+        tracing::info!("mock-provider stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! What every service of the workspace runs the same way.
+//!
+//! - [`telemetry`]: tracing setup (`RUST_LOG`, `LOG_FORMAT`).
+//! - [`shutdown`]: the one SIGINT/SIGTERM handler, which cancels a token.
+//! - [`healthcheck`]: `GET` a local path for container health checks.
+
+pub mod healthcheck;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,74 @@
+//! Configuration from flags and environment variables.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// The admin token used when none is configured: fine on a laptop, never in
+/// production. The gateway warns at startup when it is in use.
+pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address of the HTTP server.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEWAY_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen: SocketAddr,
+    /// payment-core's gRPC endpoint.
+    #[arg(
+        long,
+        env = "PAYMENT_CORE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub payment_core_url: String,
+    /// Token for the merchant dashboard and its all-orders stream.
+    #[arg(long, env = "ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
+    pub admin_token: String,
+    /// Seconds between SSE heartbeat comments.
+    #[arg(long, env = "HEARTBEAT_SECS", default_value_t = 15)]
+    pub heartbeat_secs: u64,
+    /// Reconnect delay the browser is told in the SSE `retry:` field.
+    #[arg(long, env = "SSE_RETRY_MS", default_value_t = 2000)]
+    pub sse_retry_ms: u64,
+    /// Name of this instance in /metrics and the X-Gateway-Instance header.
+    #[arg(long, env = "GATEWAY_INSTANCE", default_value = "gateway")]
+    pub instance: String,
+    /// Bound on the drain of open connections at shutdown.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+    /// `pretty` for terminals, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
+}
+
+impl Config {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+
+    pub fn sse_retry(&self) -> Duration {
+        Duration::from_millis(self.sse_retry_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// Defaults for tests: port 0 and the given core.
+    pub fn for_tests(payment_core_url: &str) -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = <Defaults as clap::Parser>::parse_from(["sse-gateway"]).config;
+        config.listen = "127.0.0.1:0".parse().expect("valid address");
+        config.payment_core_url = payment_core_url.to_owned();
+        config.admin_token = "test-admin-token".into();
+        config.instance = "test-gateway".into();
+        config.shutdown_grace_secs = 2;
+        config
+    }
+}

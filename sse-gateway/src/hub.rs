@@ -1,0 +1,246 @@
+//! In-process fan-out of the one upstream stream to SSE connections.
+//!
+//! Connections watching one order register under that order's id, so an
+//! event costs work only for the browsers watching its order, not for all
+//! of them. Dashboard connections register for every event.
+//!
+//! Each connection has a bounded channel. The hub never waits on one: it
+//! uses `try_send`, and a connection whose channel is full is dropped from
+//! the hub (its stream ends after what it has buffered, the browser
+//! reconnects with `Last-Event-ID` and catches up from payment-core). A slow
+//! browser therefore neither delays the others nor grows memory.
+//!
+//! Locks: each shard's mutex guards its order -> connections map; the
+//! dashboard mutex guards the dashboard list and the recent-events ring.
+//! Both are std mutexes held only to register, unregister or push to
+//! channels without waiting, never across an `.await`.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::mpsc;
+
+use crate::{event::WireEvent, metrics::Metrics};
+
+/// Order connections get at most a handful of events (created, processing,
+/// a result); 8 leaves room for a replay after an upstream reconnect.
+pub const ORDER_BUFFER: usize = 8;
+/// Dashboards get every event; 1024 rides out bursts of thousands per second.
+pub const DASHBOARD_BUFFER: usize = 1024;
+/// Events a fresh dashboard is shown before live ones.
+pub const RECENT_EVENTS: usize = 200;
+/// Shards of the order map, so that connects and events for different
+/// orders rarely contend on one lock.
+const SHARDS: usize = 64;
+
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Arc<WireEvent>>,
+}
+
+#[derive(Default)]
+struct Dashboards {
+    subscribers: Vec<Subscriber>,
+    recent: VecDeque<Arc<WireEvent>>,
+}
+
+pub struct Hub {
+    shards: Vec<Mutex<HashMap<String, Vec<Subscriber>>>>,
+    dashboards: Mutex<Dashboards>,
+    hasher: RandomState,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+enum Key {
+    Order(String),
+    Dashboard,
+}
+
+/// A registration; dropping it unregisters.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    key: Key,
+    id: u64,
+    pub events: mpsc::Receiver<Arc<WireEvent>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        match &self.key {
+            Key::Order(order_id) => {
+                let mut shard = self.hub.shard(order_id);
+                if let Some(subscribers) = shard.get_mut(order_id) {
+                    subscribers.retain(|subscriber| subscriber.id != self.id);
+                    if subscribers.is_empty() {
+                        shard.remove(order_id);
+                    }
+                }
+            }
+            Key::Dashboard => lock(&self.hub.dashboards)
+                .subscribers
+                .retain(|subscriber| subscriber.id != self.id),
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain
+/// vectors; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            dashboards: Mutex::default(),
+            hasher: RandomState::new(),
+            next_id: AtomicU64::new(0),
+            metrics,
+        })
+    }
+
+    fn shard(&self, order_id: &str) -> MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
+        lock(&self.shards[self.hasher.hash_one(order_id) as usize % SHARDS])
+    }
+
+    /// Registers for one order's events from now on.
+    pub fn subscribe_order(self: &Arc<Self>, order_id: &str) -> Subscription {
+        let (tx, events) = mpsc::channel(ORDER_BUFFER);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.shard(order_id)
+            .entry(order_id.to_owned())
+            .or_default()
+            .push(Subscriber { id, tx });
+        Subscription {
+            hub: Arc::clone(self),
+            key: Key::Order(order_id.to_owned()),
+            id,
+            events,
+        }
+    }
+
+    /// Registers for every event from now on, and returns the recent ones
+    /// taken under the same lock, so nothing falls between the two.
+    pub fn subscribe_dashboard(self: &Arc<Self>) -> (Subscription, Vec<Arc<WireEvent>>) {
+        let (tx, events) = mpsc::channel(DASHBOARD_BUFFER);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut dashboards = lock(&self.dashboards);
+        dashboards.subscribers.push(Subscriber { id, tx });
+        let recent = dashboards.recent.iter().cloned().collect();
+        (
+            Subscription {
+                hub: Arc::clone(self),
+                key: Key::Dashboard,
+                id,
+                events,
+            },
+            recent,
+        )
+    }
+
+    /// Hands `event` to every connection that wants it, without waiting.
+    pub fn publish(&self, event: WireEvent) {
+        let event = Arc::new(event);
+        if let Some(subscribers) = self.shard(&event.order_id).get_mut(&event.order_id) {
+            self.offer(subscribers, &event);
+        }
+        let mut dashboards = lock(&self.dashboards);
+        if dashboards.recent.len() == RECENT_EVENTS {
+            dashboards.recent.pop_front();
+        }
+        dashboards.recent.push_back(Arc::clone(&event));
+        self.offer(&mut dashboards.subscribers, &event);
+    }
+
+    fn offer(&self, subscribers: &mut Vec<Subscriber>, event: &Arc<WireEvent>) {
+        subscribers.retain(|subscriber| match subscriber.tx.try_send(Arc::clone(event)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.slow_clients_disconnected.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(order_id = %event.order_id, "SSE client too slow; disconnecting it");
+                false
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(sequence: u64, order_id: &str) -> WireEvent {
+        WireEvent {
+            sequence,
+            order_id: order_id.into(),
+            status: "created",
+            data: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_reach_only_the_watchers_of_their_order_and_all_dashboards() {
+        let hub = Hub::new(Arc::default());
+        let mut a = hub.subscribe_order("a");
+        let mut b = hub.subscribe_order("b");
+        let (mut dashboard, recent) = hub.subscribe_dashboard();
+        assert!(recent.is_empty());
+        hub.publish(event(1, "a"));
+        assert_eq!(a.events.recv().await.unwrap().sequence, 1);
+        assert!(b.events.try_recv().is_err());
+        assert_eq!(dashboard.events.recv().await.unwrap().sequence, 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_connection_is_dropped_without_blocking_the_others() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone());
+        let mut slow = hub.subscribe_order("a");
+        let mut fast = hub.subscribe_order("a");
+        for sequence in 1..=ORDER_BUFFER as u64 + 1 {
+            hub.publish(event(sequence, "a"));
+            assert_eq!(fast.events.recv().await.unwrap().sequence, sequence);
+        }
+        assert_eq!(metrics.slow_clients_disconnected.load(Ordering::Relaxed), 1);
+        let mut drained = 0;
+        while slow.events.recv().await.is_some() {
+            drained += 1;
+        }
+        assert_eq!(
+            drained, ORDER_BUFFER,
+            "the slow one keeps what it had, then its stream ends"
+        );
+    }
+
+    #[test]
+    fn dropping_a_subscription_unregisters_it() {
+        let hub = Hub::new(Arc::default());
+        let subscription = hub.subscribe_order("a");
+        drop(subscription);
+        assert!(hub.shard("a").get("a").is_none());
+        let (dashboard, _) = hub.subscribe_dashboard();
+        drop(dashboard);
+        assert!(lock(&hub.dashboards).subscribers.is_empty());
+    }
+
+    #[test]
+    fn a_new_dashboard_gets_the_recent_events_bounded() {
+        let hub = Hub::new(Arc::default());
+        for sequence in 1..=RECENT_EVENTS as u64 + 5 {
+            hub.publish(event(sequence, "a"));
+        }
+        let (_dashboard, recent) = hub.subscribe_dashboard();
+        assert_eq!(recent.len(), RECENT_EVENTS);
+        assert_eq!(recent[0].sequence, 6);
+    }
+}

@@ -1,0 +1,36 @@
+use clap::{Parser, Subcommand};
+use service_kit::{healthcheck, shutdown, telemetry};
+use sse_gateway::{Application, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "sse-gateway",
+    version,
+    about = "Checkout page, dashboard and SSE streams of payment results"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Exit 0 if the local gateway is ready (for container health checks).
+    Healthcheck,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return healthcheck::http_ok(cli.config.listen, "/readyz").await;
+    }
+    telemetry::init(&cli.config.log_format);
+    let app = Application::build(cli.config).await?;
+    shutdown::cancel_on_signal(app.shutdown_token());
+    app.run_until_stopped().await
+}

@@ -1,0 +1,272 @@
+//! The browser-facing event streams, framed by the WHATWG rules.
+//!
+//! Every stream starts with a `retry:` frame, then sends the history the
+//! client has not seen (after `Last-Event-ID`), then live events from the
+//! hub, each with `id:` = the core's sequence and `event:` = the status.
+//! Heartbeat comments keep idle connections open through proxies.
+//!
+//! The connection registers with the hub *before* it reads history from the
+//! core, and skips any live event whose sequence it already sent: an event
+//! is then either in the history, or in the live channel, or both, never in
+//! neither.
+//!
+//! An order stream ends after the order's final event, and a reconnect that
+//! has already seen it gets 204, which tells EventSource to stop. When the
+//! core cannot be reached at connect time, the stream is a lone `retry:`
+//! frame that ends at once: EventSource treats a non-200 answer as final, so
+//! a 5xx would stop a browser that should simply try again.
+
+use std::{collections::VecDeque, convert::Infallible, sync::Arc};
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use futures::{Stream, StreamExt, stream};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::{
+    core_client::{CoreClient, CoreError},
+    error::ApiError,
+    event::WireEvent,
+    hub::Subscription,
+    metrics::Metrics,
+    startup::AppState,
+};
+
+/// Events per `ListEvents` page when a dashboard catches up.
+const BACKFILL_PAGE: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct OrderStreamQuery {
+    client_secret: Option<String>,
+    /// For clients that cannot set the Last-Event-ID header.
+    last_event_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DashboardQuery {
+    token: Option<String>,
+    last_event_id: Option<String>,
+}
+
+/// `Last-Event-ID` from the header, or the query for clients that cannot set it.
+fn resume_point(headers: &HeaderMap, from_query: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let raw =
+        match headers.get("last-event-id") {
+            Some(value) => Some(value.to_str().map_err(|_| {
+                ApiError::BadRequest("Last-Event-ID must be a sequence number".into())
+            })?),
+            None => from_query,
+        };
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest("Last-Event-ID must be a sequence number".into())),
+    }
+}
+
+pub fn secrets_match(expected: &str, given: Option<&str>) -> bool {
+    given.is_some_and(|given| {
+        !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+    })
+}
+
+/// `GET /api/orders/{id}/events?client_secret=`: one order's events.
+pub async fn order_events(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+    Query(query): Query<OrderStreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    crate::api::check_order_id(&order_id)?;
+    let after = resume_point(&headers, query.last_event_id.as_deref())?;
+    let subscription = state.hub.subscribe_order(&order_id);
+    let order = match state.core.get_order(&order_id).await {
+        Ok(order) => order,
+        Err(CoreError::Unavailable(cause)) => return Ok(retry_later(&state, &cause)),
+        Err(error) => return Err(error.into()),
+    };
+    // A wrong secret looks exactly like an unknown order.
+    if !secrets_match(&order.client_secret, query.client_secret.as_deref()) {
+        return Err(ApiError::NotFound);
+    }
+    let history = match state.core.order_events(&order_id, after.unwrap_or(0)).await {
+        Ok(history) => history,
+        Err(CoreError::Unavailable(cause)) => return Ok(retry_later(&state, &cause)),
+        Err(error) => return Err(error.into()),
+    };
+    if history.is_empty() && order.is_terminal() {
+        // Already saw the final event: 204 makes EventSource stop reconnecting.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let history = history.into_iter().map(Arc::new).collect();
+    let feed = Feed::new(
+        history,
+        subscription,
+        after.unwrap_or(0),
+        true,
+        None,
+        &state,
+    );
+    Ok(sse_response(&state, feed.into_stream()))
+}
+
+/// `GET /api/events?token=`: every order's events, for the dashboard.
+pub async fn dashboard_events(
+    State(state): State<AppState>,
+    Query(query): Query<DashboardQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if !secrets_match(&state.admin_token, query.token.as_deref().or(bearer)) {
+        return Err(ApiError::Unauthorized);
+    }
+    let after = resume_point(&headers, query.last_event_id.as_deref())?;
+    let (subscription, recent) = state.hub.subscribe_dashboard();
+    let feed = match after {
+        // Resuming: everything after the client's last event, from the core's log.
+        Some(after) => Feed::new(
+            Vec::new(),
+            subscription,
+            after,
+            false,
+            Some(state.core.clone()),
+            &state,
+        ),
+        // Fresh: the recent events this gateway has seen, then live ones.
+        None => Feed::new(recent, subscription, 0, false, None, &state),
+    };
+    Ok(sse_response(&state, feed.into_stream()))
+}
+
+fn retry_frame(state: &AppState) -> Event {
+    Event::default().retry(state.sse_retry)
+}
+
+fn retry_later(state: &AppState, cause: &str) -> Response {
+    tracing::warn!(%cause, "payment-core unavailable at SSE connect; telling the browser to retry");
+    sse_response(state, stream::empty())
+}
+
+fn sse_response(
+    state: &AppState,
+    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    let stream = stream::once(std::future::ready(Ok(retry_frame(state))))
+        .chain(events)
+        // Shutdown ends the response so the browser reconnects to another gateway.
+        .take_until(state.shutdown.clone().cancelled_owned());
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(state.heartbeat))
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Counts an open SSE connection for as long as it lives.
+struct ConnectionGauge(Arc<Metrics>);
+
+impl ConnectionGauge {
+    fn new(metrics: &Arc<Metrics>) -> Self {
+        metrics
+            .open_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(Arc::clone(metrics))
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0
+            .open_connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The state of one SSE connection: history not yet sent, where the
+/// backfill from the core stands (dashboards), and the live subscription.
+struct Feed {
+    pending: VecDeque<Arc<WireEvent>>,
+    live: Subscription,
+    /// Highest sequence sent (or the client's Last-Event-ID).
+    last_sent: u64,
+    ends_at_terminal: bool,
+    finished: bool,
+    backfill: Option<CoreClient>,
+    metrics: Arc<Metrics>,
+    _gauge: ConnectionGauge,
+}
+
+impl Feed {
+    fn new(
+        history: Vec<Arc<WireEvent>>,
+        live: Subscription,
+        after: u64,
+        ends_at_terminal: bool,
+        backfill: Option<CoreClient>,
+        state: &AppState,
+    ) -> Self {
+        Self {
+            pending: history.into(),
+            live,
+            last_sent: after,
+            ends_at_terminal,
+            finished: false,
+            backfill,
+            metrics: Arc::clone(&state.metrics),
+            _gauge: ConnectionGauge::new(&state.metrics),
+        }
+    }
+
+    async fn next_wire_event(&mut self) -> Option<Arc<WireEvent>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if let Some(core) = &self.backfill {
+                // A failed page ends the stream; the browser resumes from its last id.
+                let (page, _) = core.events(self.last_sent, BACKFILL_PAGE).await.ok()?;
+                if page.len() < BACKFILL_PAGE as usize {
+                    self.backfill = None;
+                }
+                self.pending.extend(page.into_iter().map(Arc::new));
+                continue;
+            }
+            // `None` when the hub cut this connection off as too slow.
+            return self.live.events.recv().await;
+        }
+    }
+
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let event = self.next_wire_event().await?;
+            if event.sequence <= self.last_sent {
+                continue;
+            }
+            self.last_sent = event.sequence;
+            self.finished = self.ends_at_terminal && event.is_terminal();
+            self.metrics.event_sent();
+            return Some((Ok(event.to_sse()), self));
+        }
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+        stream::unfold(self, Feed::next)
+    }
+}

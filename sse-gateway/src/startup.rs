@@ -1,0 +1,182 @@
+//! Building and running the gateway: the router, the upstream task, and a
+//! graceful shutdown that ends open SSE responses (otherwise axum would wait
+//! for them forever) within a bound.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderValue, StatusCode},
+    response::IntoResponse,
+    routing::{get, post},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+
+use crate::{
+    api, config::Config, core_client::CoreClient, hub::Hub, metrics::Metrics, pages, sse,
+    upstream::Upstream,
+};
+
+/// What every handler shares. Cheap to clone: all `Arc`s and small values.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: CoreClient,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub upstream_up: Arc<AtomicBool>,
+    pub admin_token: Arc<str>,
+    pub instance: Arc<str>,
+    pub heartbeat: Duration,
+    pub sse_retry: Duration,
+    /// Fires at shutdown: open SSE responses end so browsers reconnect elsewhere.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        Ok(Self {
+            core: CoreClient::new(&config.payment_core_url).context("PAYMENT_CORE_URL")?,
+            hub: Hub::new(Arc::clone(&metrics)),
+            metrics,
+            upstream_up: Arc::new(AtomicBool::new(false)),
+            admin_token: config.admin_token.as_str().into(),
+            instance: config.instance.as_str().into(),
+            heartbeat: config.heartbeat(),
+            sse_retry: config.sse_retry(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let instance = HeaderValue::from_str(&state.instance)
+        .unwrap_or_else(|_| HeaderValue::from_static("gateway"));
+    Router::new()
+        .route("/", get(pages::checkout))
+        .route("/dashboard", get(pages::dashboard))
+        .route("/assets/style.css", get(pages::stylesheet))
+        .route("/api/orders", post(api::create_order))
+        .route("/api/orders/{id}", get(api::get_order))
+        .route("/api/orders/{id}/events", get(sse::order_events))
+        .route("/api/events", get(sse::dashboard_events))
+        .route("/api/{*rest}", get(api::not_found).post(api::not_found))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::HeaderName::from_static("x-gateway-instance"),
+            instance,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state
+            .metrics
+            .render(&state.instance, state.upstream_up.load(Ordering::Relaxed)),
+    )
+}
+
+/// Ready when the upstream stream is open: without it, live events stop.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.upstream_up.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment-core stream is down",
+        )
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    grace: Duration,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port). The core is contacted lazily.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.admin_token == crate::config::DEV_ADMIN_TOKEN {
+            tracing::warn!(
+                "ADMIN_TOKEN is not set: the dashboard uses the public development token. Set ADMIN_TOKEN in production."
+            );
+        }
+        let state = AppState::new(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(%local_addr, core = %config.payment_core_url, instance = %config.instance, "sse-gateway bound");
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+            grace: config.shutdown_grace(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            grace,
+            ..
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let upstream = Upstream {
+            core: state.core.clone(),
+            hub: Arc::clone(&state.hub),
+            metrics: Arc::clone(&state.metrics),
+            up: Arc::clone(&state.upstream_up),
+        };
+        let upstream = tokio::spawn(upstream.run(shutdown.child_token()));
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let drained = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("HTTP server failed")?,
+            () = drained => tracing::warn!(?grace, "drain took longer than the grace period; closing anyway"),
+        }
+        shutdown.cancel();
+        let _ = upstream.await;
+        tracing::info!("sse-gateway stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! The one `WatchPayments(all_orders)` stream per gateway.
+//!
+//! It starts at the core's current head (connections fetch their own
+//! history, so the gateway needs only what happens from now on) and hands
+//! every event to the [`Hub`]. When the stream breaks, it reconnects with
+//! exponential backoff and full jitter (so a fleet of gateways does not
+//! stampede a restarting core) and resumes after the last sequence it saw,
+//! so no connected browser misses an event.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{core_client::CoreClient, event::WireEvent, hub::Hub, metrics::Metrics};
+
+const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
+const BACKOFF_CEILING: Duration = Duration::from_secs(5);
+
+pub struct Upstream {
+    pub core: CoreClient,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    /// True while the stream is open: what `/readyz` reports.
+    pub up: Arc<AtomicBool>,
+}
+
+impl Upstream {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut last_sequence: Option<u64> = None;
+        let mut failures: u32 = 0;
+        while !shutdown.is_cancelled() {
+            if let Err(error) = self
+                .follow(&mut last_sequence, &mut failures, &shutdown)
+                .await
+            {
+                tracing::warn!(%error, after_sequence = ?last_sequence, "payment-core stream down; reconnecting");
+            }
+            let was_up = self.up.swap(false, Ordering::Relaxed);
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if was_up {
+                self.metrics
+                    .upstream_reconnects
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            failures = failures.saturating_add(1);
+            let delay = backoff(failures);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.up.store(false, Ordering::Relaxed);
+        tracing::debug!("upstream task stopped");
+    }
+
+    /// Opens the stream and forwards it until it ends; `Ok` on shutdown.
+    async fn follow(
+        &self,
+        last_sequence: &mut Option<u64>,
+        failures: &mut u32,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        let after = match *last_sequence {
+            Some(sequence) => sequence,
+            None => self.core.events(0, 1).await.map_err(|e| e.to_string())?.1,
+        };
+        let mut stream = self
+            .core
+            .watch_all(after)
+            .await
+            .map_err(|e| e.to_string())?;
+        *last_sequence = Some(after);
+        self.up.store(true, Ordering::Relaxed);
+        tracing::info!(after_sequence = after, "payment-core stream open");
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                message = stream.message() => message,
+            };
+            match message {
+                Ok(Some(event)) => {
+                    *failures = 0;
+                    // The core never repeats on one stream; this guards the invariant anyway.
+                    if *last_sequence >= Some(event.sequence) {
+                        continue;
+                    }
+                    *last_sequence = Some(event.sequence);
+                    self.metrics.upstream_events.fetch_add(1, Ordering::Relaxed);
+                    match WireEvent::try_from(&event) {
+                        Ok(wire) => self.hub.publish(wire),
+                        Err(error) => {
+                            tracing::error!(%error, sequence = event.sequence, "undecodable event skipped")
+                        }
+                    }
+                }
+                Ok(None) => return Err("stream ended".into()),
+                Err(status) => return Err(status.to_string()),
+            }
+        }
+    }
+}
+
+/// Full jitter: uniform in [0, min(ceiling, floor * 2^failures)].
+fn backoff(failures: u32) -> Duration {
+    let exponential = BACKOFF_FLOOR.saturating_mul(1u32 << failures.min(16));
+    let cap = exponential.min(BACKOFF_CEILING);
+    cap.mul_f64(rand::random_range(0.0..=1.0))
+        .max(Duration::from_millis(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_ceiling_and_never_busy_loops() {
+        for failures in 0..40 {
+            let delay = backoff(failures);
+            assert!(
+                delay >= Duration::from_millis(10) && delay <= BACKOFF_CEILING,
+                "{delay:?}"
+            );
+        }
+    }
+}

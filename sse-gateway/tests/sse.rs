@@ -1,0 +1,281 @@
+//! The SSE endpoints read by a raw client over a socket: framing, history,
+//! resume, ending, and who may watch what.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_TOKEN, BOUND, data, names, spawn_system, spawn_system_with};
+use payments_proto::payments::v1::PaymentOutcome;
+
+#[tokio::test]
+async fn the_stream_is_framed_by_the_whatwg_rules() {
+    let system = spawn_system_with(|config| config.heartbeat_secs = 1).await;
+    let order = system.create_order(1999, "line one\nline two").await;
+    let mut stream = system
+        .open(&order.events_url, &[("Accept-Encoding", "gzip, br")])
+        .await;
+    assert_eq!(stream.status, 200);
+    assert!(stream.headers["content-type"].starts_with("text/event-stream"));
+    assert_eq!(stream.headers["cache-control"], "no-cache");
+    assert_eq!(stream.headers["x-accel-buffering"], "no");
+    assert!(
+        !stream.headers.contains_key("content-encoding"),
+        "event streams are never compressed"
+    );
+
+    let first = stream.next_frame(BOUND).await.unwrap().unwrap();
+    assert_eq!(first.retry, Some(2000), "a retry: line comes first");
+    assert!(first.data.is_none());
+
+    let created = stream.next_event(BOUND).await.unwrap().unwrap();
+    assert_eq!(created.event.as_deref(), Some("created"));
+    assert_eq!(created.data_lines, 1, "JSON data never spans lines");
+    let body = data(&created);
+    assert_eq!(
+        created.id.as_deref(),
+        Some(body["sequence"].to_string().as_str()),
+        "id is the core's sequence"
+    );
+    assert_eq!(body["order_id"].as_str(), Some(order.order_id.as_str()));
+    assert_eq!(
+        body["description"], "line one\nline two",
+        "a multi-line value survives the framing"
+    );
+    assert_eq!(
+        (body["amount_minor"].as_i64(), body["currency"].as_str()),
+        (Some(1999), Some("EUR"))
+    );
+    assert!(body["occurred_at"].as_str().unwrap().ends_with('Z'));
+
+    // Idle: a heartbeat comment arrives within the interval.
+    let heartbeat = stream
+        .next_frame(Duration::from_secs(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        heartbeat.data.is_none() && !heartbeat.comments.is_empty(),
+        "{heartbeat:?}"
+    );
+
+    system
+        .report(&order.order_id, PaymentOutcome::Processing, "")
+        .await;
+    system
+        .report(
+            &order.order_id,
+            PaymentOutcome::Failed,
+            "insufficient funds",
+        )
+        .await;
+    let rest = stream.events_until_end(BOUND).await.unwrap();
+    assert_eq!(
+        names(&rest),
+        ["processing", "failed"],
+        "the response ends after the final event"
+    );
+    assert_eq!(data(&rest[1])["reason"], "insufficient funds");
+    let ids: Vec<u64> = [&created]
+        .into_iter()
+        .chain(&rest)
+        .map(|f| f.id.as_ref().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+
+    let mut after_end = system
+        .open(
+            &order.events_url,
+            &[("Last-Event-ID", rest[1].id.as_deref().unwrap())],
+        )
+        .await;
+    assert_eq!(
+        after_end.status, 204,
+        "a client that saw the final event is told to stop"
+    );
+    assert!(after_end.events_until_end(BOUND).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_result_that_landed_before_the_page_subscribed_is_delivered() {
+    let system = spawn_system().await;
+    let order = system.create_order(500, "").await;
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+    let mut stream = system.open(&order.events_url, &[]).await;
+    assert_eq!(
+        names(&stream.events_until_end(BOUND).await.unwrap()),
+        ["created", "succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn two_tabs_watching_one_order_each_get_every_event() {
+    let system = spawn_system().await;
+    let order = system.create_order(500, "").await;
+    let mut first = system.open(&order.events_url, &[]).await;
+    let mut second = system.open(&order.events_url, &[]).await;
+    assert_eq!(
+        first
+            .next_event(BOUND)
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .as_deref(),
+        Some("created")
+    );
+    assert_eq!(
+        second
+            .next_event(BOUND)
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .as_deref(),
+        Some("created")
+    );
+    system
+        .report(&order.order_id, PaymentOutcome::Processing, "")
+        .await;
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+    assert_eq!(
+        names(&first.events_until_end(BOUND).await.unwrap()),
+        ["processing", "succeeded"]
+    );
+    assert_eq!(
+        names(&second.events_until_end(BOUND).await.unwrap()),
+        ["processing", "succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn a_reconnect_with_last_event_id_mid_payment_gets_exactly_the_rest() {
+    let system = spawn_system().await;
+    let order = system.create_order(500, "").await;
+    let mut stream = system.open(&order.events_url, &[]).await;
+    stream.next_event(BOUND).await.unwrap().unwrap();
+    system
+        .report(&order.order_id, PaymentOutcome::Processing, "")
+        .await;
+    let processing = stream.next_event(BOUND).await.unwrap().unwrap();
+    drop(stream);
+
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+    let last_id = processing.id.unwrap();
+    let mut resumed = system
+        .open(&order.events_url, &[("Last-Event-ID", &last_id)])
+        .await;
+    let rest = resumed.events_until_end(BOUND).await.unwrap();
+    assert_eq!(names(&rest), ["succeeded"]);
+
+    // The same through the query parameter, for clients that cannot set headers.
+    let mut by_query = system
+        .open(
+            &format!("{}&last_event_id={last_id}", order.events_url),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        names(&by_query.events_until_end(BOUND).await.unwrap()),
+        ["succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn nobody_watches_an_order_without_its_secret() {
+    let system = spawn_system().await;
+    let order = system.create_order(500, "").await;
+    let base = format!("/api/orders/{}/events", order.order_id);
+    for path in [
+        format!("{base}?client_secret=cs_guess"),
+        base.clone(),
+        format!(
+            "/api/orders/{}/events?client_secret={}",
+            uuid::Uuid::new_v4(),
+            order.client_secret
+        ),
+    ] {
+        let mut stream = system.open(&path, &[]).await;
+        assert_eq!(stream.status, 404, "{path}");
+        assert!(stream.read_body().await.contains("\"not_found\""));
+    }
+    let mut bad_id = system
+        .open(
+            &format!("{}", order.events_url),
+            &[("Last-Event-ID", "yesterday")],
+        )
+        .await;
+    assert_eq!(bad_id.status, 400);
+    assert!(bad_id.read_body().await.contains("Last-Event-ID"));
+}
+
+#[tokio::test]
+async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
+    let system = spawn_system().await;
+    for path in [
+        "/api/events".to_owned(),
+        "/api/events?token=wrong".to_owned(),
+    ] {
+        let mut refused = system.open(&path, &[]).await;
+        assert_eq!(refused.status, 401, "{path}");
+        assert!(refused.read_body().await.contains("\"unauthorized\""));
+    }
+    let before = system
+        .create_order(100, "placed before the dashboard opened")
+        .await;
+    let mut dashboard = system
+        .open(&format!("/api/events?token={ADMIN_TOKEN}"), &[])
+        .await;
+    assert_eq!(dashboard.status, 200);
+    let recent = dashboard.next_event(BOUND).await.unwrap().unwrap();
+    assert_eq!(
+        data(&recent)["order_id"].as_str(),
+        Some(before.order_id.as_str()),
+        "a fresh dashboard sees recent orders"
+    );
+
+    let placed = system.create_order(200, "new order").await;
+    let created = dashboard.next_event(BOUND).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            created.event.as_deref(),
+            data(&created)["order_id"].as_str()
+        ),
+        (Some("created"), Some(placed.order_id.as_str()))
+    );
+    system
+        .report(&placed.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+    let paid = dashboard.next_event(BOUND).await.unwrap().unwrap();
+    assert_eq!(paid.event.as_deref(), Some("succeeded"));
+
+    // Resume from the first event: the core's log fills in the rest, once each.
+    let mut resumed = system
+        .open(
+            "/api/events",
+            &[
+                ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+                ("Last-Event-ID", recent.id.as_deref().unwrap()),
+            ],
+        )
+        .await;
+    let mut replayed = Vec::new();
+    for _ in 0..2 {
+        replayed.push(
+            resumed
+                .next_event(BOUND)
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+                .unwrap(),
+        );
+    }
+    assert_eq!(replayed, [created.id.unwrap(), paid.id.unwrap()]);
+}
