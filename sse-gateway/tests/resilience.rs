@@ -1,0 +1,125 @@
+//! Failures around the gateway: payment-core crashing mid-payment, the
+//! gateway shutting down under open streams, and a second gateway taking
+//! over a browser's stream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{BOUND, names, spawn_gateway, spawn_system};
+use payments_proto::payments::v1::PaymentOutcome;
+
+#[tokio::test]
+async fn payment_core_killed_and_restarted_mid_payment_still_delivers_the_result_exactly_once() {
+    let mut system = spawn_system().await;
+    let order = system.create_order(2500, "").await;
+    let mut stream = system.open(&order.events_url, &[]).await;
+    assert_eq!(
+        stream
+            .next_event(BOUND)
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .as_deref(),
+        Some("created")
+    );
+    system
+        .report(&order.order_id, PaymentOutcome::Processing, "")
+        .await;
+    assert_eq!(
+        stream
+            .next_event(BOUND)
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .as_deref(),
+        Some("processing")
+    );
+
+    system.kill_core();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    system.restart_core();
+    // The result lands while the gateway may still be reconnecting upstream.
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+
+    let rest = stream.events_until_end(BOUND).await.unwrap();
+    assert_eq!(
+        names(&rest),
+        ["succeeded"],
+        "the same connection gets the result once, then ends"
+    );
+    let metrics = system
+        .http
+        .get(system.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sse_gateway_upstream_reconnects_total{instance=\"test-gateway\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_event_streams_promptly_and_the_gateway_stops() {
+    let system = spawn_system().await;
+    let order = system.create_order(100, "").await;
+    let mut order_stream = system.open(&order.events_url, &[]).await;
+    let mut dashboard = system
+        .open(&format!("/api/events?token={}", common::ADMIN_TOKEN), &[])
+        .await;
+    order_stream.next_event(BOUND).await.unwrap().unwrap();
+    dashboard.next_event(BOUND).await.unwrap().unwrap();
+
+    system.gateway.shutdown.cancel();
+    for stream in [&mut order_stream, &mut dashboard] {
+        let rest = tokio::time::timeout(Duration::from_secs(3), stream.events_until_end(BOUND))
+            .await
+            .expect("stream ends at once");
+        assert!(rest.unwrap().is_empty());
+    }
+    tokio::time::timeout(Duration::from_secs(3), system.gateway.server)
+        .await
+        .expect("gateway stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_browser_moved_to_another_gateway_resumes_without_loss_or_repeat() {
+    let system = spawn_system().await;
+    let second = spawn_gateway(system.core_port, |config| config.instance = "second".into()).await;
+    let order = system.create_order(700, "").await;
+    let mut on_first = system.open(&order.events_url, &[]).await;
+    let created = on_first.next_event(BOUND).await.unwrap().unwrap();
+    system
+        .report(&order.order_id, PaymentOutcome::Processing, "")
+        .await;
+    let processing = on_first.next_event(BOUND).await.unwrap().unwrap();
+
+    system.gateway.shutdown.cancel();
+    assert!(on_first.events_until_end(BOUND).await.unwrap().is_empty());
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+
+    let mut on_second = testkit::sse::SseConnection::open(
+        second.addr,
+        &order.events_url,
+        &[("Last-Event-ID", processing.id.as_deref().unwrap())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(on_second.headers["x-gateway-instance"], "second");
+    let rest = on_second.events_until_end(BOUND).await.unwrap();
+    assert_eq!(names(&rest), ["succeeded"]);
+    let ids = [created.id, processing.id, rest[0].id.clone()];
+    assert!(ids.windows(2).all(|pair| pair[0] != pair[1]));
+}

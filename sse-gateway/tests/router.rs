@@ -1,0 +1,103 @@
+//! The router driven in-process with `oneshot`: the answers that need no
+//! payment-core at all (pages, refused requests), so they hold even when
+//! the core is down.
+
+use axum::{
+    body::{Body, to_bytes},
+    http::{Request, StatusCode},
+};
+use sse_gateway::{AppState, Config, router};
+use tower::ServiceExt;
+
+fn app() -> axum::Router {
+    // Port 1 on loopback: nothing listens, and nothing here should call it.
+    router(AppState::new(&Config::for_tests("http://127.0.0.1:1")).expect("state"))
+}
+
+async fn call(request: Request<Body>) -> (StatusCode, String) {
+    let response = app().oneshot(request).await.expect("router answers");
+    let status = response.status();
+    let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn post_orders(content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut request = Request::post("/api/orders");
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.body(body.into()).unwrap()
+}
+
+#[tokio::test]
+async fn the_checkout_page_is_served_without_the_core() {
+    let (status, body) = call(Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("new EventSource"));
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_before_reaching_the_core() {
+    let cases = [
+        (
+            post_orders(None, "{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            post_orders(Some("application/json"), "[1,"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            post_orders(Some("application/json"), vec![b' '; 17 * 1024]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Request::get("/api/orders/123/events?client_secret=x")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Request::get("/api/events").body(Body::empty()).unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Request::get("/api/unknown").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let uri = request.uri().clone();
+        let (got, body) = call(request).await;
+        assert_eq!(got, status, "{uri}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
+        assert_eq!(json["error"]["code"], code, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_core_is_a_503_for_the_api_and_a_retry_for_event_streams() {
+    let (status, body) = call(post_orders(
+        Some("application/json"),
+        r#"{"amount_minor":1,"currency":"EUR"}"#,
+    ))
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, body) = call(
+        Request::get(format!(
+            "/api/orders/{}/events?client_secret=x",
+            uuid::Uuid::new_v4()
+        ))
+        .body(Body::empty())
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "EventSource must not give up");
+    assert_eq!(body, "retry: 2000\n\n", "nothing but the reconnect delay");
+}
