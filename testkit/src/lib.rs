@@ -88,17 +88,20 @@ impl Drop for Process {
     }
 }
 
-/// payment-core on a free port over the SQLite file `database`.
+/// payment-core on `port` over the SQLite file `database`.
 pub fn start_payment_core(database: &std::path::Path, secret: &str, port: u16) -> Process {
+    start_payment_core_with(database, secret, port, &[])
+}
+
+/// payment-core with extra environment (e.g. `PROVIDER_PAGE_URL`).
+pub fn start_payment_core_with(database: &std::path::Path, secret: &str, port: u16, extra: &[(&str, String)]) -> Process {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    Process::start(
-        "payment-core",
-        addr,
-        &[
-            ("PAYMENT_CORE_LISTEN", addr.to_string()),
-            ("DATABASE_URL", format!("sqlite://{}", database.display())),
-            ("PROVIDER_SECRET", secret.to_owned()),
-            ("PROVIDER_PAGE_URL", "http://127.0.0.1:1/pay".to_owned()),
-        ],
-    )
+    let mut env = vec![
+        ("PAYMENT_CORE_LISTEN", addr.to_string()),
+        ("DATABASE_URL", format!("sqlite://{}", database.display())),
+        ("PROVIDER_SECRET", secret.to_owned()),
+        ("PROVIDER_PAGE_URL", "http://127.0.0.1:1/pay".to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    Process::start("payment-core", addr, &env)
 }

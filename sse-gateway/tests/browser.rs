@@ -1,0 +1,189 @@
+//! A real browser: headless Chromium driven over WebDriver pays (and
+//! declines) through the checkout page and the provider's popup, and the
+//! checkout shows the result without a reload.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them.
+//! A missing browser fails the test: it is never skipped.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use testkit::{Process, free_port, wait_for_port};
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn start_browser() -> Browser {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (Debian package chromium-driver; .ci/run installs it)");
+    wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20));
+    let profile = tempfile::tempdir().unwrap();
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    });
+    let client = ClientBuilder::rustls()
+        .expect("TLS config")
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session with Chromium");
+    Browser { client, driver, _profile: profile }
+}
+
+/// The whole system: payment-core and mock-provider binaries, the gateway in process.
+struct Shop {
+    gateway: common::Gateway,
+    _core: Process,
+    _provider: Process,
+    _dir: tempfile::TempDir,
+}
+
+async fn open_shop() -> Shop {
+    let dir = tempfile::tempdir().unwrap();
+    let (core_port, provider_port) = (free_port(), free_port());
+    let core = testkit::start_payment_core_with(
+        &dir.path().join("core.db"),
+        common::SECRET,
+        core_port,
+        &[("PROVIDER_PAGE_URL", format!("http://127.0.0.1:{provider_port}/pay"))],
+    );
+    let provider_addr = SocketAddr::from(([127, 0, 0, 1], provider_port));
+    let provider = Process::start(
+        "mock-provider",
+        provider_addr,
+        &[
+            ("PROVIDER_LISTEN", provider_addr.to_string()),
+            ("PAYMENT_CORE_URL", format!("http://127.0.0.1:{core_port}")),
+            ("PROVIDER_SECRET", common::SECRET.to_owned()),
+        ],
+    );
+    let gateway = common::spawn_gateway(core_port, |_| {}).await;
+    Shop { gateway, _core: core, _provider: provider, _dir: dir }
+}
+
+/// Polls `check` until it returns `Some`, at most `bound`.
+async fn eventually<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status_of(client: &Client) -> (String, String) {
+    let status = client.find(Locator::Id("status")).await.unwrap();
+    let name = status.attr("data-status").await.unwrap().unwrap_or_default();
+    let reason = client.find(Locator::Id("status-reason")).await.unwrap().text().await.unwrap();
+    (name, reason)
+}
+
+/// Fills the checkout, clicks Pay, and returns (checkout window, provider popup).
+async fn start_payment(client: &Client, shop: &Shop, amount: &str) -> (fantoccini::wd::WindowHandle, fantoccini::wd::WindowHandle) {
+    client.goto(&format!("http://{}/", shop.gateway.addr)).await.unwrap();
+    // A reload would drop this marker: the result must arrive without one.
+    client.execute("window.__noReload = true; return true;", vec![]).await.unwrap();
+    let amount_input = client.find(Locator::Id("amount")).await.unwrap();
+    amount_input.clear().await.unwrap();
+    amount_input.send_keys(amount).await.unwrap();
+    let checkout = client.window().await.unwrap();
+    client.find(Locator::Id("pay-button")).await.unwrap().click().await.unwrap();
+
+    let popup = eventually(Duration::from_secs(15), "the provider popup", || async {
+        client.windows().await.unwrap().into_iter().find(|handle| *handle != checkout)
+    })
+    .await;
+    let (status, _) = eventually(Duration::from_secs(15), "the order to be created", || async {
+        let (status, reason) = status_of(client).await;
+        (status != "idle").then_some((status, reason))
+    })
+    .await;
+    assert!(["created", "processing"].contains(&status.as_str()), "{status}");
+    client.switch_to_window(popup.clone()).await.unwrap();
+    eventually(Duration::from_secs(15), "the payment page", || async { client.find(Locator::Id("pay")).await.ok() }).await;
+    (checkout, popup)
+}
+
+async fn wait_for_final_status(client: &Client, expected: &str) -> String {
+    let (_, reason) = eventually(Duration::from_secs(15), expected, || async {
+        let (status, reason) = status_of(client).await;
+        (status == expected).then_some((status, reason))
+    })
+    .await;
+    let still_same_page = client.execute("return window.__noReload === true;", vec![]).await.unwrap();
+    assert_eq!(still_same_page, json!(true), "the page was not reloaded");
+    reason
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shopper_pays_in_the_provider_popup_and_the_checkout_shows_success_at_once() {
+    let shop = open_shop().await;
+    let browser = start_browser().await;
+    let client = &browser.client;
+    let (checkout, _popup) = start_payment(client, &shop, "12.50").await;
+
+    let amount = client.find(Locator::Id("amount")).await.unwrap().text().await.unwrap();
+    assert_eq!(amount, "12.50 EUR", "the provider shows the order's amount");
+    client.find(Locator::Id("pay")).await.unwrap().click().await.unwrap();
+    eventually(Duration::from_secs(10), "the provider's result", || async { client.find(Locator::Id("result")).await.ok() }).await;
+    client.switch_to_window(checkout).await.unwrap();
+
+    wait_for_final_status(client, "succeeded").await;
+    let connection = client.find(Locator::Id("connection")).await.unwrap().text().await.unwrap();
+    assert_eq!(connection, "Closed", "the page closes its EventSource at the final state");
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declined_payment_shows_its_reason_on_the_checkout() {
+    let shop = open_shop().await;
+    let browser = start_browser().await;
+    let client = &browser.client;
+    let (checkout, _popup) = start_payment(client, &shop, "30").await;
+
+    let reason = client.find(Locator::Id("decline-reason")).await.unwrap();
+    reason.select_by_value("insufficient funds").await.unwrap();
+    client.find(Locator::Id("decline")).await.unwrap().click().await.unwrap();
+    eventually(Duration::from_secs(10), "the provider's result", || async { client.find(Locator::Id("result")).await.ok() }).await;
+    client.switch_to_window(checkout).await.unwrap();
+
+    let shown_reason = wait_for_final_status(client, "failed").await;
+    assert_eq!(shown_reason, "insufficient funds");
+    let message = client.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
+    assert!(message.contains("insufficient funds"), "{message}");
+    client.clone().close().await.unwrap();
+}
