@@ -35,7 +35,8 @@ pub fn router(state: ProviderState) -> Router {
         .route("/pay/{order_id}", get(payment_page).post(decide))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { PageError::Invalid("This page does not exist.".into()) })
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Failures are logged once, by the error type that knows their cause.
+        .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 

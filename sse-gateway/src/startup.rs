@@ -80,7 +80,8 @@ pub fn router(state: AppState) -> Router {
             axum::http::HeaderName::from_static("x-gateway-instance"),
             instance,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Failures are logged once, by the error type that knows their cause.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 

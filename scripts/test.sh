@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the Rust tests (unit, integration, real
+# binaries, grpcurl, headless Chromium), the benchmark smoke run, and the
+# Docker end-to-end check. What they need is listed in the README; .ci/run
+# installs it on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test --workspace" >&2
+cargo test --workspace --locked
+
+if [ -x bench/smoke.sh ]; then
+  echo "== benchmark smoke (small, checks lost = 0 and duplicated = 0)" >&2
+  bench/smoke.sh
+fi
+
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  echo "== docker compose end to end" >&2
+  .ci/docker-test.sh
+elif [ "${CI:-}" = true ]; then
+  echo "CI=true but no Docker engine is reachable: the compose check cannot run" >&2
+  exit 1
+else
+  echo "!! Docker engine not reachable: skipped the docker compose check (.ci/docker-test.sh)" >&2
+fi
