@@ -8,6 +8,8 @@
 const PAY: &str = include_str!("../assets/pay.html");
 const RESULT: &str = include_str!("../assets/result.html");
 const MESSAGE: &str = include_str!("../assets/message.html");
+/// The provider's stylesheet, shared by the three pages.
+pub const STYLESHEET: &str = include_str!("../assets/mockpay.css");
 
 fn escape_html(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());

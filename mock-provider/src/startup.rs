@@ -1,6 +1,6 @@
 //! Building and running the payment page server.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{future::IntoFuture, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -58,12 +58,9 @@ impl Application {
         let shutdown = self.shutdown.clone();
         let server = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        tokio::select! {
-            result = server => result.context("HTTP server failed")?,
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "requests still in flight after the grace period; closing anyway");
-            }
-        }
+        service_kit::shutdown::serve_with_bounded_drain(server.into_future(), &shutdown, grace)
+            .await
+            .context("HTTP server failed")?;
         tracing::info!("mock-provider stopped");
         Ok(())
     }

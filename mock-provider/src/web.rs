@@ -33,6 +33,7 @@ pub struct ProviderState {
 pub fn router(state: ProviderState) -> Router {
     Router::new()
         .route("/pay/{order_id}", get(payment_page).post(decide))
+        .route("/assets/mockpay.css", get(stylesheet))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { PageError::Invalid("This page does not exist.".into()) })
         // Failures are logged once, by the error type that knows their cause.
@@ -110,6 +111,13 @@ impl IntoResponse for PageError {
         };
         (status, Html(pages::message_page(title, &message))).into_response()
     }
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        pages::STYLESHEET,
+    )
 }
 
 fn finished_message(status: pb::OrderStatus) -> &'static str {

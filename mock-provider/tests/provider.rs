@@ -121,6 +121,20 @@ async fn opening_the_page_shows_the_order_and_reports_processing() {
         !page.contains("name=\"amount\""),
         "the payer cannot submit an amount"
     );
+    let stylesheet = system
+        .http
+        .get(system.url("/assets/mockpay.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stylesheet.headers()["content-type"],
+        "text/css; charset=utf-8"
+    );
+    assert!(
+        page.contains("href=\"/assets/mockpay.css\""),
+        "the page links the stylesheet it is served with"
+    );
     assert_eq!(system.statuses(&order_id).await, [Created, Processing]);
     system.get(&format!("/pay/{order_id}")).await;
     assert_eq!(

@@ -129,15 +129,9 @@ impl Application {
                 }
             });
 
-        let grace = config.shutdown_grace();
-        let drained = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = server => result.context("gRPC server failed")?,
-            () = drained => tracing::warn!(?grace, "drain took longer than the grace period; closing anyway"),
-        }
+        service_kit::shutdown::serve_with_bounded_drain(server, &shutdown, config.shutdown_grace())
+            .await
+            .context("gRPC server failed")?;
         // Also on a server error: stop the background task before returning.
         shutdown.cancel();
         let _ = expiry.await;

@@ -38,3 +38,23 @@ async fn wait_for_signal() {
         () = terminate => {}
     }
 }
+
+/// Runs `server` to completion, but once `shutdown` fires gives it at most
+/// `grace` to drain: a client that never closes cannot hold the process.
+pub async fn serve_with_bounded_drain<E>(
+    server: impl std::future::Future<Output = Result<(), E>>,
+    shutdown: &CancellationToken,
+    grace: std::time::Duration,
+) -> Result<(), E> {
+    let drain_deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = drain_deadline => {
+            tracing::warn!(?grace, "drain took longer than the grace period; closing anyway");
+            Ok(())
+        }
+    }
+}

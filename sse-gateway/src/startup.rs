@@ -3,6 +3,7 @@
 //! for them forever) within a bound.
 
 use std::{
+    future::IntoFuture,
     net::SocketAddr,
     sync::{
         Arc,
@@ -167,14 +168,9 @@ impl Application {
         let upstream = tokio::spawn(upstream.run(shutdown.child_token()));
         let server = axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let drained = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = server => result.context("HTTP server failed")?,
-            () = drained => tracing::warn!(?grace, "drain took longer than the grace period; closing anyway"),
-        }
+        service_kit::shutdown::serve_with_bounded_drain(server.into_future(), &shutdown, grace)
+            .await
+            .context("HTTP server failed")?;
         shutdown.cancel();
         let _ = upstream.await;
         tracing::info!("sse-gateway stopped");

@@ -38,7 +38,10 @@ async fn start_browser() -> Browser {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver is installed (Debian package chromium-driver; .ci/run installs it)");
-    wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20));
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(20),
+    );
     let profile = tempfile::tempdir().unwrap();
     let capabilities = json!({
         "goog:chromeOptions": {
@@ -55,7 +58,11 @@ async fn start_browser() -> Browser {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("WebDriver session with Chromium");
-    Browser { client, driver, _profile: profile }
+    Browser {
+        client,
+        driver,
+        _profile: profile,
+    }
 }
 
 /// The whole system: payment-core and mock-provider binaries, the gateway in process.
@@ -73,7 +80,10 @@ async fn open_shop() -> Shop {
         &dir.path().join("core.db"),
         common::SECRET,
         core_port,
-        &[("PROVIDER_PAGE_URL", format!("http://127.0.0.1:{provider_port}/pay"))],
+        &[(
+            "PROVIDER_PAGE_URL",
+            format!("http://127.0.0.1:{provider_port}/pay"),
+        )],
     );
     let provider_addr = SocketAddr::from(([127, 0, 0, 1], provider_port));
     let provider = Process::start(
@@ -86,7 +96,12 @@ async fn open_shop() -> Shop {
         ],
     );
     let gateway = common::spawn_gateway(core_port, |_| {}).await;
-    Shop { gateway, _core: core, _provider: provider, _dir: dir }
+    Shop {
+        gateway,
+        _core: core,
+        _provider: provider,
+        _dir: dir,
+    }
 }
 
 /// Polls `check` until it returns `Some`, at most `bound`.
@@ -107,34 +122,75 @@ where
 
 async fn status_of(client: &Client) -> (String, String) {
     let status = client.find(Locator::Id("status")).await.unwrap();
-    let name = status.attr("data-status").await.unwrap().unwrap_or_default();
-    let reason = client.find(Locator::Id("status-reason")).await.unwrap().text().await.unwrap();
+    let name = status
+        .attr("data-status")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let reason = client
+        .find(Locator::Id("status-reason"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     (name, reason)
 }
 
 /// Fills the checkout, clicks Pay, and returns (checkout window, provider popup).
-async fn start_payment(client: &Client, shop: &Shop, amount: &str) -> (fantoccini::wd::WindowHandle, fantoccini::wd::WindowHandle) {
-    client.goto(&format!("http://{}/", shop.gateway.addr)).await.unwrap();
+async fn start_payment(
+    client: &Client,
+    shop: &Shop,
+    amount: &str,
+) -> (fantoccini::wd::WindowHandle, fantoccini::wd::WindowHandle) {
+    client
+        .goto(&format!("http://{}/", shop.gateway.addr))
+        .await
+        .unwrap();
     // A reload would drop this marker: the result must arrive without one.
-    client.execute("window.__noReload = true; return true;", vec![]).await.unwrap();
+    client
+        .execute("window.__noReload = true; return true;", vec![])
+        .await
+        .unwrap();
     let amount_input = client.find(Locator::Id("amount")).await.unwrap();
     amount_input.clear().await.unwrap();
     amount_input.send_keys(amount).await.unwrap();
     let checkout = client.window().await.unwrap();
-    client.find(Locator::Id("pay-button")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("pay-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     let popup = eventually(Duration::from_secs(15), "the provider popup", || async {
-        client.windows().await.unwrap().into_iter().find(|handle| *handle != checkout)
+        client
+            .windows()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|handle| *handle != checkout)
     })
     .await;
-    let (status, _) = eventually(Duration::from_secs(15), "the order to be created", || async {
-        let (status, reason) = status_of(client).await;
-        (status != "idle").then_some((status, reason))
-    })
+    let (status, _) = eventually(
+        Duration::from_secs(15),
+        "the order to be created",
+        || async {
+            let (status, reason) = status_of(client).await;
+            (status != "idle").then_some((status, reason))
+        },
+    )
     .await;
-    assert!(["created", "processing"].contains(&status.as_str()), "{status}");
+    assert!(
+        ["created", "processing"].contains(&status.as_str()),
+        "{status}"
+    );
     client.switch_to_window(popup.clone()).await.unwrap();
-    eventually(Duration::from_secs(15), "the payment page", || async { client.find(Locator::Id("pay")).await.ok() }).await;
+    eventually(Duration::from_secs(15), "the payment page", || async {
+        client.find(Locator::Id("pay")).await.ok()
+    })
+    .await;
     (checkout, popup)
 }
 
@@ -144,7 +200,10 @@ async fn wait_for_final_status(client: &Client, expected: &str) -> String {
         (status == expected).then_some((status, reason))
     })
     .await;
-    let still_same_page = client.execute("return window.__noReload === true;", vec![]).await.unwrap();
+    let still_same_page = client
+        .execute("return window.__noReload === true;", vec![])
+        .await
+        .unwrap();
     assert_eq!(still_same_page, json!(true), "the page was not reloaded");
     reason
 }
@@ -156,15 +215,39 @@ async fn a_shopper_pays_in_the_provider_popup_and_the_checkout_shows_success_at_
     let client = &browser.client;
     let (checkout, _popup) = start_payment(client, &shop, "12.50").await;
 
-    let amount = client.find(Locator::Id("amount")).await.unwrap().text().await.unwrap();
+    let amount = client
+        .find(Locator::Id("amount"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(amount, "12.50 EUR", "the provider shows the order's amount");
-    client.find(Locator::Id("pay")).await.unwrap().click().await.unwrap();
-    eventually(Duration::from_secs(10), "the provider's result", || async { client.find(Locator::Id("result")).await.ok() }).await;
+    client
+        .find(Locator::Id("pay"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the provider's result", || async {
+        client.find(Locator::Id("result")).await.ok()
+    })
+    .await;
     client.switch_to_window(checkout).await.unwrap();
 
     wait_for_final_status(client, "succeeded").await;
-    let connection = client.find(Locator::Id("connection")).await.unwrap().text().await.unwrap();
-    assert_eq!(connection, "Closed", "the page closes its EventSource at the final state");
+    let connection = client
+        .find(Locator::Id("connection"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        connection, "Closed",
+        "the page closes its EventSource at the final state"
+    );
     client.clone().close().await.unwrap();
 }
 
@@ -177,13 +260,28 @@ async fn a_declined_payment_shows_its_reason_on_the_checkout() {
 
     let reason = client.find(Locator::Id("decline-reason")).await.unwrap();
     reason.select_by_value("insufficient funds").await.unwrap();
-    client.find(Locator::Id("decline")).await.unwrap().click().await.unwrap();
-    eventually(Duration::from_secs(10), "the provider's result", || async { client.find(Locator::Id("result")).await.ok() }).await;
+    client
+        .find(Locator::Id("decline"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the provider's result", || async {
+        client.find(Locator::Id("result")).await.ok()
+    })
+    .await;
     client.switch_to_window(checkout).await.unwrap();
 
     let shown_reason = wait_for_final_status(client, "failed").await;
     assert_eq!(shown_reason, "insufficient funds");
-    let message = client.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
+    let message = client
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(message.contains("insufficient funds"), "{message}");
     client.clone().close().await.unwrap();
 }

@@ -14,29 +14,11 @@ async fn payment_core_killed_and_restarted_mid_payment_still_delivers_the_result
     let mut system = spawn_system().await;
     let order = system.create_order(2500, "").await;
     let mut stream = system.open(&order.events_url, &[]).await;
-    assert_eq!(
-        stream
-            .next_event(BOUND)
-            .await
-            .unwrap()
-            .unwrap()
-            .event
-            .as_deref(),
-        Some("created")
-    );
+    assert_eq!(stream.expect_event_name().await, "created");
     system
         .report(&order.order_id, PaymentOutcome::Processing, "")
         .await;
-    assert_eq!(
-        stream
-            .next_event(BOUND)
-            .await
-            .unwrap()
-            .unwrap()
-            .event
-            .as_deref(),
-        Some("processing")
-    );
+    assert_eq!(stream.expect_event_name().await, "processing");
 
     system.kill_core();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -75,8 +57,8 @@ async fn shutdown_ends_open_event_streams_promptly_and_the_gateway_stops() {
     let mut dashboard = system
         .open(&format!("/api/events?token={}", common::ADMIN_TOKEN), &[])
         .await;
-    order_stream.next_event(BOUND).await.unwrap().unwrap();
-    dashboard.next_event(BOUND).await.unwrap().unwrap();
+    order_stream.expect_event().await;
+    dashboard.expect_event().await;
 
     system.gateway.shutdown.cancel();
     for stream in [&mut order_stream, &mut dashboard] {
@@ -98,11 +80,11 @@ async fn a_browser_moved_to_another_gateway_resumes_without_loss_or_repeat() {
     let second = spawn_gateway(system.core_port, |config| config.instance = "second".into()).await;
     let order = system.create_order(700, "").await;
     let mut on_first = system.open(&order.events_url, &[]).await;
-    let created = on_first.next_event(BOUND).await.unwrap().unwrap();
+    let created = on_first.expect_event().await;
     system
         .report(&order.order_id, PaymentOutcome::Processing, "")
         .await;
-    let processing = on_first.next_event(BOUND).await.unwrap().unwrap();
+    let processing = on_first.expect_event().await;
 
     system.gateway.shutdown.cancel();
     assert!(on_first.events_until_end(BOUND).await.unwrap().is_empty());

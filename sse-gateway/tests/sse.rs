@@ -28,7 +28,7 @@ async fn the_stream_is_framed_by_the_whatwg_rules() {
     assert_eq!(first.retry, Some(2000), "a retry: line comes first");
     assert!(first.data.is_none());
 
-    let created = stream.next_event(BOUND).await.unwrap().unwrap();
+    let created = stream.expect_event().await;
     assert_eq!(created.event.as_deref(), Some("created"));
     assert_eq!(created.data_lines, 1, "JSON data never spans lines");
     let body = data(&created);
@@ -116,26 +116,8 @@ async fn two_tabs_watching_one_order_each_get_every_event() {
     let order = system.create_order(500, "").await;
     let mut first = system.open(&order.events_url, &[]).await;
     let mut second = system.open(&order.events_url, &[]).await;
-    assert_eq!(
-        first
-            .next_event(BOUND)
-            .await
-            .unwrap()
-            .unwrap()
-            .event
-            .as_deref(),
-        Some("created")
-    );
-    assert_eq!(
-        second
-            .next_event(BOUND)
-            .await
-            .unwrap()
-            .unwrap()
-            .event
-            .as_deref(),
-        Some("created")
-    );
+    assert_eq!(first.expect_event_name().await, "created");
+    assert_eq!(second.expect_event_name().await, "created");
     system
         .report(&order.order_id, PaymentOutcome::Processing, "")
         .await;
@@ -157,11 +139,11 @@ async fn a_reconnect_with_last_event_id_mid_payment_gets_exactly_the_rest() {
     let system = spawn_system().await;
     let order = system.create_order(500, "").await;
     let mut stream = system.open(&order.events_url, &[]).await;
-    stream.next_event(BOUND).await.unwrap().unwrap();
+    stream.expect_event().await;
     system
         .report(&order.order_id, PaymentOutcome::Processing, "")
         .await;
-    let processing = stream.next_event(BOUND).await.unwrap().unwrap();
+    let processing = stream.expect_event().await;
     drop(stream);
 
     system
@@ -233,7 +215,7 @@ async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
         .open(&format!("/api/events?token={ADMIN_TOKEN}"), &[])
         .await;
     assert_eq!(dashboard.status, 200);
-    let recent = dashboard.next_event(BOUND).await.unwrap().unwrap();
+    let recent = dashboard.expect_event().await;
     assert_eq!(
         data(&recent)["order_id"].as_str(),
         Some(before.order_id.as_str()),
@@ -241,7 +223,7 @@ async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
     );
 
     let placed = system.create_order(200, "new order").await;
-    let created = dashboard.next_event(BOUND).await.unwrap().unwrap();
+    let created = dashboard.expect_event().await;
     assert_eq!(
         (
             created.event.as_deref(),
@@ -252,7 +234,7 @@ async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
     system
         .report(&placed.order_id, PaymentOutcome::Succeeded, "")
         .await;
-    let paid = dashboard.next_event(BOUND).await.unwrap().unwrap();
+    let paid = dashboard.expect_event().await;
     assert_eq!(paid.event.as_deref(), Some("succeeded"));
 
     // Resume from the first event: the core's log fills in the rest, once each.
@@ -267,15 +249,7 @@ async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
         .await;
     let mut replayed = Vec::new();
     for _ in 0..2 {
-        replayed.push(
-            resumed
-                .next_event(BOUND)
-                .await
-                .unwrap()
-                .unwrap()
-                .id
-                .unwrap(),
-        );
+        replayed.push(resumed.expect_event().await.id.unwrap());
     }
     assert_eq!(replayed, [created.id.unwrap(), paid.id.unwrap()]);
 }

@@ -94,7 +94,12 @@ pub fn start_payment_core(database: &std::path::Path, secret: &str, port: u16) -
 }
 
 /// payment-core with extra environment (e.g. `PROVIDER_PAGE_URL`).
-pub fn start_payment_core_with(database: &std::path::Path, secret: &str, port: u16, extra: &[(&str, String)]) -> Process {
+pub fn start_payment_core_with(
+    database: &std::path::Path,
+    secret: &str,
+    port: u16,
+    extra: &[(&str, String)],
+) -> Process {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut env = vec![
         ("PAYMENT_CORE_LISTEN", addr.to_string()),

@@ -212,6 +212,20 @@ impl SseConnection {
         }
     }
 
+    /// The next event, which must arrive within ten seconds.
+    pub async fn expect_event(&mut self) -> Frame {
+        match self.next_event(Duration::from_secs(10)).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => panic!("the stream ended before the expected event"),
+            Err(error) => panic!("no event: {error}"),
+        }
+    }
+
+    /// The name (`event:` field) of the next event.
+    pub async fn expect_event_name(&mut self) -> String {
+        self.expect_event().await.event.unwrap_or_default()
+    }
+
     /// Events until the stream ends, each within `bound` of the previous one.
     pub async fn events_until_end(&mut self, bound: Duration) -> std::io::Result<Vec<Frame>> {
         let mut events = Vec::new();
