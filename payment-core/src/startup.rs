@@ -50,7 +50,7 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let state = CoreState {
             store: Arc::new(store) as Arc<dyn Store>,
-            clock: Clock::new(),
+            clock: Clock::system(),
             provider_page_url: config.provider_page_url.trim_end_matches('/').into(),
             order_ttl: config.order_ttl(),
             slow_watcher_timeout: config.slow_watcher_timeout(),

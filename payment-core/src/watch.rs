@@ -61,6 +61,7 @@ struct Cursor<'a> {
     sent: u64,
     out: mpsc::Sender<Arc<PaymentEvent>>,
     slow_timeout: Duration,
+    shutdown: CancellationToken,
 }
 
 impl Cursor<'_> {
@@ -88,7 +89,13 @@ impl Cursor<'_> {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(WatchEnd::ClientGone),
             Err(mpsc::error::TrySendError::Full(event)) => {
-                match tokio::time::timeout(self.slow_timeout, self.out.send(event)).await {
+                let sent = tokio::select! {
+                    sent = tokio::time::timeout(self.slow_timeout, self.out.send(event)) => sent,
+                    () = self.shutdown.cancelled() => {
+                        return Err(WatchEnd::ShuttingDown { resume_after: self.sent });
+                    }
+                };
+                match sent {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(_)) => Err(WatchEnd::ClientGone),
                     Err(_) => Err(WatchEnd::TooSlow {
@@ -102,6 +109,11 @@ impl Cursor<'_> {
     /// Sends everything in the log after `seen`.
     async fn catch_up(&mut self) -> Result<Flow, WatchEnd> {
         loop {
+            if self.shutdown.is_cancelled() {
+                return Err(WatchEnd::ShuttingDown {
+                    resume_after: self.sent,
+                });
+            }
             let page = self
                 .store
                 .events_after(self.scope, self.seen, PAGE_SIZE)
@@ -138,6 +150,7 @@ pub async fn watch(
         sent: after,
         out,
         slow_timeout,
+        shutdown: shutdown.clone(),
     };
 
     match cursor.catch_up().await {

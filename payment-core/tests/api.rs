@@ -88,6 +88,7 @@ async fn every_bad_create_input_is_invalid_argument_naming_the_field_and_stores_
 #[tokio::test]
 async fn malformed_order_ids_and_a_watch_without_selector_are_invalid_argument() {
     let app = spawn_app().await;
+    let existing = app.create_order(100).await;
     let mut payments = app.payments.clone();
     let bad = "not-a-uuid".to_string();
     let status = payments
@@ -142,6 +143,30 @@ async fn malformed_order_ids_and_a_watch_without_selector_are_invalid_argument()
         .await
         .unwrap_err();
     assert_eq!(violated_field(&report), "order_id");
+    let status = app
+        .report(
+            &existing.order_id,
+            pb::PaymentOutcome::Failed,
+            &"r".repeat(501),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&status), "reason");
+    let status = app
+        .payments
+        .clone()
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: existing.order_id.clone(),
+            reason: "r".repeat(501),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&status), "reason");
+    assert_eq!(
+        app.head_sequence().await,
+        1,
+        "no bad request wrote anything"
+    );
 }
 
 #[tokio::test]

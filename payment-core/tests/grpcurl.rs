@@ -18,7 +18,7 @@ use payments_proto::{
 struct Server {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -37,7 +37,11 @@ fn free_port() -> u16 {
 }
 
 fn start_binary() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    start_binary_in(tempfile::tempdir().unwrap())
+}
+
+/// Starts the binary over the database in `dir` (kept by the returned server).
+fn start_binary_in(dir: tempfile::TempDir) -> Server {
     let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_payment-core"))
         .env("PAYMENT_CORE_LISTEN", &addr)
@@ -50,11 +54,7 @@ fn start_binary() -> Server {
         .stdout(Stdio::null())
         .spawn()
         .expect("payment-core binary starts");
-    let server = Server {
-        child,
-        addr,
-        _dir: dir,
-    };
+    let server = Server { child, addr, dir };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !grpcurl(&server.addr, &[], &["grpc.health.v1.Health/Check"])
         .status
@@ -248,4 +248,51 @@ fn sigterm_stops_the_binary_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acknowledged_report_survives_kill_9() {
+    let mut server = start_binary();
+    let created = stdout(&grpcurl(
+        &server.addr,
+        &["-d", r#"{"amount_minor": 700, "currency": "EUR"}"#],
+        &["payments.v1.PaymentService/CreateOrder"],
+    ));
+    let order_id = json_objects(&created)[0]["order"]["orderId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut provider = ProviderServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    let request = common::report_request(&order_id, pb::PaymentOutcome::Processing, "");
+    provider
+        .report_payment_result(signature::signed_request(
+            common::SECRET.as_bytes(),
+            common::now_unix(),
+            request,
+        ))
+        .await
+        .expect("acknowledged");
+
+    // No shutdown, no flush: the process is gone the moment it is killed.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = start_binary_in(dir);
+    let events = stdout(&grpcurl(
+        &restarted.addr,
+        &["-d", &format!(r#"{{"order_id": "{order_id}"}}"#)],
+        &["payments.v1.PaymentService/ListOrderEvents"],
+    ));
+    let statuses: Vec<_> = json_objects(&events)[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["ORDER_STATUS_CREATED", "ORDER_STATUS_PROCESSING"]
+    );
 }

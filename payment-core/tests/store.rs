@@ -52,7 +52,7 @@ async fn create(store: &dyn Store, clock: &Clock) -> PaymentEvent {
 
 /// Writes `orders` orders (created, processing, succeeded: three events each).
 async fn write_payments(store: Arc<SqliteStore>, orders: usize) {
-    let clock = Clock::new();
+    let clock = Clock::system();
     for _ in 0..orders {
         let id = create(store.as_ref(), &clock).await.order.id;
         store
@@ -150,7 +150,7 @@ async fn a_watcher_whose_client_stops_reading_is_cut_off_and_the_others_are_not_
         }
     });
 
-    let clock = Clock::new();
+    let clock = Clock::system();
     for _ in 0..10 {
         create(store.as_ref(), &clock).await;
     }
@@ -225,7 +225,7 @@ async fn a_second_process_cannot_open_the_same_database() {
 async fn unpaid_orders_expire_with_an_event_once_their_time_passes_and_paid_ones_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("p.db")).unwrap());
-    let clock = Clock::new();
+    let clock = Clock::following_tokio_time();
     let ttl_ms = 3_600_000;
     let unpaid = store.create_order(new_order(&clock, ttl_ms)).await.unwrap();
     let opened = store.create_order(new_order(&clock, ttl_ms)).await.unwrap();
@@ -298,4 +298,77 @@ async fn unpaid_orders_expire_with_an_event_once_their_time_passes_and_paid_ones
         .await
         .expect("expiry task stops on shutdown")
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_watcher_that_lags_behind_the_live_channel_catches_up_from_the_log_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    // A live channel of 4: the watcher below falls behind it at once.
+    let store =
+        Arc::new(SqliteStore::open_with_live_capacity(&dir.path().join("p.db"), 4).unwrap());
+    let (tx, mut rx) = mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let watcher = tokio::spawn({
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        async move {
+            watch(
+                store.as_ref(),
+                Scope::AllOrders,
+                0,
+                tx,
+                Duration::from_secs(30),
+                shutdown,
+            )
+            .await
+        }
+    });
+    // Nobody reads while 60 events are written: the watcher blocks on its
+    // buffer of 1 and the live channel drops events for it (Lagged).
+    write_payments(store.clone(), 20).await;
+    let mut received = Vec::new();
+    while received.len() < 60 {
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("no stall")
+            .expect("open");
+        received.push(event.sequence);
+    }
+    assert_eq!(received, (1..=60).collect::<Vec<u64>>());
+    shutdown.cancel();
+    assert!(matches!(
+        watcher.await.unwrap(),
+        WatchEnd::ShuttingDown { resume_after: 60 }
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_watcher_blocked_on_a_full_client_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("p.db")).unwrap());
+    write_payments(store.clone(), 2).await;
+    let (tx, _never_read) = mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let watcher = tokio::spawn({
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        async move {
+            watch(
+                store.as_ref(),
+                Scope::AllOrders,
+                0,
+                tx,
+                Duration::from_secs(3600),
+                shutdown,
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shutdown.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(2), watcher)
+        .await
+        .expect("stops at once, not after the slow timeout");
+    assert!(matches!(
+        end.unwrap(),
+        WatchEnd::ShuttingDown { resume_after: 1 }
+    ));
 }

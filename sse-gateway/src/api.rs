@@ -52,10 +52,12 @@ impl From<OrderView> for OrderResponse {
 }
 
 /// Order ids are UUIDs; anything else is a client mistake, answered before
-/// bothering the core.
-pub fn check_order_id(raw: &str) -> Result<(), ApiError> {
+/// bothering the core. Returns the canonical spelling (lower case,
+/// hyphenated), the one the core uses in events: the hub routes by it, so an
+/// upper-case or braced id must not become a key no event ever matches.
+pub fn canonical_order_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::try_parse(raw)
-        .map(drop)
+        .map(|id| id.hyphenated().to_string())
         .map_err(|_| ApiError::BadRequest("order id must be a UUID".into()))
 }
 
@@ -91,7 +93,7 @@ pub async fn get_order(
     Path(order_id): Path<String>,
     Query(query): Query<SecretQuery>,
 ) -> Result<Json<OrderResponse>, ApiError> {
-    check_order_id(&order_id)?;
+    let order_id = canonical_order_id(&order_id)?;
     let order = state.core.get_order(&order_id).await?;
     if !secrets_match(&order.client_secret, query.client_secret.as_deref()) {
         return Err(ApiError::NotFound);

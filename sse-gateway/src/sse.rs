@@ -11,12 +11,22 @@
 //! neither.
 //!
 //! An order stream ends after the order's final event, and a reconnect that
-//! has already seen it gets 204, which tells EventSource to stop. When the
-//! core cannot be reached at connect time, the stream is a lone `retry:`
-//! frame that ends at once: EventSource treats a non-200 answer as final, so
-//! a 5xx would stop a browser that should simply try again.
+//! has already seen it gets 204, which tells EventSource to stop.
+//!
+//! When the gateway cannot promise the live part, the stream is a lone
+//! `retry:` frame that ends at once, and the browser comes back shortly:
+//! - while the upstream stream is not open: an event committed after the
+//!   history read but before the upstream's starting point would reach
+//!   nobody;
+//! - when the core fails for any transient reason: EventSource treats a
+//!   non-200 answer as final, so a 5xx would stop a browser that should
+//!   simply try again.
 
-use std::{collections::VecDeque, convert::Infallible, sync::Arc};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    sync::{Arc, atomic::Ordering},
+};
 
 use axum::{
     extract::{Path, Query, State},
@@ -86,12 +96,18 @@ pub async fn order_events(
     Query(query): Query<OrderStreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    crate::api::check_order_id(&order_id)?;
+    let order_id = crate::api::canonical_order_id(&order_id)?;
     let after = resume_point(&headers, query.last_event_id.as_deref())?;
+    if !state.upstream_up.load(Ordering::Relaxed) {
+        return Ok(retry_later(
+            &state,
+            "the payment-core stream is not open yet",
+        ));
+    }
     let subscription = state.hub.subscribe_order(&order_id);
     let order = match state.core.get_order(&order_id).await {
         Ok(order) => order,
-        Err(CoreError::Unavailable(cause)) => return Ok(retry_later(&state, &cause)),
+        Err(error) if is_transient(&error) => return Ok(retry_later(&state, &error.to_string())),
         Err(error) => return Err(error.into()),
     };
     // A wrong secret looks exactly like an unknown order.
@@ -100,7 +116,7 @@ pub async fn order_events(
     }
     let history = match state.core.order_events(&order_id, after.unwrap_or(0)).await {
         Ok(history) => history,
-        Err(CoreError::Unavailable(cause)) => return Ok(retry_later(&state, &cause)),
+        Err(error) if is_transient(&error) => return Ok(retry_later(&state, &error.to_string())),
         Err(error) => return Err(error.into()),
     };
     if history.is_empty() && order.is_terminal() {
@@ -133,6 +149,12 @@ pub async fn dashboard_events(
         return Err(ApiError::Unauthorized);
     }
     let after = resume_point(&headers, query.last_event_id.as_deref())?;
+    if !state.upstream_up.load(Ordering::Relaxed) {
+        return Ok(retry_later(
+            &state,
+            "the payment-core stream is not open yet",
+        ));
+    }
     let (subscription, recent) = state.hub.subscribe_dashboard();
     let feed = match after {
         // Resuming: everything after the client's last event, from the core's log.
@@ -150,12 +172,17 @@ pub async fn dashboard_events(
     Ok(sse_response(&state, feed.into_stream()))
 }
 
+/// Failures worth a retry from the browser, as opposed to a wrong request.
+fn is_transient(error: &CoreError) -> bool {
+    matches!(error, CoreError::Unavailable(_) | CoreError::Other(_))
+}
+
 fn retry_frame(state: &AppState) -> Event {
     Event::default().retry(state.sse_retry)
 }
 
 fn retry_later(state: &AppState, cause: &str) -> Response {
-    tracing::warn!(%cause, "payment-core unavailable at SSE connect; telling the browser to retry");
+    tracing::warn!(%cause, "cannot serve the event stream now; telling the browser to retry");
     sse_response(state, stream::empty())
 }
 

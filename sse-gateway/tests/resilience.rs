@@ -105,3 +105,51 @@ async fn a_browser_moved_to_another_gateway_resumes_without_loss_or_repeat() {
     let ids = [created.id, processing.id, rest[0].id.clone()];
     assert!(ids.windows(2).all(|pair| pair[0] != pair[1]));
 }
+
+#[tokio::test]
+async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and_then_serves_them()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let core_port = testkit::free_port();
+    let gateway = common::spawn_gateway_unready(core_port, |_| {}).await;
+    let path = format!(
+        "/api/orders/{}/events?client_secret=cs_x",
+        uuid::Uuid::new_v4()
+    );
+    let mut early = testkit::sse::SseConnection::open(gateway.addr, &path, &[])
+        .await
+        .unwrap();
+    assert_eq!(early.status, 200, "EventSource must not give up");
+    let frames = early.events_until_end(BOUND).await.unwrap();
+    assert!(
+        frames.is_empty(),
+        "no events, only the retry delay, then the end"
+    );
+
+    let _core = testkit::start_payment_core(&dir.path().join("core.db"), common::SECRET, core_port);
+    gateway.wait_ready().await;
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("http://{}/api/orders", gateway.addr))
+        .json(&serde_json::json!({"amount_minor": 100, "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events_url = created["events_url"].as_str().unwrap();
+    let mut stream = testkit::sse::SseConnection::open(gateway.addr, events_url, &[])
+        .await
+        .unwrap();
+    assert_eq!(stream.expect_event_name().await, "created");
+    common::report_to(
+        core_port,
+        created["order_id"].as_str().unwrap(),
+        PaymentOutcome::Succeeded,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(stream.expect_event_name().await, "succeeded");
+}

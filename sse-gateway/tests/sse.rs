@@ -253,3 +253,61 @@ async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
     }
     assert_eq!(replayed, [created.id.unwrap(), paid.id.unwrap()]);
 }
+
+#[tokio::test]
+async fn an_order_id_spelled_in_upper_case_still_gets_live_events() {
+    let system = spawn_system().await;
+    let order = system.create_order(500, "").await;
+    let upper = format!(
+        "/api/orders/{}/events?client_secret={}",
+        order.order_id.to_uppercase(),
+        order.client_secret
+    );
+    let mut stream = system.open(&upper, &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+    assert_eq!(
+        names(&stream.events_until_end(BOUND).await.unwrap()),
+        ["succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn a_dashboard_resuming_across_several_pages_of_history_gets_each_event_once() {
+    let system = spawn_system().await;
+    common::create_orders_in_core(system.core_port, 1_120).await;
+    let mut resumed = system
+        .open(
+            "/api/events",
+            &[
+                ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+                ("Last-Event-ID", "7"),
+            ],
+        )
+        .await;
+    let mut ids = Vec::new();
+    for _ in 8..=1_120 {
+        ids.push(
+            resumed
+                .expect_event()
+                .await
+                .id
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        ids,
+        (8..=1_120).collect::<Vec<u64>>(),
+        "three backfill pages, in order, once each"
+    );
+    let live = system.create_order(100, "after the backfill").await;
+    let next = resumed.expect_event().await;
+    assert_eq!(
+        (next.id.as_deref(), data(&next)["order_id"].as_str()),
+        (Some("1121"), Some(live.order_id.as_str()))
+    );
+}

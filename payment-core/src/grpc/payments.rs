@@ -272,7 +272,13 @@ impl Stream for EventStream {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
                 self.end = None;
-                Poll::Ready(result.ok().flatten().map(Err))
+                Poll::Ready(match result {
+                    Ok(status) => status.map(Err),
+                    // The watcher task died without saying why: never let that look like a clean end.
+                    Err(_) => Some(Err(Status::internal(
+                        "watch stopped unexpectedly; resume with after_sequence",
+                    ))),
+                })
             }
         }
     }

@@ -45,6 +45,10 @@ const LIVE_CHANNEL: usize = 8192;
 /// Idle read connections kept open; more are opened on demand and closed
 /// after use.
 const MAX_IDLE_READERS: usize = 8;
+/// Reads running at once. Each holds a blocking-pool thread and a
+/// connection; a reconnect storm beyond this waits its turn instead of
+/// exhausting the blocking pool (which the writer's callers share).
+const MAX_CONCURRENT_READS: usize = 32;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS orders (
@@ -108,6 +112,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_live_capacity(path, LIVE_CHANNEL)
+    }
+
+    /// [`SqliteStore::open`] with a chosen live-channel size; tests use a
+    /// tiny one to make watchers lag.
+    pub fn open_with_live_capacity(path: &Path, live_capacity: usize) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
@@ -135,7 +145,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(db)?;
 
         let (writer, commands) = mpsc::channel(WRITE_QUEUE);
-        let (live, _) = broadcast::channel(LIVE_CHANNEL);
+        let (live, _) = broadcast::channel(live_capacity.max(1));
         let publisher = live.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -144,6 +154,7 @@ impl SqliteStore {
         let readers = Arc::new(ReaderPool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
         });
         Ok(Self {
             writer,
@@ -254,6 +265,7 @@ fn db(error: rusqlite::Error) -> StoreError {
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
 impl ReaderPool {
@@ -262,6 +274,11 @@ impl ReaderPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;

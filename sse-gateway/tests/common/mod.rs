@@ -33,19 +33,24 @@ pub struct TestSystem {
 }
 
 pub async fn spawn_gateway(core_port: u16, adjust: impl FnOnce(&mut Config)) -> Gateway {
+    let gateway = spawn_gateway_unready(core_port, adjust).await;
+    gateway.wait_ready().await;
+    gateway
+}
+
+/// A gateway that may not have reached payment-core yet.
+pub async fn spawn_gateway_unready(core_port: u16, adjust: impl FnOnce(&mut Config)) -> Gateway {
     let mut config = Config::for_tests(&format!("http://127.0.0.1:{core_port}"));
     adjust(&mut config);
     let app = Application::build(config).await.expect("gateway builds");
     let addr = app.local_addr();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    let gateway = Gateway {
+    Gateway {
         addr,
         shutdown,
         server,
-    };
-    gateway.wait_ready().await;
-    gateway
+    }
 }
 
 impl Gateway {
@@ -139,6 +144,28 @@ impl TestSystem {
     pub fn restart_core(&mut self) {
         self.core =
             testkit::start_payment_core(&self.dir.path().join("core.db"), SECRET, self.core_port);
+    }
+}
+
+/// Creates `count` orders straight through payment-core's gRPC, 50 at a time.
+pub async fn create_orders_in_core(core_port: u16, count: usize) {
+    use payments_proto::payments::v1::payment_service_client::PaymentServiceClient;
+    let client = PaymentServiceClient::connect(format!("http://127.0.0.1:{core_port}"))
+        .await
+        .expect("core reachable");
+    for chunk_start in (0..count).step_by(50) {
+        let creates = (chunk_start..count.min(chunk_start + 50)).map(|_| {
+            let mut client = client.clone();
+            async move {
+                let request = pb::CreateOrderRequest {
+                    amount_minor: 100,
+                    currency: "EUR".into(),
+                    ..Default::default()
+                };
+                client.create_order(request).await.expect("order created");
+            }
+        });
+        futures::future::join_all(creates).await;
     }
 }
 
