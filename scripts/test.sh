@@ -9,10 +9,9 @@ cd "$(dirname "$0")/.."
 echo "== cargo test --workspace" >&2
 cargo test --workspace --locked
 
-if [ -x bench/smoke.sh ]; then
-  echo "== benchmark smoke (small, checks lost = 0 and duplicated = 0)" >&2
-  bench/smoke.sh
-fi
+echo "== benchmark smoke (small, checks lost = 0 and duplicated = 0)" >&2
+cargo build --locked -p loadgen -p sse-gateway -p payment-core
+BIN_DIR=target/debug bench/smoke.sh
 
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   echo "== docker compose end to end" >&2

@@ -188,10 +188,7 @@ async fn nobody_watches_an_order_without_its_secret() {
         assert!(stream.read_body().await.contains("\"not_found\""));
     }
     let mut bad_id = system
-        .open(
-            &format!("{}", order.events_url),
-            &[("Last-Event-ID", "yesterday")],
-        )
+        .open(&order.events_url, &[("Last-Event-ID", "yesterday")])
         .await;
     assert_eq!(bad_id.status, 400);
     assert!(bad_id.read_body().await.contains("Last-Event-ID"));

@@ -58,14 +58,12 @@ impl Gateway {
     pub async fn wait_ready(&self) {
         let http = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(response) = http
+            let ready = http
                 .get(format!("http://{}/readyz", self.addr))
                 .send()
-                .await
-            {
-                if response.status() == 200 {
-                    return;
-                }
+                .await;
+            if ready.is_ok_and(|response| response.status() == 200) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

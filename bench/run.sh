@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# One benchmark run, one command. Starts payment-core + sse-gateway (and/or
+# nginx + nchan) on loopback in a fresh temp dir, runs loadgen against them,
+# writes bench/results/<run>-<target>.json, and stops everything it started.
+#
+#   bench/run.sh idle N [gateway|nchan|both]            idle capacity + memory per connection
+#   bench/run.sh latency N RATE [gateway|nchan|both]    N watchers, one result per watcher at RATE/s
+#                                                       (RATE=max: unpaced, as fast as it goes)
+#   bench/run.sh fanout WATCHERS [ORDERS] [gateway|nchan|both]   WATCHERS clients on each order
+#
+# Environment: BIN_DIR (default target/release; must hold payment-core,
+# sse-gateway and loadgen), OUT_DIR (default bench/results), LOADGEN_ARGS
+# (extra loadgen flags), PERF=1 (record a cpu-clock profile of the gateway
+# and the core during the run into OUT_DIR/perf), KEEP=1 (keep the temp dir),
+# GW_WRAP / CORE_WRAP (a command prefix for the gateway / core, e.g.
+# "valgrind --tool=massif --massif-out-file=/tmp/gw.massif").
+# Exit status: loadgen's (0 = nothing lost, nothing duplicated).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN_DIR=${BIN_DIR:-$ROOT/target/release}
+OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
+CORE_ADDR=${CORE_ADDR:-127.0.0.1:50651}
+GW_ADDR=${GW_ADDR:-127.0.0.1:18080}
+NCHAN_PORT=${NCHAN_PORT:-18090}
+SECRET=bench-provider-secret
+TIMEOUT=${TIMEOUT:-900}
+
+usage() { sed -n '2,16p' "$0" >&2; exit 64; }
+
+mode=${1:-}; shift || true
+case "$mode" in
+  idle)    n=${1:?N}; targets=${2:-gateway}; extra=(--rate 0 --hold-secs "${HOLD_SECS:-0}") ;;
+  latency) n=${1:?N}; rate=${2:?RATE}; targets=${3:-gateway}
+           if [[ $rate == max ]]; then extra=(--unpaced); else extra=(--rate "$rate"); fi ;;
+  fanout)  w=${1:?WATCHERS}; orders=${2:-1}; targets=${3:-gateway}; n=$((w * orders))
+           extra=(--watchers-per-order "$w" --rate "${FANOUT_RATE:-10}") ;;
+  *) usage ;;
+esac
+[[ $targets == both ]] && targets="gateway nchan"
+for bin in loadgen payment-core sse-gateway; do
+  [[ -x $BIN_DIR/$bin ]] || { echo "bench: $BIN_DIR/$bin missing; build with: cargo build --release -p loadgen -p sse-gateway -p payment-core" >&2; exit 2; }
+done
+mkdir -p "$OUT_DIR"
+RUN=$(mktemp -d /tmp/bench-run.XXXXXX)
+PIDS=()
+PERF_PIDS=()
+
+cleanup() {
+  set +e
+  for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
+  for p in "${PERF_PIDS[@]}"; do timeout 60 tail --pid="$p" -f /dev/null; done
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do timeout 15 tail --pid="$p" -f /dev/null || kill -KILL "$p" 2>/dev/null; done
+  PIDS=(); PERF_PIDS=()
+  [[ ${KEEP:-0} == 1 ]] || rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() { # url, seconds
+  local deadline=$((SECONDS + $2))
+  until curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; do
+    (( SECONDS < deadline )) || { echo "bench: $1 not up after $2 s" >&2; tail -n 20 "$RUN"/*.log >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+machine() {
+  echo "bench: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r), fd cap $(ulimit -Hn)" >&2
+}
+
+profile() { # pid name
+  if [[ ${PERF:-0} == 1 ]]; then
+    perf record -F 499 -e cpu-clock -g -p "$1" -o "$RUN/perf-$2.data" >/dev/null 2>&1 &
+    PERF_PIDS+=($!)
+  fi
+}
+
+status=0
+machine
+for target in $targets; do
+  label="$mode-$n${rate:+-$rate}${w:+-w$w}-$target"
+  if [[ $target == gateway ]]; then
+    PAYMENT_CORE_LISTEN=$CORE_ADDR DATABASE_URL="sqlite://$RUN/core.db" PROVIDER_SECRET=$SECRET \
+      ORDER_TTL_SECS=3600 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
+      ${CORE_WRAP:-} "$BIN_DIR/payment-core" >"$RUN/core.log" 2>&1 &
+    core_pid=$!; PIDS+=("$core_pid")
+    GATEWAY_LISTEN=$GW_ADDR PAYMENT_CORE_URL="http://$CORE_ADDR" ADMIN_TOKEN=bench-admin \
+      HEARTBEAT_SECS=15 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
+      ${GW_WRAP:-} "$BIN_DIR/sse-gateway" >"$RUN/gateway.log" 2>&1 &
+    gw_pid=$!; PIDS+=("$gw_pid")
+    wait_http "http://$GW_ADDR/readyz" 30
+    profile "$gw_pid" gateway; profile "$core_pid" core
+    set +e
+    PROVIDER_SECRET=$SECRET timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target gateway --url "http://$GW_ADDR" \
+      --core-url "http://$CORE_ADDR" -n "$n" "${extra[@]}" \
+      --server-pid "$gw_pid" --core-pid "$core_pid" --label "$label" \
+      --json "$OUT_DIR/$label.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
+    rc=$?; set -e
+  else
+    command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] \
+      || { echo "bench: nginx + libnginx-mod-nchan not installed; skipping nchan" >&2; continue; }
+    mkdir -p "$RUN/nginx/tmp"
+    sed -e "s/@PORT@/$NCHAN_PORT/" -e "s/@NOFILE@/$(ulimit -Hn)/" -e "s/@CONNS@/$(( $(ulimit -Hn) - 50 ))/" \
+      "$ROOT/bench/nginx/nchan.conf" >"$RUN/nginx/nchan.conf"
+    nginx -p "$RUN/nginx" -c "$RUN/nginx/nchan.conf" -g 'daemon off;' >"$RUN/nginx.log" 2>&1 &
+    ng_pid=$!; PIDS+=("$ng_pid")
+    wait_http "http://127.0.0.1:$NCHAN_PORT/nchan_status" 15
+    worker=$(pgrep -P "$ng_pid" | head -1)
+    profile "$worker" nginx
+    set +e
+    timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target nchan --url "http://127.0.0.1:$NCHAN_PORT" \
+      -n "$n" "${extra[@]}" --server-pid "$worker" --label "$label" \
+      --json "$OUT_DIR/$label.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
+    rc=$?; set -e
+  fi
+  if [[ ${PERF:-0} == 1 ]]; then
+    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    for p in "${PERF_PIDS[@]}"; do timeout 60 tail --pid="$p" -f /dev/null || true; done
+    PERF_PIDS=()
+    mkdir -p "$OUT_DIR/perf"
+    for f in "$RUN"/perf-*.data; do
+      [[ -e $f ]] || continue
+      perf report -i "$f" --no-children --percent-limit 1.5 --stdio 2>/dev/null | head -150 \
+        >"$OUT_DIR/perf/$label-$(basename "$f" .data).txt" || true
+      perf report -i "$f" --no-children --sort symbol --stdio -g none 2>/dev/null | sed "s/  */ /g" | head -80 \
+        >"$OUT_DIR/perf/$label-$(basename "$f" .data)-flat.txt" || true
+    done
+  fi
+  [[ $rc == 0 ]] || { status=$rc; echo "bench: $label FAILED (exit $rc); logs:" >&2; tail -n 20 "$RUN"/*.log >&2 || true; }
+  # Stop this target's servers before the next one runs.
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do timeout 15 tail --pid="$p" -f /dev/null || kill -KILL "$p" 2>/dev/null || true; done
+  PIDS=()
+done
+exit "$status"

@@ -1,0 +1,1163 @@
+//! `loadgen run`: set-up, measurement and the summary.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use payments_proto::{
+    payments::v1::{
+        self as pb, payment_service_client::PaymentServiceClient,
+        provider_service_client::ProviderServiceClient,
+    },
+    signature::signed_request,
+};
+use serde::Serialize;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    process::{Child, Command},
+};
+use tonic::transport::Channel;
+
+use crate::{
+    Target, http, mono_ns,
+    worker::{OutLine, Status},
+};
+
+const DEV_PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[arg(long, value_enum, default_value = "gateway")]
+    pub target: Target,
+    /// Base URL of the gateway or of nginx (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// payment-core's gRPC endpoint (gateway target; loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub core_url: String,
+    /// Secret the provider signs reports with.
+    #[arg(long, env = "PROVIDER_SECRET", default_value = DEV_PROVIDER_SECRET, hide_default_value = true)]
+    pub provider_secret: String,
+    /// SSE connections to open.
+    #[arg(long, short = 'n', default_value_t = 300)]
+    pub connections: usize,
+    /// Connections per order (or nchan channel); >1 is the fan-out workload.
+    #[arg(long, default_value_t = 1)]
+    pub watchers_per_order: usize,
+    /// Results reported per second; 0 = idle run (connect, measure, close).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Report as fast as `--report-concurrency` allows instead of pacing.
+    #[arg(long)]
+    pub unpaced: bool,
+    /// Reports in flight at most.
+    #[arg(long, default_value_t = 256)]
+    pub report_concurrency: usize,
+    /// gRPC (HTTP/2) connections the reports are spread over.
+    #[arg(long, default_value_t = 4)]
+    pub report_channels: usize,
+    /// How orders are created: through the gateway's API (realistic) or gRPC.
+    #[arg(long, value_enum, default_value = "api")]
+    pub create_via: CreateVia,
+    /// Order creations in flight.
+    #[arg(long, default_value_t = 32)]
+    pub create_concurrency: usize,
+    /// Loopback source addresses 127.0.0.2, 127.0.0.3, ... to spread connections
+    /// over (each gives ~28k ephemeral ports); 0 = enough for N, at least 4.
+    #[arg(long, default_value_t = 0)]
+    pub sources: u8,
+    /// Most connections per worker process.
+    #[arg(long, default_value_t = 15_000)]
+    pub per_worker: usize,
+    /// Connection set-ups in flight, over all workers.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Seconds to wait after the last connection is up before sampling memory.
+    #[arg(long, default_value_t = 3)]
+    pub settle_secs: u64,
+    /// Extra seconds to hold idle connections (heartbeats keep flowing).
+    #[arg(long, default_value_t = 0)]
+    pub hold_secs: u64,
+    /// Seconds to wait for outstanding terminal events after the last report.
+    #[arg(long, default_value_t = 15)]
+    pub drain_secs: u64,
+    /// pid(s) of the server holding the SSE connections (gateway, or the nginx worker).
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
+    /// pid of payment-core.
+    #[arg(long)]
+    pub core_pid: Option<u32>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Write every sample as `report_offset_ms latency_ms` lines here (for plots).
+    #[arg(long)]
+    pub samples: Option<std::path::PathBuf>,
+    /// A name for this run in the summary.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Bound on the whole run, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+fn source_count(args: &RunArgs) -> u8 {
+    if args.sources > 0 {
+        args.sources
+    } else {
+        (args.connections.div_ceil(20_000) + 1).clamp(4, 200) as u8
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CreateVia {
+    Api,
+    Grpc,
+}
+
+/// Refuses anything but loopback: this tool must never load another host.
+fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = authority
+        .rsplit_once(':')
+        .with_context(|| format!("{url}: needs an explicit port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = if host == "localhost" {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse()
+            .with_context(|| format!("{url}: host must be a loopback IP or localhost"))?
+    };
+    ensure!(
+        ip.is_loopback(),
+        "{url}: refusing a non-loopback target ({ip})"
+    );
+    Ok(SocketAddr::new(ip, port.parse().context("bad port")?))
+}
+
+/// Memory of a set of processes: (Rss, Pss) in KiB, from smaps_rollup.
+fn memory_kib(pids: &[u32]) -> (u64, u64) {
+    let mut rss = 0;
+    let mut pss = 0;
+    for pid in pids {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+            for line in text.lines() {
+                let value = || {
+                    line.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                if line.starts_with("Rss:") {
+                    rss += value();
+                } else if line.starts_with("Pss:") {
+                    pss += value();
+                }
+            }
+        } else if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            for line in text.lines() {
+                if let Some(value) = line.strip_prefix("VmRSS:") {
+                    let kib: u64 = value
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    rss += kib;
+                    pss += kib;
+                }
+            }
+        }
+    }
+    (rss, pss)
+}
+
+/// CPU seconds (user + system) used so far by a set of processes.
+fn cpu_secs(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+            (field(14).unwrap_or(0.0) + field(15).unwrap_or(0.0)) / ticks
+        })
+        .sum()
+}
+
+#[derive(Serialize, Default, Clone)]
+pub struct Percentiles {
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+fn percentiles(mut micros: Vec<u64>) -> Percentiles {
+    if micros.is_empty() {
+        return Percentiles::default();
+    }
+    micros.sort_unstable();
+    let at = |q: f64| {
+        let rank = ((q * micros.len() as f64).ceil() as usize).clamp(1, micros.len());
+        micros[rank - 1] as f64 / 1000.0
+    };
+    Percentiles {
+        samples: micros.len(),
+        p50_ms: at(0.50),
+        p90_ms: at(0.90),
+        p99_ms: at(0.99),
+        p999_ms: at(0.999),
+        max_ms: *micros.last().expect("non-empty") as f64 / 1000.0,
+    }
+}
+
+#[derive(Serialize, Default)]
+pub struct Summary {
+    pub label: String,
+    pub target: String,
+    pub connections: usize,
+    pub orders: usize,
+    pub watchers_per_order: usize,
+    pub workers: usize,
+    pub source_addresses: u8,
+    pub create_secs: f64,
+    pub setup_secs: f64,
+    pub setup_per_sec: f64,
+    pub connected: u64,
+    pub failed_connections: u64,
+    pub server_kib_before: u64,
+    pub server_kib_idle: u64,
+    pub server_bytes_per_idle_conn: f64,
+    pub server_kib_after_load: u64,
+    pub core_kib_before: u64,
+    pub core_kib_idle: u64,
+    pub core_bytes_per_idle_conn: f64,
+    pub server_cpu_secs_setup: f64,
+    pub core_cpu_secs_setup: f64,
+    pub requested_rate: f64,
+    pub unpaced: bool,
+    pub reports: usize,
+    pub report_errors: u64,
+    pub reports_unchanged: u64,
+    pub achieved_report_rate: f64,
+    pub max_schedule_lag_ms: f64,
+    pub report_call: Percentiles,
+    pub report_to_browser: Percentiles,
+    pub terminal_events: usize,
+    pub events_received: u64,
+    pub terminal_events_per_sec: f64,
+    pub server_cpu_secs_load: f64,
+    pub core_cpu_secs_load: f64,
+    /// CPU the load tool itself used during the load phase (coordinator + workers).
+    pub loadgen_cpu_secs_load: f64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub missing_created: u64,
+    pub reconnects: u64,
+    pub early_terminal: u64,
+    pub ok: bool,
+}
+
+struct Shared {
+    /// Per connection: CLOCK_MONOTONIC ns its terminal event was read, 0 = not yet.
+    term_ns: Vec<AtomicU64>,
+    /// Per order: ns the report was sent, 0 = not yet.
+    report_ns: Vec<AtomicU64>,
+    dups: AtomicU64,
+    terms: AtomicU64,
+    statuses: Mutex<Vec<Status>>,
+    finals: Mutex<Vec<Option<Status>>>,
+}
+
+struct Order {
+    /// Gateway: the order id; nchan: the channel name.
+    id: String,
+    sub_path: String,
+}
+
+fn progress(msg: &str) {
+    eprintln!("[loadgen {:>7.1}s] {msg}", START.elapsed().as_secs_f64());
+}
+
+static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+pub fn main(args: RunArgs) -> anyhow::Result<i32> {
+    std::sync::LazyLock::force(&START);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let timeout = Duration::from_secs(args.timeout);
+    runtime.block_on(async move {
+        match tokio::time::timeout(timeout, run(args)).await {
+            Ok(result) => result,
+            Err(_) => {
+                eprintln!("loadgen: FAILED: the run exceeded --timeout");
+                Ok(3)
+            }
+        }
+    })
+}
+
+async fn create_orders(
+    args: &RunArgs,
+    addr: SocketAddr,
+    count: usize,
+) -> anyhow::Result<Vec<Order>> {
+    let run_id = format!("{:x}", mono_ns() & 0xffff_ffff);
+    if args.target == Target::Nchan {
+        return Ok((0..count)
+            .map(|o| {
+                let id = format!("lg{run_id}-{o}");
+                Order {
+                    sub_path: format!("/sub/{id}"),
+                    id,
+                }
+            })
+            .collect());
+    }
+    let slots: Arc<Vec<Mutex<Option<Order>>>> =
+        Arc::new((0..count).map(|_| Mutex::new(None)).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let concurrency = args.create_concurrency.clamp(1, 512);
+    for _ in 0..concurrency {
+        let slots = Arc::clone(&slots);
+        let next = Arc::clone(&next);
+        let done = Arc::clone(&done);
+        let via = args.create_via;
+        let core_url = args.core_url.clone();
+        tasks.spawn(async move {
+            let mut grpc = match via {
+                CreateVia::Grpc => Some(PaymentServiceClient::connect(core_url).await?),
+                CreateVia::Api => None,
+            };
+            let mut conn: Option<TcpStream> = None;
+            let mut buf = Vec::new();
+            let host = addr.to_string();
+            loop {
+                let o = next.fetch_add(1, Relaxed);
+                if o >= slots.len() {
+                    return anyhow::Ok(());
+                }
+                let mut tries = 0;
+                let order = loop {
+                    tries += 1;
+                    let result: anyhow::Result<Order> = async {
+                        if let Some(grpc) = grpc.as_mut() {
+                            let order = grpc
+                                .create_order(pb::CreateOrderRequest {
+                                    amount_minor: 100,
+                                    currency: "EUR".into(),
+                                    description: format!("loadgen {o}"),
+                                    idempotency_key: String::new(),
+                                })
+                                .await?
+                                .into_inner()
+                                .order
+                                .context("no order in response")?;
+                            return Ok(Order {
+                                sub_path: format!(
+                                    "/api/orders/{}/events?client_secret={}",
+                                    order.order_id, order.client_secret
+                                ),
+                                id: order.order_id,
+                            });
+                        }
+                        if conn.is_none() {
+                            conn = Some(http::connect(addr, None).await?);
+                            buf.clear();
+                        }
+                        let stream = conn.as_mut().expect("just set");
+                        let body = format!(
+                            r#"{{"amount_minor":100,"currency":"EUR","description":"loadgen {o}"}}"#
+                        );
+                        let (status, body, close) = http::request(
+                            stream,
+                            &mut buf,
+                            "POST",
+                            &host,
+                            "/api/orders",
+                            "application/json",
+                            body.as_bytes(),
+                        )
+                        .await
+                        .inspect_err(|_| conn = None)?;
+                        if close {
+                            conn = None;
+                        }
+                        ensure!(
+                            status == 201,
+                            "POST /api/orders: HTTP {status}: {}",
+                            String::from_utf8_lossy(&body)
+                        );
+                        let json: serde_json::Value = serde_json::from_slice(&body)?;
+                        let field = |name: &str| {
+                            json[name]
+                                .as_str()
+                                .map(str::to_owned)
+                                .with_context(|| format!("no {name} in the order"))
+                        };
+                        Ok(Order {
+                            id: field("order_id")?,
+                            sub_path: field("events_url")?,
+                        })
+                    }
+                    .await;
+                    match result {
+                        Ok(order) => break order,
+                        Err(error) if tries < 3 => {
+                            progress(&format!("order {o}: {error:#}; retrying"));
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(error) => return Err(error.context(format!("creating order {o}"))),
+                    }
+                };
+                *slots[o].lock().expect("not poisoned") = Some(order);
+                done.fetch_add(1, Relaxed);
+            }
+        });
+    }
+    let ticker = {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                progress(&format!("created {}/{count} orders", done.load(Relaxed)));
+            }
+        })
+    };
+    let mut outcome = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(error) = joined? {
+            outcome = Err(error);
+            tasks.abort_all();
+        }
+    }
+    ticker.abort();
+    outcome?;
+    let slots = Arc::try_unwrap(slots).map_err(|_| anyhow::anyhow!("slots still shared"))?;
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("not poisoned")
+                .context("order missing")
+        })
+        .collect()
+}
+
+struct WorkerHandle {
+    child: Child,
+    stdin: tokio::process::ChildStdin,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+async fn spawn_workers(
+    args: &RunArgs,
+    addr: SocketAddr,
+    orders: &[Order],
+    shared: &Arc<Shared>,
+) -> anyhow::Result<Vec<WorkerHandle>> {
+    let n = args.connections;
+    let workers = n.div_ceil(args.per_worker.max(1)).max(1);
+    let sources: Vec<String> = (0..source_count(args))
+        .map(|k| format!("127.0.0.{}", 2 + k as u32))
+        .collect();
+    let exe = std::env::current_exe()?;
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let mut child = Command::new(&exe)
+            .arg("worker")
+            .arg("--target")
+            .arg(match args.target {
+                Target::Gateway => "gateway",
+                Target::Nchan => "nchan",
+            })
+            .arg("--addr")
+            .arg(addr.to_string())
+            .arg("--sources")
+            .arg(sources.join(","))
+            .arg("--connect-concurrency")
+            .arg((args.connect_concurrency / workers).max(1).to_string())
+            .arg("--timeout")
+            .arg(args.timeout.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning a worker")?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let shared_w = Arc::clone(shared);
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(message) = serde_json::from_str::<OutLine>(&line) else {
+                    progress(&format!("worker {w}: unreadable line {line:?}"));
+                    continue;
+                };
+                match message {
+                    OutLine::Status(status) => {
+                        shared_w.statuses.lock().expect("not poisoned")[w] = status
+                    }
+                    OutLine::Term { i, ns } => {
+                        if let Some(slot) = shared_w.term_ns.get(i as usize) {
+                            if slot.compare_exchange(0, ns, Relaxed, Relaxed).is_err() {
+                                shared_w.dups.fetch_add(1, Relaxed);
+                            } else {
+                                shared_w.terms.fetch_add(1, Relaxed);
+                            }
+                        }
+                    }
+                    OutLine::Dup { i } => {
+                        progress(&format!("DUPLICATE event on connection {i}"));
+                    }
+                    OutLine::Err { i, msg } => progress(&format!("connection {i}: {msg}")),
+                    OutLine::Done(status) => {
+                        shared_w.statuses.lock().expect("not poisoned")[w] = status.clone();
+                        shared_w.finals.lock().expect("not poisoned")[w] = Some(status);
+                    }
+                }
+            }
+        });
+        // This worker's share: connections w, w + workers, ... (interleaved).
+        let mut feed = Vec::new();
+        for i in (w..n).step_by(workers) {
+            let order = &orders[i % orders.len()];
+            serde_json::to_writer(
+                &mut feed,
+                &serde_json::json!({ "i": i, "p": order.sub_path }),
+            )?;
+            feed.push(b'\n');
+        }
+        feed.extend_from_slice(b"{\"cmd\":\"open\"}\n");
+        stdin.write_all(&feed).await.context("feeding a worker")?;
+        stdin.flush().await?;
+        handles.push(WorkerHandle {
+            child,
+            stdin,
+            reader,
+        });
+    }
+    Ok(handles)
+}
+
+fn totals(shared: &Shared) -> Status {
+    let statuses = shared.statuses.lock().expect("not poisoned");
+    let mut total = Status::default();
+    for s in statuses.iter() {
+        total.ready += s.ready;
+        total.failed += s.failed;
+        total.reconnects += s.reconnects;
+        total.dups += s.dups;
+        total.events += s.events;
+        total.terms += s.terms;
+        total.missing_created += s.missing_created;
+        total.no_content += s.no_content;
+        if s.first_connect_ns != 0
+            && (total.first_connect_ns == 0 || s.first_connect_ns < total.first_connect_ns)
+        {
+            total.first_connect_ns = s.first_connect_ns;
+        }
+        total.last_ready_ns = total.last_ready_ns.max(s.last_ready_ns);
+    }
+    total
+}
+
+enum Reporter {
+    Grpc(Vec<ProviderServiceClient<Channel>>, Arc<str>),
+    Nchan(SocketAddr),
+}
+
+async fn report_all(
+    args: &RunArgs,
+    reporter: Reporter,
+    orders: Arc<Vec<Order>>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<(Vec<u64>, u64, u64, f64, f64)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let unchanged = Arc::new(AtomicU64::new(0));
+    let max_lag_us = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reporter = Arc::new(reporter);
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let period_ns = if args.unpaced || args.rate <= 0.0 {
+        0.0
+    } else {
+        1e9 / args.rate
+    };
+    let first_ns = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..args.report_concurrency.clamp(1, 4096) {
+        let (next, errors, unchanged, max_lag_us, stop, reporter, orders, shared, first_ns) = (
+            Arc::clone(&next),
+            Arc::clone(&errors),
+            Arc::clone(&unchanged),
+            Arc::clone(&max_lag_us),
+            Arc::clone(&stop),
+            Arc::clone(&reporter),
+            Arc::clone(&orders),
+            Arc::clone(&shared),
+            Arc::clone(&first_ns),
+        );
+        tasks.spawn(async move {
+            let mut call_us = Vec::new();
+            let mut conn: Option<TcpStream> = None;
+            let mut buf = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Relaxed);
+                if k >= orders.len() || stop.load(Relaxed) {
+                    return call_us;
+                }
+                let due = start + Duration::from_nanos((k as f64 * period_ns) as u64);
+                tokio::time::sleep_until(due).await;
+                let lag = tokio::time::Instant::now().saturating_duration_since(due);
+                max_lag_us.fetch_max(lag.as_micros() as u64, Relaxed);
+                let sent = mono_ns();
+                let _ = first_ns.compare_exchange(0, sent, Relaxed, Relaxed);
+                shared.report_ns[k].store(sent, Relaxed);
+                let order = &orders[k];
+                let result: anyhow::Result<bool> = match &*reporter {
+                    Reporter::Grpc(clients, secret) => {
+                        let mut client = clients[task % clients.len()].clone();
+                        let unix = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs() as i64)
+                            .unwrap_or(0);
+                        let request = signed_request(
+                            secret.as_bytes(),
+                            unix,
+                            pb::ReportPaymentResultRequest {
+                                order_id: order.id.clone(),
+                                outcome: pb::PaymentOutcome::Succeeded as i32,
+                                provider_reference: format!("loadgen-{k}"),
+                                reason: String::new(),
+                            },
+                        );
+                        client
+                            .report_payment_result(request)
+                            .await
+                            .map(|r| r.into_inner().changed)
+                            .map_err(Into::into)
+                    }
+                    Reporter::Nchan(addr) => {
+                        async {
+                            if conn.is_none() {
+                                conn = Some(http::connect(*addr, None).await?);
+                                buf.clear();
+                            }
+                            let body =
+                                format!(r#"{{"order":"{}","status":"succeeded"}}"#, order.id);
+                            let (status, _, close) = http::request(
+                                conn.as_mut().expect("just set"),
+                                &mut buf,
+                                "POST",
+                                &addr.to_string(),
+                                &format!("/pub/{}", order.id),
+                                "application/json",
+                                body.as_bytes(),
+                            )
+                            .await
+                            .inspect_err(|_| conn = None)?;
+                            if close {
+                                conn = None;
+                            }
+                            ensure!(status == 201 || status == 202, "publish: HTTP {status}");
+                            Ok(true)
+                        }
+                        .await
+                    }
+                };
+                call_us.push((mono_ns() - sent) / 1000);
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        unchanged.fetch_add(1, Relaxed);
+                    }
+                    Err(error) => {
+                        if errors.fetch_add(1, Relaxed) < 10 {
+                            progress(&format!("report for order {k} failed: {error:#}"));
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let ticker = {
+        let next = Arc::clone(&next);
+        let shared = Arc::clone(&shared);
+        let total = orders.len();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                progress(&format!(
+                    "reported {}/{total}, terminal events read {}",
+                    next.load(Relaxed).min(total),
+                    shared.terms.load(Relaxed)
+                ));
+            }
+        })
+    };
+    let mut call_us = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        call_us.extend(joined?);
+    }
+    ticker.abort();
+    let last = mono_ns();
+    let first = first_ns.load(Relaxed);
+    let achieved = if last > first {
+        orders.len() as f64 / ((last - first) as f64 / 1e9)
+    } else {
+        0.0
+    };
+    Ok((
+        call_us,
+        errors.load(Relaxed),
+        unchanged.load(Relaxed),
+        achieved,
+        max_lag_us.load(Relaxed) as f64 / 1000.0,
+    ))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let addr = loopback_addr(&args.url)?;
+    if args.target == Target::Gateway {
+        loopback_addr(&args.core_url)?;
+    }
+    ensure!(args.connections > 0, "--connections must be > 0");
+    ensure!(
+        args.watchers_per_order > 0,
+        "--watchers-per-order must be > 0"
+    );
+    ensure!(
+        args.per_worker <= 19_000,
+        "--per-worker above 19000 would pass the 20,000 fd cap of a process"
+    );
+    let n = args.connections;
+    let order_count = n.div_ceil(args.watchers_per_order);
+    let mut summary = Summary {
+        label: args.label.clone(),
+        target: format!("{:?}", args.target).to_lowercase(),
+        connections: n,
+        orders: order_count,
+        watchers_per_order: args.watchers_per_order,
+        workers: n.div_ceil(args.per_worker.max(1)).max(1),
+        source_addresses: source_count(&args),
+        requested_rate: args.rate,
+        unpaced: args.unpaced,
+        ..Summary::default()
+    };
+    let core_pids: Vec<u32> = args.core_pid.into_iter().collect();
+
+    // 1. Orders (or channels).
+    progress(&format!(
+        "creating {order_count} orders via {:?}",
+        args.create_via
+    ));
+    let t = Instant::now();
+    let orders = Arc::new(create_orders(&args, addr, order_count).await?);
+    summary.create_secs = t.elapsed().as_secs_f64();
+
+    // 2. Baseline memory, then connections.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, server_before) = memory_kib(&args.server_pids);
+    let (_, core_before) = memory_kib(&core_pids);
+    summary.server_kib_before = server_before;
+    summary.core_kib_before = core_before;
+    let cpu0 = (cpu_secs(&args.server_pids), cpu_secs(&core_pids));
+    let shared = Arc::new(Shared {
+        term_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        report_ns: (0..order_count).map(|_| AtomicU64::new(0)).collect(),
+        dups: AtomicU64::new(0),
+        terms: AtomicU64::new(0),
+        statuses: Mutex::new(vec![Status::default(); summary.workers]),
+        finals: Mutex::new(vec![None; summary.workers]),
+    });
+    progress(&format!(
+        "opening {n} SSE connections in {} worker(s) from {} source address(es)",
+        summary.workers, summary.source_addresses
+    ));
+    let mut workers = spawn_workers(&args, addr, &orders, &shared).await?;
+    let setup_deadline = Instant::now() + Duration::from_secs(args.timeout / 2);
+    let mut last_print = Instant::now();
+    loop {
+        let total = totals(&shared);
+        if total.ready + total.failed >= n as u64 {
+            break;
+        }
+        if Instant::now() > setup_deadline {
+            progress("set-up did not finish in time");
+            break;
+        }
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            progress(&format!(
+                "connected {}/{n} (failed {}, server {} MiB)",
+                total.ready,
+                total.failed,
+                memory_kib(&args.server_pids).1 / 1024
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total = totals(&shared);
+    summary.connected = total.ready;
+    summary.failed_connections = total.failed + (n as u64 - total.ready - total.failed);
+    if total.last_ready_ns > total.first_connect_ns {
+        summary.setup_secs = (total.last_ready_ns - total.first_connect_ns) as f64 / 1e9;
+        summary.setup_per_sec = total.ready as f64 / summary.setup_secs;
+    }
+    progress(&format!(
+        "{} connected, {} failed, in {:.2}s ({:.0}/s); settling {}s",
+        total.ready,
+        summary.failed_connections,
+        summary.setup_secs,
+        summary.setup_per_sec,
+        args.settle_secs
+    ));
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let (_, server_idle) = memory_kib(&args.server_pids);
+    let (_, core_idle) = memory_kib(&core_pids);
+    summary.server_kib_idle = server_idle;
+    summary.core_kib_idle = core_idle;
+    if total.ready > 0 {
+        summary.server_bytes_per_idle_conn =
+            (server_idle as f64 - server_before as f64) * 1024.0 / total.ready as f64;
+        summary.core_bytes_per_idle_conn =
+            (core_idle as f64 - core_before as f64) * 1024.0 / total.ready as f64;
+    }
+    summary.server_cpu_secs_setup = cpu_secs(&args.server_pids) - cpu0.0;
+    summary.core_cpu_secs_setup = cpu_secs(&core_pids) - cpu0.1;
+    if args.hold_secs > 0 {
+        progress(&format!("holding idle for {}s", args.hold_secs));
+        tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    }
+
+    // 3. Reports at the set rate, and the terminal events they cause.
+    let load = args.rate > 0.0 || args.unpaced;
+    let mut call_us = Vec::new();
+    if load {
+        let reporter = match args.target {
+            Target::Gateway => {
+                let mut clients = Vec::new();
+                for _ in 0..args.report_channels.clamp(1, 64) {
+                    let channel = Channel::from_shared(args.core_url.clone())?
+                        .tcp_nodelay(true)
+                        .connect()
+                        .await
+                        .context("connecting to payment-core")?;
+                    clients.push(ProviderServiceClient::new(channel));
+                }
+                Reporter::Grpc(clients, args.provider_secret.as_str().into())
+            }
+            Target::Nchan => Reporter::Nchan(addr),
+        };
+        let own_pids: Vec<u32> = std::iter::once(std::process::id())
+            .chain(workers.iter().filter_map(|w| w.child.id()))
+            .collect();
+        let cpu1 = (
+            cpu_secs(&args.server_pids),
+            cpu_secs(&core_pids),
+            cpu_secs(&own_pids),
+        );
+        progress(&format!(
+            "reporting {} results {}",
+            orders.len(),
+            if args.unpaced {
+                "unpaced".to_string()
+            } else {
+                format!("at {}/s", args.rate)
+            }
+        ));
+        let (calls, errors, unchanged, achieved, lag) =
+            report_all(&args, reporter, Arc::clone(&orders), Arc::clone(&shared)).await?;
+        call_us = calls;
+        summary.reports = orders.len();
+        summary.report_errors = errors;
+        summary.reports_unchanged = unchanged;
+        summary.achieved_report_rate = achieved;
+        summary.max_schedule_lag_ms = lag;
+        let expected = summary.connected;
+        let drain_deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+        while shared.terms.load(Relaxed) < expected && Instant::now() < drain_deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        summary.server_cpu_secs_load = cpu_secs(&args.server_pids) - cpu1.0;
+        summary.core_cpu_secs_load = cpu_secs(&core_pids) - cpu1.1;
+        summary.loadgen_cpu_secs_load = cpu_secs(&own_pids) - cpu1.2;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        summary.server_kib_after_load = memory_kib(&args.server_pids).1;
+    }
+
+    // 4. Close the workers and collect their final counts.
+    for worker in &mut workers {
+        let _ = worker.stdin.write_all(b"{\"cmd\":\"close\"}\n").await;
+        let _ = worker.stdin.flush().await;
+    }
+    for worker in &mut workers {
+        match tokio::time::timeout(Duration::from_secs(20), worker.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                progress("a worker did not exit; killing it");
+                let _ = worker.child.kill().await;
+            }
+        }
+    }
+    for worker in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), worker.reader).await;
+    }
+    let finals = shared.finals.lock().expect("not poisoned").clone();
+    let missing_finals = finals.iter().filter(|f| f.is_none()).count();
+    let total = totals(&shared);
+    summary.events_received = total.events;
+    summary.reconnects = total.reconnects;
+    summary.missing_created = total.missing_created;
+    summary.duplicated = total.dups.max(shared.dups.load(Relaxed));
+
+    // 5. Latency, lost and duplicated.
+    let mut latencies = Vec::new();
+    let mut samples = String::new();
+    let run_start = shared
+        .report_ns
+        .iter()
+        .map(|r| r.load(Relaxed))
+        .filter(|&r| r != 0)
+        .min()
+        .unwrap_or(0);
+    let mut lost = 0u64;
+    let mut early = 0u64;
+    let (mut first_report, mut last_term) = (u64::MAX, 0u64);
+    for (i, term) in shared.term_ns.iter().enumerate() {
+        let term = term.load(Relaxed);
+        let report = shared.report_ns[i % order_count].load(Relaxed);
+        if term == 0 {
+            if load && report != 0 {
+                lost += 1;
+            }
+            continue;
+        }
+        if report == 0 || term < report {
+            // A terminal event nobody reported: spurious.
+            early += 1;
+            continue;
+        }
+        first_report = first_report.min(report);
+        last_term = last_term.max(term);
+        latencies.push((term - report) / 1000);
+        if args.samples.is_some() {
+            use std::fmt::Write;
+            let _ = writeln!(
+                samples,
+                "{:.3} {:.3}",
+                (report - run_start) as f64 / 1e6,
+                (term - report) as f64 / 1e6
+            );
+        }
+    }
+    if let Some(path) = &args.samples {
+        std::fs::write(path, samples).with_context(|| format!("writing {}", path.display()))?;
+    }
+    summary.terminal_events = latencies.len();
+    if last_term > first_report {
+        summary.terminal_events_per_sec =
+            latencies.len() as f64 / ((last_term - first_report) as f64 / 1e9);
+    }
+    summary.lost = lost + summary.missing_created + total.no_content;
+    if !load {
+        // Idle run: a connection that never came up lost its `created` event.
+        summary.lost += summary.failed_connections;
+    } else {
+        summary.lost += summary.failed_connections.min(n as u64 - summary.connected);
+    }
+    summary.early_terminal = early;
+    summary.report_call = percentiles(call_us);
+    summary.report_to_browser = percentiles(latencies);
+    summary.ok = summary.lost == 0
+        && summary.duplicated == 0
+        && summary.early_terminal == 0
+        && summary.report_errors == 0
+        && summary.reports_unchanged == 0
+        && summary.failed_connections == 0
+        && missing_finals == 0;
+
+    print_summary(&summary);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if summary.ok {
+        Ok(0)
+    } else {
+        eprintln!(
+            "\nloadgen: FAILED: lost={} duplicated={} failed_connections={} report_errors={} unchanged={} spurious={} workers_without_final_report={}",
+            summary.lost,
+            summary.duplicated,
+            summary.failed_connections,
+            summary.report_errors,
+            summary.reports_unchanged,
+            summary.early_terminal,
+            missing_finals
+        );
+        Ok(1)
+    }
+}
+
+fn print_summary(s: &Summary) {
+    let kib = |v: u64| format!("{:.1} MiB", v as f64 / 1024.0);
+    let rows: Vec<(&str, String)> = vec![
+        ("label", s.label.clone()),
+        ("target", s.target.clone()),
+        (
+            "connections",
+            format!(
+                "{} ({} orders x {} watchers, {} worker(s), {} source addr)",
+                s.connections, s.orders, s.watchers_per_order, s.workers, s.source_addresses
+            ),
+        ),
+        (
+            "connected / failed",
+            format!("{} / {}", s.connected, s.failed_connections),
+        ),
+        ("orders created in", format!("{:.2} s", s.create_secs)),
+        (
+            "connection set-up",
+            format!("{:.2} s = {:.0} conn/s", s.setup_secs, s.setup_per_sec),
+        ),
+        (
+            "server memory",
+            format!(
+                "{} -> {} idle -> {} after load",
+                kib(s.server_kib_before),
+                kib(s.server_kib_idle),
+                kib(s.server_kib_after_load)
+            ),
+        ),
+        (
+            "server bytes / idle conn",
+            format!(
+                "{:.0} B ({:.2} KiB)",
+                s.server_bytes_per_idle_conn,
+                s.server_bytes_per_idle_conn / 1024.0
+            ),
+        ),
+        (
+            "core memory",
+            format!(
+                "{} -> {} idle ({:.0} B/conn)",
+                kib(s.core_kib_before),
+                kib(s.core_kib_idle),
+                s.core_bytes_per_idle_conn
+            ),
+        ),
+        (
+            "report rate",
+            format!(
+                "requested {}, achieved {:.0}/s, max schedule lag {:.1} ms",
+                if s.unpaced {
+                    "unpaced".into()
+                } else {
+                    format!("{}/s", s.requested_rate)
+                },
+                s.achieved_report_rate,
+                s.max_schedule_lag_ms
+            ),
+        ),
+        (
+            "report call (ms)",
+            format!(
+                "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                s.report_call.p50_ms,
+                s.report_call.p90_ms,
+                s.report_call.p99_ms,
+                s.report_call.p999_ms,
+                s.report_call.max_ms
+            ),
+        ),
+        (
+            "report->browser (ms)",
+            format!(
+                "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (n={})",
+                s.report_to_browser.p50_ms,
+                s.report_to_browser.p90_ms,
+                s.report_to_browser.p99_ms,
+                s.report_to_browser.p999_ms,
+                s.report_to_browser.max_ms,
+                s.report_to_browser.samples
+            ),
+        ),
+        (
+            "terminal events / s",
+            format!(
+                "{:.0} ({} events read in total)",
+                s.terminal_events_per_sec, s.events_received
+            ),
+        ),
+        (
+            "cpu during load",
+            format!(
+                "server {:.2} s, core {:.2} s, loadgen {:.2} s",
+                s.server_cpu_secs_load, s.core_cpu_secs_load, s.loadgen_cpu_secs_load
+            ),
+        ),
+        (
+            "lost / duplicated",
+            format!(
+                "{} / {} (reconnects {}, spurious {})",
+                s.lost, s.duplicated, s.reconnects, s.early_terminal
+            ),
+        ),
+        ("result", if s.ok { "OK".into() } else { "FAILED".into() }),
+    ];
+    println!();
+    for (name, value) in rows {
+        println!("  {name:<26} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert!(loopback_addr("http://127.0.0.1:8080").is_ok());
+        assert!(loopback_addr("http://127.3.4.5:80/x").is_ok());
+        assert!(loopback_addr("http://localhost:8080").is_ok());
+        assert!(loopback_addr("http://[::1]:8080").is_ok());
+        assert!(loopback_addr("http://10.0.0.1:8080").is_err());
+        assert!(loopback_addr("http://192.168.1.1:8080").is_err());
+        assert!(loopback_addr("http://example.com:8080").is_err());
+        assert!(loopback_addr("https://127.0.0.1:8080").is_err());
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let p = percentiles((1..=1000).collect());
+        assert_eq!(p.samples, 1000);
+        assert_eq!(p.p50_ms, 0.5);
+        assert_eq!(p.p99_ms, 0.99);
+        assert_eq!(p.p999_ms, 0.999);
+        assert_eq!(p.max_ms, 1.0);
+        assert_eq!(percentiles(Vec::new()).samples, 0);
+    }
+}
