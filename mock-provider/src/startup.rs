@@ -23,7 +23,7 @@ impl Application {
     pub async fn build(core: CoreConfig, serve: ServeConfig) -> anyhow::Result<Self> {
         if core.provider_secret == DEV_PROVIDER_SECRET {
             tracing::warn!(
-                "PROVIDER_SECRET is not set: signing with the public development secret."
+                "PROVIDER_SECRET is the public development default; payment-core must not accept it in production."
             );
         }
         let reporter = Reporter::new(&core.payment_core_url, &core.provider_secret)

@@ -37,8 +37,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         if config.uses_dev_secret() {
             tracing::warn!(
-                "PROVIDER_SECRET is not set: using the public development secret. Anyone can forge \
-                 payment results. Set PROVIDER_SECRET before taking real payments."
+                "PROVIDER_SECRET is the public development default: anyone can forge payment \
+                 results. Set a secret of your own before taking real payments."
             );
         }
         let path = config.sqlite_path()?;

@@ -121,7 +121,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         if config.admin_token == crate::config::DEV_ADMIN_TOKEN {
             tracing::warn!(
-                "ADMIN_TOKEN is not set: the dashboard uses the public development token. Set ADMIN_TOKEN in production."
+                "ADMIN_TOKEN is the public development default: anyone can read every order on the dashboard. Set a token of your own in production."
             );
         }
         let state = AppState::new(&config)?;

@@ -1,0 +1,417 @@
+#!/usr/bin/env bash
+# End-to-end check of the Docker packaging (docker/, docker-compose.yml).
+#
+#  1. local stand-ins for the base images (.ci/base-images.sh)
+#  2. release binaries built on the host, images built through the PREBUILT
+#     path of docker/Dockerfile (no crates.io needed inside docker), nginx
+#     image, `compose up` and wait until every service is healthy
+#  3. through nginx: create an order, follow its SSE stream, report the
+#     payment with `mock-provider report`, see `event: succeeded`
+#  4. a second order's stream: stop the gateway serving it, reconnect through
+#     nginx with Last-Event-ID, the result arrives exactly once, no id repeats
+#  5. restart payment-core, then re-create its container: the first order is
+#     still `succeeded` (SQLite on the named volume)
+#  6. `compose down -v` always (trap), with logs when something failed
+#
+# Needs: root (debootstrap), docker engine, docker compose v2 or
+# docker-compose v1, cargo, curl, python3. Every wait is bounded.
+#
+# Environment (all optional):
+#   COMPOSE_PROJECT_NAME  compose project (default payments-push-ci)
+#   HTTP_PORT PROVIDER_PORT GRPC_PORT  host ports (default 8080 8081 50051;
+#                         a busy default port is replaced by a free one, an
+#                         explicitly set busy port is an error)
+#   IMAGE_TAG             tag of the payments-push/* images (default local)
+#   CARGO_TARGET_DIR      cargo's target dir (default ./target)
+#   CARGO_BUILD_JOBS      cargo -j (default: all cores)
+#   CARGO_NICE            nice level of the cargo build (default 0)
+#   SKIP_CARGO_BUILD=1    use the binaries already in docker/prebuilt/
+#   UP_TIMEOUT            seconds for `compose up` to get all healthy (default 300)
+#   KEEP_WORK=1           keep the SSE transcripts and responses (path printed)
+#   KEEP_UP=1             leave the stack running at the end (no down -v)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+PROJECT=${COMPOSE_PROJECT_NAME:-payments-push-ci}
+UP_TIMEOUT=${UP_TIMEOUT:-300}
+IMAGE_TAG=${IMAGE_TAG:-local}
+BINS=(payment-core sse-gateway mock-provider)
+WORK=$(mktemp -d /tmp/docker-test.XXXXXX)
+PASSED=0
+FAILED=0
+STACK_UP=0
+BG_PIDS=()
+
+log()  { printf '\n[docker-test %(%H:%M:%S)T] %s\n' -1 "$*"; }
+ok()   { PASSED=$((PASSED + 1)); printf 'ok - %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAILED - %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- compose ---
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  COMPOSE=(docker-compose)
+else
+  echo "neither 'docker compose' nor 'docker-compose' is available" >&2; exit 1
+fi
+COMPOSE_V2=0
+if "${COMPOSE[@]}" version 2>/dev/null | grep -Eq 'v?2\.[0-9]+\.[0-9]+'; then COMPOSE_V2=1; fi
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
+
+# ------------------------------------------------------------------ ports ---
+port_free() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+PY
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pick_port() { # NAME DEFAULT
+  local name=$1 def=$2 val
+  if [[ -n "${!name:-}" ]]; then
+    val=${!name}
+    port_free "$val" || { echo "$name=$val is in use on this host" >&2; exit 1; }
+  else
+    val=$def
+    if ! port_free "$val"; then
+      val=$(free_port)
+      echo "port $def is busy, using $val for $name" >&2
+    fi
+  fi
+  export "$name=$val"
+}
+pick_port HTTP_PORT 8080
+pick_port PROVIDER_PORT 8081
+pick_port GRPC_PORT 50051
+export BIND_ADDRESS=${BIND_ADDRESS:-127.0.0.1}
+export PROVIDER_PAGE_URL=${PROVIDER_PAGE_URL:-http://localhost:${PROVIDER_PORT}/pay}
+export IMAGE_TAG BUILD_FROM=prebuilt
+# short heartbeats so a dead stream shows quickly
+export HEARTBEAT_SECS=${HEARTBEAT_SECS:-5}
+BASE=http://localhost:${HTTP_PORT}
+PROVIDER_BASE=http://localhost:${PROVIDER_PORT}
+
+# ------------------------------------------------------------ teardown -----
+dump_logs() {
+  echo "================ diagnostics ================" >&2
+  compose ps >&2 2>&1 || true
+  local c
+  for c in $(compose ps -q 2>/dev/null); do
+    docker inspect -f '{{.Name}} state={{.State.Status}} exit={{.State.ExitCode}} health={{if .State.Health}}{{.State.Health.Status}}{{range .State.Health.Log}}
+    probe exit={{.ExitCode}} {{.Output}}{{end}}{{end}}' "$c" >&2 2>&1 || true
+  done
+  echo "---------------- compose logs (last 150 lines each) ----------------" >&2
+  timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" logs --no-color --tail=150 >&2 2>&1 || true
+  local f
+  for f in "$WORK"/*.sse "$WORK"/*.err "$WORK"/*.json "$WORK"/report-*.out "$WORK"/pay-page.*; do
+    [[ -f "$f" ]] || continue
+    echo "---------------- $(basename "$f") ----------------" >&2
+    head -c 4000 "$f" >&2; echo >&2
+  done
+}
+cleanup() {
+  local rc=$?
+  set +e
+  local p
+  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  if [[ $rc -ne 0 ]]; then
+    [[ $FAILED -eq 0 ]] && FAILED=1
+    [[ $STACK_UP -eq 1 ]] && dump_logs
+  fi
+  if [[ $STACK_UP -eq 1 && "${KEEP_UP:-0}" != 1 ]]; then
+    log "compose down -v"
+    timeout 180 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" down -v --remove-orphans -t 10 >/dev/null 2>&1 \
+      || echo "compose down failed or timed out" >&2
+  fi
+  if [[ "${KEEP_WORK:-0}" == 1 ]]; then echo "transcripts kept in $WORK"; else rm -rf "$WORK"; fi
+  echo
+  echo "docker-test: ${PASSED} passed, ${FAILED} failed"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --------------------------------------------------------------- helpers ---
+# json_get FILE KEY [KEY...]: first value (breadth-first) of any of the keys
+json_get() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, keys = sys.argv[1], sys.argv[2:]
+try:
+    doc = json.load(open(path))
+except Exception:
+    sys.exit(1)
+for key in keys:
+    queue = [doc]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, dict):
+            if key in node and not isinstance(node[key], (dict, list)) and node[key] not in (None, ""):
+                print(node[key]); sys.exit(0)
+            queue.extend(node.values())
+        elif isinstance(node, list):
+            queue.extend(node)
+sys.exit(1)
+PY
+}
+
+# path_of URL: path and query of an absolute or relative URL
+path_of() { python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p.path + ("?" + p.query if p.query else ""))' "$1"; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: poll every second
+wait_until() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then echo "timed out after ${secs}s waiting for: $what" >&2; return 1; fi
+    sleep 1
+  done
+}
+
+container_of() { compose ps -q "$1" 2>/dev/null | head -n1; }
+health_of() {
+  local c; c=$(container_of "$1")
+  [[ -n "$c" ]] || { echo missing; return; }
+  docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$c" 2>/dev/null || echo missing
+}
+all_healthy() {
+  local s
+  for s in "$@"; do [[ $(health_of "$s") == healthy ]] || return 1; done
+}
+wait_healthy() { # SECONDS SERVICE...
+  local secs=$1; shift
+  local deadline=$((SECONDS + secs)) s line
+  until all_healthy "$@"; do
+    if ((SECONDS >= deadline)); then
+      line=""; for s in "$@"; do line+="$s=$(health_of "$s") "; done
+      echo "services not healthy after ${secs}s: $line" >&2; return 1
+    fi
+    sleep 2
+  done
+}
+
+# An SSE transcript ($WORK/NAME.sse) is curl -i output: status line and
+# headers, a blank line, then the event stream.
+sse_body() { sed '1,/^\r\{0,1\}$/d' "$1" 2>/dev/null; }
+sse_head() { sed '/^\r\{0,1\}$/q' "$1" 2>/dev/null; }
+sse_count() { sse_body "$1" | grep -Ec "^event: ?$2"$'\r?$' || true; }
+has_event() { [[ $(sse_count "$1" "$2") -ge 1 ]]; }
+sse_ids() { sse_body "$1" | sed -n 's/^id: \{0,1\}\([^\r]*\)\r\{0,1\}$/\1/p'; }
+sse_last_id() { sse_ids "$1" | tail -n1; }
+has_id() { [[ -n $(sse_last_id "$1") ]]; }
+http_status_200() { sse_head "$1" | head -n1 | grep -Eq '^HTTP/[0-9.]+ 200'; }
+header_of() { sse_head "$1" | sed -n "s/^$2: *\\([^\\r]*\\)\\r\\{0,1\\}\$/\\1/Ip" | tail -n1; }
+
+# open_sse NAME URL [curl args...]: background `curl -N -i` into $WORK/NAME.sse;
+# sets SSE_PID
+open_sse() {
+  local name=$1 url=$2; shift 2
+  curl -sS -N -i --max-time 180 -H 'Accept: text/event-stream' "$@" "$url" \
+       >"$WORK/$name.sse" 2>"$WORK/$name.err" &
+  SSE_PID=$!
+  BG_PIDS+=("$SSE_PID")
+}
+gone() { ! kill -0 "$1" 2>/dev/null; }
+# "id:event" of every event of a transcript, on one line
+sse_summary() {
+  sse_body "$1" | tr -d '\r' | awk '
+    /^id:/    { sub(/^id: ?/, ""); id = $0 }
+    /^event:/ { sub(/^event: ?/, ""); ev = $0 }
+    /^data:/  { seen = 1 }
+    /^$/      { if (seen || ev != "") printf "%s%s", (n++ ? " " : ""), (id != "" ? id : "-") ":" (ev != "" ? ev : "message"); id = ""; ev = ""; seen = 0 }
+    END       { if (seen || ev != "") printf "%s%s", (n++ ? " " : ""), (id != "" ? id : "-") ":" (ev != "" ? ev : "message"); print "" }'
+}
+
+# run_logged NAME COMMAND...: output to $WORK/NAME.out, its tail on failure
+run_logged() {
+  local name=$1; shift
+  if ! "$@" >"$WORK/$name.out" 2>&1; then
+    echo "---- $name failed: $* ----" >&2
+    tail -n 60 "$WORK/$name.out" >&2
+    return 1
+  fi
+}
+
+create_order() { # NAME DESCRIPTION
+  local out="$WORK/$1.json"
+  local code
+  code=$(curl -sS -m 20 -o "$out" -w '%{http_code}' -X POST "$BASE/api/orders" \
+           -H 'Content-Type: application/json' \
+           -d "{\"amount_minor\":1999,\"currency\":\"EUR\",\"description\":\"$2\"}") || true
+  [[ "$code" =~ ^20[01]$ ]] || fail "POST /api/orders answered HTTP $code: $(head -c 500 "$out" 2>/dev/null)"
+}
+
+report() { # ORDER_ID OUTCOME
+  timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" exec -T mock-provider \
+    mock-provider report --order "$1" --outcome "$2" >"$WORK/report-$1.out" 2>&1
+}
+
+# ======================================================= 1. base images ===
+log "1. base images"
+timeout 900 bash "$ROOT/.ci/base-images.sh"
+ok "base images present: $(docker image inspect -f '{{index .RepoTags 0}}' debian:bookworm-slim)"
+
+# ========================================= 2. binaries, images, compose up ===
+log "2. host build of ${BINS[*]}"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ "${SKIP_CARGO_BUILD:-0}" != 1 ]]; then
+  timeout 3600 nice -n "${CARGO_NICE:-0}" cargo build --release --locked -p payment-core -p sse-gateway -p mock-provider
+  mkdir -p "$ROOT/docker/prebuilt"
+  for b in "${BINS[@]}"; do install -m 0755 "$TARGET_DIR/release/$b" "$ROOT/docker/prebuilt/$b"; done
+fi
+for b in "${BINS[@]}"; do [[ -x "$ROOT/docker/prebuilt/$b" ]] || fail "docker/prebuilt/$b missing"; done
+ok "release binaries in docker/prebuilt/"
+
+log "2. images (prebuilt path)"
+for b in "${BINS[@]}"; do
+  run_logged "build-$b" timeout 1200 docker build --force-rm -f docker/Dockerfile --build-arg BUILD_FROM=prebuilt \
+    --target "$b-prebuilt" -t "payments-push/$b:$IMAGE_TAG" . || fail "docker build of $b (prebuilt path)"
+  docker run --rm --entrypoint "/usr/local/bin/$b" "payments-push/$b:$IMAGE_TAG" --help >/dev/null \
+    || fail "payments-push/$b:$IMAGE_TAG: '$b --help' does not run in the image"
+done
+run_logged build-nginx timeout 900 docker build --force-rm -f docker/nginx.Dockerfile -t "payments-push/nginx:$IMAGE_TAG" docker \
+  || fail "docker build of nginx"
+ok "images payments-push/{payment-core,sse-gateway,mock-provider,nginx}:$IMAGE_TAG built"
+
+log "2. compose up (project $PROJECT, ports http=$HTTP_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]})"
+timeout 120 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" down -v --remove-orphans >/dev/null 2>&1 || true
+STACK_UP=1
+SERVICES=(payment-core mock-provider gateway-1 gateway-2 nginx)
+if [[ $COMPOSE_V2 == 1 ]]; then
+  timeout $((UP_TIMEOUT + 30)) "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
+    || fail "compose up --wait did not get every service healthy within ${UP_TIMEOUT}s"
+else
+  # compose v1 has no --wait; it does honour depends_on: service_healthy
+  timeout "$UP_TIMEOUT" "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" up -d --no-build \
+    || fail "compose up did not finish within ${UP_TIMEOUT}s (a dependency never became healthy?)"
+fi
+wait_healthy 120 "${SERVICES[@]}" || fail "not every service is healthy"
+ok "all services healthy: ${SERVICES[*]}"
+# the published gRPC port answers grpc.health.v1.Health/Check (empty request)
+grpc_health() {
+  printf '\0\0\0\0\0' >"$WORK/grpc-req.bin"
+  curl -sS -m 10 --http2-prior-knowledge -i -X POST -H 'content-type: application/grpc' -H 'te: trailers' \
+       --data-binary @"$WORK/grpc-req.bin" -o "$WORK/grpc-health.out" \
+       "http://localhost:${GRPC_PORT}/grpc.health.v1.Health/Check" || return 1
+  grep -aEqi 'grpc-status: *0[[:space:]]*$' "$WORK/grpc-health.out"
+}
+wait_until 20 "gRPC health on the published port $GRPC_PORT" grpc_health \
+  || fail "payment-core's gRPC port $GRPC_PORT does not answer Health/Check: $(head -c 300 "$WORK/grpc-health.out" 2>/dev/null | tr -d '\000')"
+ok "payment-core gRPC answers on published port $GRPC_PORT"
+
+# ================================================ 3. order, SSE, payment ===
+log "3. order 1 through nginx, SSE, report succeeded"
+create_order order1 "docker test"
+ORDER1=$(json_get "$WORK/order1.json" order_id id) || fail "no order id in $(cat "$WORK/order1.json")"
+SECRET1=$(json_get "$WORK/order1.json" client_secret) || fail "no client_secret in $(cat "$WORK/order1.json")"
+EVENTS1=$(json_get "$WORK/order1.json" events_url || echo "/api/orders/$ORDER1/events?client_secret=$SECRET1")
+ok "POST /api/orders -> order $ORDER1"
+open_sse s1 "$BASE$(path_of "$EVENTS1")"
+s1_PID=$SSE_PID
+wait_until 20 "SSE stream of order 1 answers 200" http_status_200 "$WORK/s1.sse" \
+  || fail "SSE stream of order 1 did not open"
+sleep 1
+report "$ORDER1" succeeded || fail "mock-provider report failed: $(cat "$WORK/report-$ORDER1.out")"
+SERVED1=$(header_of "$WORK/s1.sse" X-Gateway-Instance)
+wait_until 30 "event: succeeded on order 1's stream" has_event "$WORK/s1.sse" succeeded \
+  || fail "no 'event: succeeded' on order 1's stream"
+ok "order 1: 'event: succeeded' arrived on the SSE stream through nginx${SERVED1:+ (}${SERVED1}${SERVED1:+)}"
+# the stream of one order ends after its final event
+wait_until 15 "order 1's stream to end" gone "$s1_PID" \
+  || echo "note: order 1's stream was still open 15s after its final event" >&2
+kill "$s1_PID" 2>/dev/null || true
+echo "order 1 stream (id:event): $(sse_summary "$WORK/s1.sse")"
+[[ $(sse_count "$WORK/s1.sse" succeeded) -eq 1 ]] || fail "order 1: 'event: succeeded' arrived more than once"
+
+# ======================================= 4. gateway loss, Last-Event-ID ===
+log "4. order 2: stop the serving gateway, resume with Last-Event-ID"
+create_order order2 "docker test failover"
+ORDER2=$(json_get "$WORK/order2.json" order_id id) || fail "no order id in order 2"
+SECRET2=$(json_get "$WORK/order2.json" client_secret) || fail "no client_secret in order 2"
+EVENTS2=$(json_get "$WORK/order2.json" events_url || echo "/api/orders/$ORDER2/events?client_secret=$SECRET2")
+URL2="$BASE$(path_of "$EVENTS2")"
+open_sse s2a "$URL2"
+s2a_PID=$SSE_PID
+wait_until 20 "SSE stream A of order 2 answers 200" http_status_200 "$WORK/s2a.sse" \
+  || fail "SSE stream of order 2 did not open"
+# the payer opens the provider page: the order moves to processing (an event
+# with an id that the reconnect must not repeat)
+curl -sS -m 20 -o "$WORK/pay-page.out" -w '%{http_code}' "$PROVIDER_BASE/pay/$ORDER2" >"$WORK/pay-page.code" || true
+wait_until 10 "a first event with an id on stream A" has_id "$WORK/s2a.sse" \
+  || echo "note: no event with an id on stream A yet (GET /pay answered $(cat "$WORK/pay-page.code"))" >&2
+SERVING=$(header_of "$WORK/s2a.sse" X-Gateway-Instance)
+stop_gateway() {
+  timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" stop -t 10 "$1" >/dev/null 2>&1
+}
+if [[ "$SERVING" == gateway-1 || "$SERVING" == gateway-2 ]]; then
+  echo "stream A is served by $SERVING (X-Gateway-Instance)"
+  stop_gateway "$SERVING"
+  wait_until 30 "stream A to break after stopping $SERVING" gone "$s2a_PID" \
+    || fail "stream A still open 30s after $SERVING stopped"
+  STOPPED=$SERVING
+else
+  echo "no X-Gateway-Instance header; stopping gateway-1, then gateway-2 if the stream survives"
+  stop_gateway gateway-1
+  STOPPED=gateway-1
+  if ! wait_until 20 "stream A to break" gone "$s2a_PID"; then
+    timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" start gateway-1 >/dev/null
+    wait_healthy 120 gateway-1
+    stop_gateway gateway-2
+    STOPPED=gateway-2
+    wait_until 30 "stream A to break" gone "$s2a_PID" || fail "stream A survived stopping both gateways"
+  fi
+fi
+LAST_ID=$(sse_last_id "$WORK/s2a.sse")
+ok "stream A broke when $STOPPED stopped (last id seen: ${LAST_ID:-none})"
+# pay while no stream is open: the reconnect must replay it
+report "$ORDER2" succeeded || fail "mock-provider report for order 2 failed: $(cat "$WORK/report-$ORDER2.out")"
+RESUME=()
+[[ -n "$LAST_ID" ]] && RESUME=(-H "Last-Event-ID: $LAST_ID")
+open_sse s2b "$URL2" "${RESUME[@]}"
+s2b_PID=$SSE_PID
+wait_until 30 "event: succeeded on stream B" has_event "$WORK/s2b.sse" succeeded \
+  || fail "no 'event: succeeded' after reconnecting with Last-Event-ID: ${LAST_ID:-none}"
+wait_until 15 "stream B to end" gone "$s2b_PID" || true
+kill "$s2b_PID" 2>/dev/null || true
+SERVED_B=$(header_of "$WORK/s2b.sse" X-Gateway-Instance)
+echo "order 2 stream A (id:event): $(sse_summary "$WORK/s2a.sse")"
+echo "order 2 stream B (id:event): $(sse_summary "$WORK/s2b.sse")"
+N_SUCCEEDED=$(( $(sse_count "$WORK/s2a.sse" succeeded) + $(sse_count "$WORK/s2b.sse" succeeded) ))
+[[ $N_SUCCEEDED -eq 1 ]] || fail "order 2: 'event: succeeded' arrived $N_SUCCEEDED times over both connections"
+DUP_IDS=$( { sse_ids "$WORK/s2a.sse"; sse_ids "$WORK/s2b.sse"; } | sort | uniq -d)
+[[ -z "$DUP_IDS" ]] || fail "order 2: ids repeated across the reconnect: $DUP_IDS"
+ok "order 2: resumed through nginx${SERVED_B:+ on $SERVED_B} with Last-Event-ID ${LAST_ID:-none}; succeeded exactly once, no id repeated"
+
+# ============================================ 5. payment-core restart ====
+log "5. restart payment-core, order 1 still succeeded"
+timeout 120 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" restart -t 15 payment-core >/dev/null
+ALIVE=()
+for s in payment-core mock-provider nginx gateway-1 gateway-2; do [[ $s == "$STOPPED" ]] || ALIVE+=("$s"); done
+wait_healthy 180 "${ALIVE[@]}"
+order1_succeeded() {
+  local code
+  code=$(curl -sS -m 10 -o "$WORK/order1-after.json" -w '%{http_code}' \
+           "$BASE/api/orders/$ORDER1?client_secret=$SECRET1") || return 1
+  [[ "$code" == 200 ]] || return 1
+  json_get "$WORK/order1-after.json" status | tr '[:upper:]' '[:lower:]' | grep -q succeeded
+}
+wait_until 60 "GET /api/orders/$ORDER1 to say succeeded" order1_succeeded \
+  || fail "after the restart order 1 is not succeeded: $(cat "$WORK/order1-after.json" 2>/dev/null)"
+ok "after 'restart payment-core' order 1 is still succeeded"
+# a new container (not just a restart) must find the data on the named volume
+timeout 180 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" up -d --no-build --no-deps --force-recreate payment-core >/dev/null 2>&1 \
+  || fail "could not re-create payment-core"
+wait_healthy 180 "${ALIVE[@]}"
+rm -f "$WORK/order1-after.json"
+wait_until 60 "GET /api/orders/$ORDER1 to say succeeded" order1_succeeded \
+  || fail "after re-creating payment-core order 1 is not succeeded: $(cat "$WORK/order1-after.json" 2>/dev/null)"
+ok "after re-creating the payment-core container order 1 is still succeeded (SQLite on the named volume)"
+
+log "all checks passed"
