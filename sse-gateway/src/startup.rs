@@ -142,10 +142,6 @@ impl Application {
         self.local_addr
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
     }

@@ -127,13 +127,7 @@ async fn status_of(client: &Client) -> (String, String) {
         .await
         .unwrap()
         .unwrap_or_default();
-    let reason = client
-        .find(Locator::Id("status-reason"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let reason = text_of(client, "status-reason").await;
     (name, reason)
 }
 
@@ -194,6 +188,33 @@ async fn start_payment(
     (checkout, popup)
 }
 
+/// Clicks `button` in the provider popup, waits for its result page, and
+/// returns to the checkout window.
+async fn decide_in_popup(client: &Client, button: &str, checkout: fantoccini::wd::WindowHandle) {
+    client
+        .find(Locator::Id(button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the provider's result", || async {
+        client.find(Locator::Id("result")).await.ok()
+    })
+    .await;
+    client.switch_to_window(checkout).await.unwrap();
+}
+
+async fn text_of(client: &Client, id: &str) -> String {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn wait_for_final_status(client: &Client, expected: &str) -> String {
     let (_, reason) = eventually(Duration::from_secs(15), expected, || async {
         let (status, reason) = status_of(client).await;
@@ -215,35 +236,12 @@ async fn a_shopper_pays_in_the_provider_popup_and_the_checkout_shows_success_at_
     let client = &browser.client;
     let (checkout, _popup) = start_payment(client, &shop, "12.50").await;
 
-    let amount = client
-        .find(Locator::Id("amount"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let amount = text_of(client, "amount").await;
     assert_eq!(amount, "12.50 EUR", "the provider shows the order's amount");
-    client
-        .find(Locator::Id("pay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(10), "the provider's result", || async {
-        client.find(Locator::Id("result")).await.ok()
-    })
-    .await;
-    client.switch_to_window(checkout).await.unwrap();
+    decide_in_popup(client, "pay", checkout).await;
 
     wait_for_final_status(client, "succeeded").await;
-    let connection = client
-        .find(Locator::Id("connection"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let connection = text_of(client, "connection").await;
     assert_eq!(
         connection, "Closed",
         "the page closes its EventSource at the final state"
@@ -260,28 +258,11 @@ async fn a_declined_payment_shows_its_reason_on_the_checkout() {
 
     let reason = client.find(Locator::Id("decline-reason")).await.unwrap();
     reason.select_by_value("insufficient funds").await.unwrap();
-    client
-        .find(Locator::Id("decline"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(10), "the provider's result", || async {
-        client.find(Locator::Id("result")).await.ok()
-    })
-    .await;
-    client.switch_to_window(checkout).await.unwrap();
+    decide_in_popup(client, "decline", checkout).await;
 
     let shown_reason = wait_for_final_status(client, "failed").await;
     assert_eq!(shown_reason, "insufficient funds");
-    let message = client
-        .find(Locator::Id("status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let message = text_of(client, "status").await;
     assert!(message.contains("insufficient funds"), "{message}");
     client.clone().close().await.unwrap();
 }
