@@ -68,6 +68,7 @@ async fn start_browser() -> Browser {
 /// The whole system: payment-core and mock-provider binaries, the gateway in process.
 struct Shop {
     gateway: common::Gateway,
+    core_port: u16,
     _core: Process,
     _provider: Process,
     _dir: tempfile::TempDir,
@@ -98,6 +99,7 @@ async fn open_shop() -> Shop {
     let gateway = common::spawn_gateway(core_port, |_| {}).await;
     Shop {
         gateway,
+        core_port,
         _core: core,
         _provider: provider,
         _dir: dir,
@@ -264,5 +266,69 @@ async fn a_declined_payment_shows_its_reason_on_the_checkout() {
     assert_eq!(shown_reason, "insufficient funds");
     let message = text_of(client, "status").await;
     assert!(message.contains("insufficient funds"), "{message}");
+    client.clone().close().await.unwrap();
+}
+
+/// The `data-status` of the dashboard row for `order_id`, if the row exists.
+async fn dashboard_status(client: &Client, order_id: &str) -> Option<String> {
+    let selector = format!("tr[data-order-id=\"{order_id}\"] td.status");
+    let cell = client.find(Locator::Css(&selector)).await.ok()?;
+    cell.attr("data-status").await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_merchant_dashboard_shows_an_order_appear_and_change_live() {
+    let shop = open_shop().await;
+    let browser = start_browser().await;
+    let client = &browser.client;
+    client
+        .goto(&format!(
+            "http://{}/dashboard?token={}",
+            shop.gateway.addr,
+            common::ADMIN_TOKEN
+        ))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the dashboard to go live",
+        || async { (text_of(client, "connection").await == "Live").then_some(()) },
+    )
+    .await;
+
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("http://{}/api/orders", shop.gateway.addr))
+        .json(&json!({"amount_minor": 4200, "currency": "EUR", "description": "Dashboard beans"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = created["order_id"].as_str().unwrap().to_owned();
+    let status = eventually(Duration::from_secs(10), "the new order's row", || {
+        dashboard_status(client, &order_id)
+    })
+    .await;
+    assert_eq!(status, "created");
+
+    common::report_to(
+        shop.core_port,
+        &order_id,
+        payments_proto::payments::v1::PaymentOutcome::Succeeded,
+        "",
+    )
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the row to turn succeeded",
+        || async {
+            (dashboard_status(client, &order_id).await.as_deref() == Some("succeeded"))
+                .then_some(())
+        },
+    )
+    .await;
     client.clone().close().await.unwrap();
 }
