@@ -17,27 +17,35 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use testkit::{Process, free_port, wait_for_port};
 
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
+/// chromedriver, killed when dropped: owned from the moment it is spawned,
+/// so a failure while connecting cannot leave it running.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
+struct Browser {
+    client: Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
 }
 
 async fn start_browser() -> Browser {
     let port = free_port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is installed (Debian package chromium-driver; .ci/run installs it)");
+    let driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "chromedriver is installed (Debian package chromium-driver; .ci/run installs it)",
+            ),
+    );
     wait_for_port(
         SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(20),
@@ -60,7 +68,7 @@ async fn start_browser() -> Browser {
         .expect("WebDriver session with Chromium");
     Browser {
         client,
-        driver,
+        _driver: driver,
         _profile: profile,
     }
 }
