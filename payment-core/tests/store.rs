@@ -66,6 +66,28 @@ async fn write_payments(store: Arc<SqliteStore>, orders: usize) {
     }
 }
 
+/// Runs an all-orders watcher after `after` into `out` on its own task.
+fn spawn_watcher(
+    store: &Arc<SqliteStore>,
+    after: u64,
+    out: mpsc::Sender<Arc<PaymentEvent>>,
+    slow_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<WatchEnd> {
+    let (store, shutdown) = (store.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        watch(
+            store.as_ref(),
+            Scope::AllOrders,
+            after,
+            out,
+            slow_timeout,
+            shutdown,
+        )
+        .await
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
@@ -91,10 +113,7 @@ proptest! {
             let writing: Vec<_> = (0..writers).map(|_| tokio::spawn(write_payments(store.clone(), orders_per_writer))).collect();
             let (tx, mut rx) = mpsc::channel(buffer);
             let shutdown = CancellationToken::new();
-            let watcher = tokio::spawn({
-                let (store, shutdown) = (store.clone(), shutdown.clone());
-                async move { watch(store.as_ref(), Scope::AllOrders, after, tx, Duration::from_secs(30), shutdown).await }
-            });
+            let watcher = spawn_watcher(&store, after, tx, Duration::from_secs(30), &shutdown);
             for writer in writing {
                 writer.await.unwrap();
             }
@@ -121,34 +140,8 @@ async fn a_watcher_whose_client_stops_reading_is_cut_off_and_the_others_are_not_
     let shutdown = CancellationToken::new();
     let (stuck_tx, _stuck_rx) = mpsc::channel(2);
     let (healthy_tx, mut healthy_rx) = mpsc::channel(2);
-    let stuck = tokio::spawn({
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        async move {
-            watch(
-                store.as_ref(),
-                Scope::AllOrders,
-                0,
-                stuck_tx,
-                Duration::from_millis(200),
-                shutdown,
-            )
-            .await
-        }
-    });
-    let healthy = tokio::spawn({
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        async move {
-            watch(
-                store.as_ref(),
-                Scope::AllOrders,
-                0,
-                healthy_tx,
-                Duration::from_millis(200),
-                shutdown,
-            )
-            .await
-        }
-    });
+    let stuck = spawn_watcher(&store, 0, stuck_tx, Duration::from_millis(200), &shutdown);
+    let healthy = spawn_watcher(&store, 0, healthy_tx, Duration::from_millis(200), &shutdown);
 
     let clock = Clock::system();
     for _ in 0..10 {
@@ -308,20 +301,7 @@ async fn a_watcher_that_lags_behind_the_live_channel_catches_up_from_the_log_wit
         Arc::new(SqliteStore::open_with_live_capacity(&dir.path().join("p.db"), 4).unwrap());
     let (tx, mut rx) = mpsc::channel(1);
     let shutdown = CancellationToken::new();
-    let watcher = tokio::spawn({
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        async move {
-            watch(
-                store.as_ref(),
-                Scope::AllOrders,
-                0,
-                tx,
-                Duration::from_secs(30),
-                shutdown,
-            )
-            .await
-        }
-    });
+    let watcher = spawn_watcher(&store, 0, tx, Duration::from_secs(30), &shutdown);
     // Nobody reads while 60 events are written: the watcher blocks on its
     // buffer of 1 and the live channel drops events for it (Lagged).
     write_payments(store.clone(), 20).await;
@@ -348,20 +328,7 @@ async fn shutdown_stops_a_watcher_blocked_on_a_full_client_buffer() {
     write_payments(store.clone(), 2).await;
     let (tx, _never_read) = mpsc::channel(1);
     let shutdown = CancellationToken::new();
-    let watcher = tokio::spawn({
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        async move {
-            watch(
-                store.as_ref(),
-                Scope::AllOrders,
-                0,
-                tx,
-                Duration::from_secs(3600),
-                shutdown,
-            )
-            .await
-        }
-    });
+    let watcher = spawn_watcher(&store, 0, tx, Duration::from_secs(3600), &shutdown);
     tokio::time::sleep(Duration::from_millis(200)).await;
     shutdown.cancel();
     let end = tokio::time::timeout(Duration::from_secs(2), watcher)

@@ -207,15 +207,7 @@ async fn bad_input_gets_the_right_4xx_with_a_json_error_and_creates_nothing() {
             "`{message}` should mention `{mentions}`"
         );
     }
-    let metrics = system
-        .http
-        .get(system.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = system.metrics().await;
     assert!(
         metrics.contains("sse_gateway_upstream_events_total{instance=\"test-gateway\"} 0"),
         "no order was created:\n{metrics}"

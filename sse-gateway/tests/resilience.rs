@@ -34,15 +34,7 @@ async fn payment_core_killed_and_restarted_mid_payment_still_delivers_the_result
         ["succeeded"],
         "the same connection gets the result once, then ends"
     );
-    let metrics = system
-        .http
-        .get(system.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = system.metrics().await;
     assert!(
         metrics.contains("sse_gateway_upstream_reconnects_total{instance=\"test-gateway\"} 1"),
         "{metrics}"

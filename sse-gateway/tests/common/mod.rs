@@ -128,6 +128,17 @@ impl TestSystem {
             .expect("report accepted");
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        response.text().await.expect("metrics body")
+    }
+
     pub async fn open(&self, path: &str, headers: &[(&str, &str)]) -> SseConnection {
         SseConnection::open(self.gateway.addr, path, headers)
             .await
