@@ -9,7 +9,7 @@ use payments_proto::payments::v1::{
     payment_service_server::PaymentServiceServer, provider_service_server::ProviderServiceServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -107,7 +107,6 @@ impl Application {
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .tcp_nodelay(true)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -117,7 +116,7 @@ impl Application {
                 &config.provider_secret,
                 config.signature_tolerance(),
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+            .serve_with_incoming_shutdown(incoming(listener), {
                 let shutdown = shutdown.clone();
                 let health = health.clone();
                 async move {
@@ -140,9 +139,35 @@ impl Application {
     }
 }
 
+/// The accepted connections, with Nagle's algorithm off. tonic ignores its
+/// own `tcp_nodelay` setting for a listener passed in (port 0 in tests needs
+/// one), and with Nagle on, a small HTTP/2 frame written while the previous
+/// one is unacknowledged waits for the peer's delayed ACK: 40 ms stalls that
+/// hit every event and report behind them (BENCHMARKS.md).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(payments_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut incoming = incoming(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let accepted = incoming.next().await.expect("a connection").expect("accepted");
+        assert!(accepted.nodelay().expect("nodelay readable"));
+    }
 }
