@@ -9,8 +9,8 @@ use payments_proto::payments::v1::{
     payment_service_server::PaymentServiceServer, provider_service_server::ProviderServiceServer,
 };
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::{
     clock::Clock,
@@ -167,7 +167,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let mut incoming = incoming(listener);
         let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let accepted = incoming.next().await.expect("a connection").expect("accepted");
+        let accepted = incoming
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accepted");
         assert!(accepted.nodelay().expect("nodelay readable"));
     }
 }

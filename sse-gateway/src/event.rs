@@ -2,7 +2,7 @@
 //! protobuf at the edge: orders as JSON for the API, and events rendered
 //! for `text/event-stream`.
 
-use axum::response::sse::Event;
+use bytes::Bytes;
 use payments_proto::payments::v1 as pb;
 use serde::Serialize;
 
@@ -84,14 +84,16 @@ struct EventData<'a> {
     occurred_at: String,
 }
 
-/// One event, ready to write to any number of SSE connections: the JSON is
-/// rendered once when it arrives from the core, not once per browser.
+/// One event, ready to write to any number of SSE connections: its whole
+/// `text/event-stream` frame is rendered once when it arrives from the core,
+/// and every connection writes the same bytes (a clone is a reference count).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireEvent {
     pub sequence: u64,
     pub order_id: String,
     pub status: &'static str,
-    pub data: String,
+    /// `id:`, `event:`, `data:` and the blank line that ends the frame.
+    pub frame: Bytes,
 }
 
 impl TryFrom<&pb::PaymentEvent> for WireEvent {
@@ -110,25 +112,52 @@ impl TryFrom<&pb::PaymentEvent> for WireEvent {
             reason: &event.reason,
             occurred_at: rfc3339(event.occurred_at),
         };
-        Ok(Self {
-            sequence: event.sequence,
-            order_id: event.order_id.clone(),
+        let data = serde_json::to_string(&data).map_err(|e| e.to_string())?;
+        Ok(Self::new(
+            event.sequence,
+            event.order_id.clone(),
             status,
-            data: serde_json::to_string(&data).map_err(|e| e.to_string())?,
-        })
+            &data,
+        ))
     }
 }
 
 impl WireEvent {
+    /// Renders the frame: `id:` is the core's sequence (the resume point),
+    /// `event:` the status, `data:` the JSON. serde_json escapes line breaks
+    /// inside strings, but each line still gets its own `data:` field so no
+    /// `data` can end the frame early or inject a field.
+    pub fn new(sequence: u64, order_id: String, status: &'static str, data: &str) -> Self {
+        let mut frame = format!("id: {sequence}\nevent: {status}\n");
+        for line in data.split(['\n', '\r']) {
+            frame.push_str("data: ");
+            frame.push_str(line);
+            frame.push('\n');
+        }
+        frame.push('\n');
+        Self {
+            sequence,
+            order_id,
+            status,
+            frame: Bytes::from(frame),
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
         is_terminal(self.status)
     }
+}
 
-    /// `id:` is the core's sequence (the resume point), `event:` the status.
-    pub fn to_sse(&self) -> Event {
-        Event::default()
-            .id(self.sequence.to_string())
-            .event(self.status)
-            .data(&self.data)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_carries_id_event_and_one_data_line_per_line() {
+        let event = WireEvent::new(7, "a".into(), "succeeded", "{\"x\":1}\nevent: forged");
+        assert_eq!(
+            event.frame,
+            "id: 7\nevent: succeeded\ndata: {\"x\":1}\ndata: event: forged\n\n"
+        );
     }
 }

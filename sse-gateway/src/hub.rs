@@ -180,12 +180,7 @@ mod tests {
     use super::*;
 
     fn event(sequence: u64, order_id: &str) -> WireEvent {
-        WireEvent {
-            sequence,
-            order_id: order_id.into(),
-            status: "created",
-            data: "{}".into(),
-        }
+        WireEvent::new(sequence, order_id.into(), "created", "{}")
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 //! - [`api`]: the JSON API; [`pages`]: the embedded HTML, CSS and JS.
 //! - [`core_client`] and [`event`]: payment-core's gRPC at the edge, and the
 //!   gateway's own types converted from it.
+//! - `server`: the HTTP/1.1 accept loop; event streams requested first on
+//!   a connection are written straight to the socket, the rest goes to hyper.
 //! - [`startup`], [`config`], [`metrics`], [`error`].
 
 pub mod api;
@@ -21,6 +23,7 @@ pub mod event;
 pub mod hub;
 pub mod metrics;
 pub mod pages;
+mod server;
 pub mod sse;
 pub mod startup;
 pub mod upstream;

@@ -25,20 +25,23 @@
 use std::{
     collections::VecDeque,
     convert::Infallible,
+    pin::Pin,
     sync::{Arc, atomic::Ordering},
+    task::{Context, Poll},
+    time::Duration,
 };
 
 use axum::{
+    body::Body,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{
-        IntoResponse, Response,
-        sse::{Event, KeepAlive, Sse},
-    },
+    response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::{
     core_client::{CoreClient, CoreError},
@@ -177,30 +180,77 @@ fn is_transient(error: &CoreError) -> bool {
     matches!(error, CoreError::Unavailable(_) | CoreError::Other(_))
 }
 
-fn retry_frame(state: &AppState) -> Event {
-    Event::default().retry(state.sse_retry)
-}
-
 fn retry_later(state: &AppState, cause: &str) -> Response {
     tracing::warn!(%cause, "cannot serve the event stream now; telling the browser to retry");
     sse_response(state, stream::empty())
 }
 
+/// A comment line: ignored by EventSource, but it keeps proxies and load
+/// balancers from closing an idle connection.
+const HEARTBEAT: Bytes = Bytes::from_static(b":\n\n");
+
 fn sse_response(
     state: &AppState,
-    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+    frames: impl Stream<Item = Bytes> + Send + Unpin + 'static,
 ) -> Response {
-    let stream = stream::once(std::future::ready(Ok(retry_frame(state))))
-        .chain(events)
-        // Shutdown ends the response so the browser reconnects to another gateway.
-        .take_until(state.shutdown.clone().cancelled_owned());
-    let mut response = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(state.heartbeat))
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    let retry = Bytes::from(format!("retry: {}\n\n", state.sse_retry.as_millis()));
+    let body = WithHeartbeat::new(
+        stream::once(std::future::ready(retry)).chain(frames),
+        state.heartbeat,
+    )
+    // Shutdown ends the response so the browser reconnects to another gateway.
+    .take_until(state.shutdown.clone().cancelled_owned());
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The frames of one response, with a heartbeat comment whenever nothing
+/// else was sent for the heartbeat interval. It plays the part of axum's
+/// `Sse` + `KeepAlive`, for frames rendered once per event (see
+/// [`WireEvent`]) instead of once per connection.
+struct WithHeartbeat<S> {
+    frames: S,
+    heartbeat: Interval,
+}
+
+impl<S> WithHeartbeat<S> {
+    fn new(frames: S, period: Duration) -> Self {
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { frames, heartbeat }
+    }
+}
+
+impl<S: Stream<Item = Bytes> + Unpin> Stream for WithHeartbeat<S> {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.frames.poll_next_unpin(cx) {
+            Poll::Ready(Some(frame)) => {
+                self.heartbeat.reset();
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        match self.heartbeat.poll_tick(cx) {
+            Poll::Ready(_) => Poll::Ready(Some(Ok(HEARTBEAT))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Counts an open SSE connection for as long as it lives.
@@ -265,7 +315,11 @@ impl Feed {
             }
             if let Some(core) = &self.backfill {
                 // A failed page ends the stream; the browser resumes from its last id.
-                let (page, _) = core.events(self.last_sent, BACKFILL_PAGE).await.ok()?;
+                // Boxed so that the call's large future is not part of every
+                // connection's state, only of the dashboards that backfill.
+                let (page, _) = Box::pin(core.events(self.last_sent, BACKFILL_PAGE))
+                    .await
+                    .ok()?;
                 if page.len() < BACKFILL_PAGE as usize {
                     self.backfill = None;
                 }
@@ -277,7 +331,7 @@ impl Feed {
         }
     }
 
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+    async fn next(mut self) -> Option<(Bytes, Self)> {
         if self.finished {
             return None;
         }
@@ -289,11 +343,13 @@ impl Feed {
             self.last_sent = event.sequence;
             self.finished = self.ends_at_terminal && event.is_terminal();
             self.metrics.event_sent();
-            return Some((Ok(event.to_sse()), self));
+            return Some((event.frame.clone(), self));
         }
     }
 
-    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-        stream::unfold(self, Feed::next)
+    /// Boxed: the state machine of `next` is as large as the backfill call
+    /// it may await, and it must be pinned to be polled anyway.
+    fn into_stream(self) -> impl Stream<Item = Bytes> + Send + Unpin + 'static {
+        Box::pin(stream::unfold(self, Feed::next))
     }
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 
 use crate::{
-    api, config::Config, core_client::CoreClient, hub::Hub, metrics::Metrics, pages, sse,
+    api, config::Config, core_client::CoreClient, hub::Hub, metrics::Metrics, pages, server, sse,
     upstream::Upstream,
 };
 
@@ -162,7 +162,7 @@ impl Application {
         };
         let upstream = tokio::spawn(upstream.run(shutdown.child_token()));
         service_kit::shutdown::serve_with_bounded_drain(
-            serve_http1(listener, router(state), shutdown.clone()),
+            server::serve(listener, router(state), shutdown.clone()),
             &shutdown,
             grace,
         )
@@ -173,50 +173,4 @@ impl Application {
         tracing::info!("sse-gateway stopped");
         Ok(())
     }
-}
-
-/// Accepts connections and serves each with hyper's HTTP/1.1 server until
-/// `shutdown` fires, then waits for open connections to finish (SSE
-/// responses end on the same token).
-///
-/// Why not `axum::serve`: it detects HTTP/1 or HTTP/2 per connection and
-/// rebuilds the router's state per connection, which costs tens of KiB per
-/// idle SSE connection (BENCHMARKS.md). Browsers speak HTTP/2 only over TLS,
-/// which the proxy in front terminates, so HTTP/1.1 is all the gateway needs.
-async fn serve_http1(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let connections = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, _peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, or a connection reset before
-                    // accept: pause instead of spinning, then go on.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    connections.shutdown().await;
-    Ok(())
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use common::{ADMIN_TOKEN, BOUND, data, names, spawn_system, spawn_system_with};
 use payments_proto::payments::v1::PaymentOutcome;
+use testkit::sse::SseConnection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn the_stream_is_framed_by_the_whatwg_rules() {
@@ -307,4 +309,72 @@ async fn a_dashboard_resuming_across_several_pages_of_history_gets_each_event_on
         (next.id.as_deref(), data(&next)["order_id"].as_str()),
         (Some("1121"), Some(live.order_id.as_str()))
     );
+}
+
+#[tokio::test]
+async fn a_stream_opened_on_a_kept_alive_connection_is_served_like_one_on_a_new_connection() {
+    let system = spawn_system().await;
+    let order = system.create_order(500, "kept alive").await;
+
+    // A new connection whose first request is the stream: written straight
+    // to the socket, ended by closing the connection.
+    let mut fresh = system.open(&order.events_url, &[]).await;
+    // A connection that served a page first: hyper serves the stream, chunked.
+    let mut socket = tokio::net::TcpStream::connect(system.gateway.addr)
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\nok") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(BOUND, socket.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(1))), "healthz answered: {answer:?}");
+        answer.push(byte[0]);
+    }
+    let mut reused = SseConnection::open_on(socket, system.gateway.addr, &order.events_url, &[])
+        .await
+        .unwrap();
+
+    assert_eq!(fresh.headers["connection"], "close");
+    assert_eq!(reused.headers["transfer-encoding"], "chunked");
+    for stream in [&mut fresh, &mut reused] {
+        assert_eq!(stream.status, 200);
+        assert_eq!(stream.headers["content-type"], "text/event-stream");
+        assert_eq!(stream.headers["cache-control"], "no-cache");
+        assert_eq!(stream.headers["x-gateway-instance"], "test-gateway");
+        assert_eq!(stream.expect_event_name().await, "created");
+    }
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+    for stream in [&mut fresh, &mut reused] {
+        let rest = stream.events_until_end(BOUND).await.unwrap();
+        assert_eq!(names(&rest), ["succeeded"], "each gets the result once");
+    }
+}
+
+#[tokio::test]
+async fn a_browser_that_closes_its_stream_is_forgotten_at_once() {
+    let system = spawn_system().await;
+    let order = system.create_order(500, "closed tab").await;
+    let mut stream = system.open(&order.events_url, &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+    let open = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("sse_gateway_open_connections"))
+            .map(|rest| rest.rsplit(' ').next().unwrap_or_default().to_owned())
+    };
+    assert_eq!(open(&system.metrics().await).as_deref(), Some("1"));
+    drop(stream);
+    for _ in 0..100 {
+        if open(&system.metrics().await).as_deref() == Some("0") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the closed stream still counts as open after 2 s");
 }

@@ -36,13 +36,24 @@ pub struct SseConnection {
 }
 
 impl SseConnection {
-    /// `GET path` with `extra_headers`; reads the status line and headers.
+    /// `GET path` with `extra_headers` on a new connection; reads the status
+    /// line and headers.
     pub async fn open(
         addr: SocketAddr,
         path: &str,
         extra_headers: &[(&str, &str)],
     ) -> std::io::Result<Self> {
-        let mut stream = TcpStream::connect(addr).await?;
+        Self::open_on(TcpStream::connect(addr).await?, addr, path, extra_headers).await
+    }
+
+    /// [`SseConnection::open`] on a connection that already served other
+    /// requests (kept alive), whose responses the caller has read in full.
+    pub async fn open_on(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        extra_headers: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
         let mut request =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
         for (name, value) in extra_headers {
