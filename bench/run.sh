@@ -13,7 +13,9 @@
 # (extra loadgen flags), PERF=1 (record a cpu-clock profile of the gateway
 # and the core during the run into OUT_DIR/perf), KEEP=1 (keep the temp dir),
 # GW_WRAP / CORE_WRAP (a command prefix for the gateway / core, e.g.
-# "valgrind --tool=massif --massif-out-file=/tmp/gw.massif").
+# "valgrind --tool=massif --massif-out-file=/tmp/gw.massif"), PROCESSES=K
+# (K gateway processes sharing the port with GATEWAY_REUSE_PORT, or K nginx
+# workers with `reuseport`; default 1; needed past one process's fd cap).
 # Exit status: loadgen's (0 = nothing lost, nothing duplicated).
 set -euo pipefail
 
@@ -25,6 +27,7 @@ GW_ADDR=${GW_ADDR:-127.0.0.1:18080}
 NCHAN_PORT=${NCHAN_PORT:-18090}
 SECRET=bench-provider-secret
 TIMEOUT=${TIMEOUT:-900}
+PROCESSES=${PROCESSES:-1}
 
 usage() { sed -n '2,16p' "$0" >&2; exit 64; }
 
@@ -81,37 +84,51 @@ status=0
 machine
 for target in $targets; do
   label="$mode-$n${rate:+-$rate}${w:+-w$w}-$target"
+  (( PROCESSES > 1 )) && label="$label-x$PROCESSES"
   if [[ $target == gateway ]]; then
     PAYMENT_CORE_LISTEN=$CORE_ADDR DATABASE_URL="sqlite://$RUN/core.db" PROVIDER_SECRET=$SECRET \
       ORDER_TTL_SECS=3600 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
       ${CORE_WRAP:-} "$BIN_DIR/payment-core" >"$RUN/core.log" 2>&1 &
     core_pid=$!; PIDS+=("$core_pid")
-    GATEWAY_LISTEN=$GW_ADDR PAYMENT_CORE_URL="http://$CORE_ADDR" ADMIN_TOKEN=bench-admin \
-      HEARTBEAT_SECS=15 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
-      ${GW_WRAP:-} "$BIN_DIR/sse-gateway" >"$RUN/gateway.log" 2>&1 &
-    gw_pid=$!; PIDS+=("$gw_pid")
-    wait_http "http://$GW_ADDR/readyz" 30
+    gw_pids=()
+    for i in $(seq 1 "$PROCESSES"); do
+      GATEWAY_LISTEN=$GW_ADDR PAYMENT_CORE_URL="http://$CORE_ADDR" ADMIN_TOKEN=bench-admin \
+        GATEWAY_REUSE_PORT=$([[ $PROCESSES -gt 1 ]] && echo true || echo false) GATEWAY_INSTANCE="gateway-$i" \
+        HEARTBEAT_SECS=15 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
+        ${GW_WRAP:-} "$BIN_DIR/sse-gateway" >"$RUN/gateway-$i.log" 2>&1 &
+      gw_pids+=($!); PIDS+=($!)
+    done
+    gw_pid=${gw_pids[0]}
+    # With several processes on one port, each answer comes from any one of
+    # them: go on once many answers in a row said ready.
+    for _ in $(seq 1 $((PROCESSES > 1 ? 10 * PROCESSES : 1))); do wait_http "http://$GW_ADDR/readyz" 30; done
     profile "$gw_pid" gateway; profile "$core_pid" core
     set +e
     PROVIDER_SECRET=$SECRET timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target gateway --url "http://$GW_ADDR" \
       --core-url "http://$CORE_ADDR" -n "$n" "${extra[@]}" \
-      --server-pid "$gw_pid" --core-pid "$core_pid" --label "$label" \
+      "${gw_pids[@]/#/--server-pid=}" --core-pid "$core_pid" --label "$label" \
       --json "$OUT_DIR/$label.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
     rc=$?; set -e
   else
     command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] \
       || { echo "bench: nginx + libnginx-mod-nchan not installed; skipping nchan" >&2; continue; }
     mkdir -p "$RUN/nginx/tmp"
+    # nchan keeps channels in shared memory: ~256 MiB per 20k channels (only
+    # the pages used count in the memory measured).
+    shm=$(( (n / 20000 + 1) * 256 ))
     sed -e "s/@PORT@/$NCHAN_PORT/" -e "s/@NOFILE@/$(ulimit -Hn)/" -e "s/@CONNS@/$(( $(ulimit -Hn) - 50 ))/" \
+      -e "s/@WORKERS@/$PROCESSES/" -e "s/@SHM@/${shm}M/" \
       "$ROOT/bench/nginx/nchan.conf" >"$RUN/nginx/nchan.conf"
     nginx -p "$RUN/nginx" -c "$RUN/nginx/nchan.conf" -g 'daemon off;' >"$RUN/nginx.log" 2>&1 &
     ng_pid=$!; PIDS+=("$ng_pid")
     wait_http "http://127.0.0.1:$NCHAN_PORT/nchan_status" 15
-    worker=$(pgrep -P "$ng_pid" | head -1)
+    for _ in $(seq 1 50); do (( $(pgrep -c -P "$ng_pid") >= PROCESSES )) && break; sleep 0.1; done
+    mapfile -t workers < <(pgrep -P "$ng_pid")
+    worker=${workers[0]}
     profile "$worker" nginx
     set +e
     timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target nchan --url "http://127.0.0.1:$NCHAN_PORT" \
-      -n "$n" "${extra[@]}" --server-pid "$worker" --label "$label" \
+      -n "$n" "${extra[@]}" "${workers[@]/#/--server-pid=}" --label "$label" \
       --json "$OUT_DIR/$label.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
     rc=$?; set -e
   fi

@@ -35,6 +35,13 @@ pub struct Config {
     /// Name of this instance in /metrics and the X-Gateway-Instance header.
     #[arg(long, env = "GATEWAY_INSTANCE", default_value = "gateway")]
     pub instance: String,
+    /// Share the listening port with other gateway processes on this host
+    /// (SO_REUSEPORT; the kernel spreads new connections over them), the way
+    /// nginx runs one worker per core. Each process also brings its own
+    /// file-descriptor limit, so a host holds more connections than one
+    /// process may.
+    #[arg(long, env = "GATEWAY_REUSE_PORT", default_value_t = false)]
+    pub reuse_port: bool,
     /// Bound on the drain of open connections at shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,

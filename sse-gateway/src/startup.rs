@@ -19,7 +19,7 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 
@@ -109,6 +109,23 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The listening socket; with `reuse_port`, shared with the other gateway
+/// processes bound to the same address.
+fn bind(config: &Config) -> std::io::Result<TcpListener> {
+    let socket = match config.listen {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    if config.reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(config.listen)?;
+    // The kernel caps the accept queue at net.core.somaxconn; a deep one
+    // absorbs reconnect storms after a gateway restart.
+    socket.listen(4096)
+}
+
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -125,9 +142,7 @@ impl Application {
             );
         }
         let state = AppState::new(&config)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener = bind(&config).with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         tracing::info!(%local_addr, core = %config.payment_core_url, instance = %config.instance, "sse-gateway bound");
         Ok(Self {

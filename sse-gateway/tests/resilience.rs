@@ -145,3 +145,40 @@ async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and
     .unwrap();
     assert_eq!(stream.expect_event_name().await, "succeeded");
 }
+
+#[tokio::test]
+async fn gateways_sharing_a_port_with_reuse_port_both_serve_it() {
+    let system = spawn_system().await;
+    let port = testkit::free_port();
+    let listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let share = |name: &'static str| {
+        move |config: &mut sse_gateway::Config| {
+            config.listen = listen;
+            config.reuse_port = true;
+            config.instance = name.into();
+        }
+    };
+    let _first = spawn_gateway(system.core_port, share("first")).await;
+    let _second = spawn_gateway(system.core_port, share("second")).await;
+
+    // The kernel picks a process per connection by its address hash: new
+    // connections from fresh source ports soon reach both.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        let answer = reqwest::Client::new()
+            .get(format!("http://{listen}/healthz"))
+            .send()
+            .await
+            .expect("the shared port answers");
+        seen.insert(
+            answer.headers()["x-gateway-instance"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        if seen.len() == 2 {
+            return;
+        }
+    }
+    panic!("only {seen:?} answered 64 new connections");
+}
