@@ -199,6 +199,40 @@ async fn unknown_orders_are_not_found() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+    let status = app
+        .payments
+        .clone()
+        .list_order_events(pb::ListOrderEventsRequest {
+            order_id: unknown,
+            after_sequence: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_known_order_with_nothing_after_the_given_sequence_lists_no_events() {
+    let app = spawn_app().await;
+    let order = app.create_order(100).await;
+    let history = |after_sequence| {
+        let mut payments = app.payments.clone();
+        let order_id = order.order_id.clone();
+        async move {
+            payments
+                .list_order_events(pb::ListOrderEventsRequest {
+                    order_id,
+                    after_sequence,
+                })
+                .await
+                .expect("a known order lists")
+                .into_inner()
+                .events
+        }
+    };
+    let all = history(0).await;
+    assert_eq!(all.len(), 1, "its created event");
+    assert!(history(all[0].sequence).await.is_empty());
 }
 
 #[tokio::test]

@@ -54,6 +54,27 @@ pub struct CoreClient {
     payments: PaymentServiceClient<Channel>,
 }
 
+/// One order's events, oldest first, and the secret that lets a browser
+/// watch them.
+pub struct OrderHistory {
+    pub client_secret: String,
+    pub events: Vec<WireEvent>,
+}
+
+impl OrderHistory {
+    /// The events after `sequence`, and whether the order has reached a
+    /// final state (its last event is final).
+    pub fn after(self, sequence: u64) -> (Vec<WireEvent>, bool) {
+        let finished = self.events.last().is_some_and(WireEvent::is_terminal);
+        let newer = self
+            .events
+            .into_iter()
+            .filter(|event| event.sequence > sequence)
+            .collect();
+        (newer, finished)
+    }
+}
+
 impl CoreClient {
     /// Connects lazily: the gateway starts (and serves pages) while the core is still down.
     pub fn new(url: &str) -> anyhow::Result<Self> {
@@ -103,14 +124,12 @@ impl CoreClient {
         OrderView::try_from(order.unwrap_or_default()).map_err(CoreError::Other)
     }
 
-    pub async fn order_events(
-        &self,
-        order_id: &str,
-        after_sequence: u64,
-    ) -> Result<Vec<WireEvent>, CoreError> {
+    /// Everything about one order a browser stream needs, in one call: its
+    /// whole history (at most a handful of events) and its secret.
+    pub async fn order_history(&self, order_id: &str) -> Result<OrderHistory, CoreError> {
         let request = pb::ListOrderEventsRequest {
             order_id: order_id.to_owned(),
-            after_sequence,
+            after_sequence: 0,
         };
         let events = self
             .payments
@@ -119,11 +138,22 @@ impl CoreClient {
             .await?
             .into_inner()
             .events;
-        events
+        // Every order has at least its `created` event; without one there is
+        // no secret to check, so the order is treated as unknown.
+        let client_secret = events
+            .last()
+            .and_then(|event| event.order.as_ref())
+            .map(|order| order.client_secret.clone())
+            .ok_or(CoreError::NotFound)?;
+        let events = events
             .iter()
             .map(WireEvent::try_from)
             .collect::<Result<_, _>>()
-            .map_err(CoreError::Other)
+            .map_err(CoreError::Other)?;
+        Ok(OrderHistory {
+            client_secret,
+            events,
+        })
     }
 
     /// One page of every order's events after `after_sequence`.
@@ -166,5 +196,30 @@ impl CoreClient {
             .watch_payments(request)
             .await?
             .into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(statuses: &[&'static str]) -> OrderHistory {
+        OrderHistory {
+            client_secret: "cs".into(),
+            events: statuses
+                .iter()
+                .zip(1..)
+                .map(|(status, sequence)| WireEvent::new(sequence, "a".into(), status, "{}"))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_history_is_cut_after_the_resume_point_and_knows_when_the_order_is_final() {
+        let (newer, finished) = history(&["created", "processing"]).after(1);
+        assert_eq!(newer.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2]);
+        assert!(!finished);
+        let (newer, finished) = history(&["created", "succeeded"]).after(2);
+        assert!(newer.is_empty() && finished, "a client that saw the end");
     }
 }

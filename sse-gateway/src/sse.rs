@@ -108,21 +108,19 @@ pub async fn order_events(
         ));
     }
     let subscription = state.hub.subscribe_order(&order_id);
-    let order = match state.core.get_order(&order_id).await {
-        Ok(order) => order,
-        Err(error) if is_transient(&error) => return Ok(retry_later(&state, &error.to_string())),
-        Err(error) => return Err(error.into()),
-    };
-    // A wrong secret looks exactly like an unknown order.
-    if !secrets_match(&order.client_secret, query.client_secret.as_deref()) {
-        return Err(ApiError::NotFound);
-    }
-    let history = match state.core.order_events(&order_id, after.unwrap_or(0)).await {
+    // One call to the core per stream: the connection rate of a gateway is
+    // bounded by it (BENCHMARKS.md).
+    let history = match state.core.order_history(&order_id).await {
         Ok(history) => history,
         Err(error) if is_transient(&error) => return Ok(retry_later(&state, &error.to_string())),
         Err(error) => return Err(error.into()),
     };
-    if history.is_empty() && order.is_terminal() {
+    // A wrong secret looks exactly like an unknown order.
+    if !secrets_match(&history.client_secret, query.client_secret.as_deref()) {
+        return Err(ApiError::NotFound);
+    }
+    let (history, finished) = history.after(after.unwrap_or(0));
+    if history.is_empty() && finished {
         // Already saw the final event: 204 makes EventSource stop reconnecting.
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
