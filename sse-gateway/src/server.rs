@@ -109,19 +109,39 @@ async fn serve_connection(
 ) {
     let head = tokio::select! {
         () = shutdown.cancelled() => return,
-        head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)) => match head {
+        head = Box::pin(tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream))) => match head {
             Ok(Ok(head)) => head,
             // Timed out, closed before a whole head, or a socket error.
             Ok(Err(_)) | Err(_) => return,
         },
     };
-    match event_stream_request(&head) {
-        Some(request) => {
+    // This task lives as long as the connection, and a task's size is that
+    // of its largest state: the router's answer and the hyper connection
+    // run boxed, so that an idle event stream keeps only its write loop.
+    let answered = Box::pin(answer_event_stream(&app, &head)).await;
+    match answered {
+        Some((response_head, body)) => {
             drop(head);
-            serve_event_stream(stream, app, request).await;
+            write_response(stream, response_head, body).await;
         }
-        None => serve_with_hyper(Rewind::new(head.freeze(), stream), app, hyper_connections).await,
+        None => {
+            Box::pin(serve_with_hyper(
+                Rewind::new(head.freeze(), stream),
+                app,
+                hyper_connections,
+            ))
+            .await;
+        }
     }
+}
+
+/// The response's head and body when `request_head` is an event-stream
+/// request (see [`event_stream_request`]), answered by the router.
+async fn answer_event_stream(app: &Router, request_head: &[u8]) -> Option<(BytesMut, Body)> {
+    let request = event_stream_request(request_head)?;
+    let Ok(response) = app.clone().oneshot(request).await;
+    let (parts, body) = response.into_parts();
+    Some((response_head(&parts, body.size_hint().exact()), body))
 }
 
 /// Reads until the buffer holds a whole request head, or [`MAX_HEAD`] bytes,
@@ -194,17 +214,13 @@ fn is_event_stream_path(path: &str) -> bool {
         })
 }
 
-/// Answers one event-stream request and writes the response straight to the
-/// socket, then closes the connection.
-async fn serve_event_stream(mut stream: TcpStream, app: Router, request: Request<Body>) {
-    let Ok(response) = app.oneshot(request).await;
-    let (parts, body) = response.into_parts();
-    let mut head = response_head(&parts, body.size_hint().exact());
-    drop(parts);
+/// Writes a response straight to the socket: `head`, then the body's frames
+/// as they come, then closes the connection, which ends the body. Stops
+/// early when the client goes away.
+async fn write_response(mut stream: TcpStream, mut head: BytesMut, body: Body) {
     let (mut reader, mut writer) = stream.split();
     let mut frames = body.into_data_stream();
-    // The head and the stream's first frames (retry, history) go out in one
-    // write when they are ready at once.
+    // The head goes out with the stream's first frame (retry:) in one write.
     loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
@@ -214,22 +230,32 @@ async fn serve_event_stream(mut stream: TcpStream, app: Router, request: Request
             break;
         };
         let written = if head.is_empty() {
-            tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await
+            write_bounded(&mut writer, &frame).await
         } else {
             head.extend_from_slice(&frame);
-            let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&head)).await;
+            let written = write_bounded(&mut writer, &head).await;
             head = BytesMut::new();
             written
         };
-        if !matches!(written, Ok(Ok(()))) {
+        if !written {
             return;
         }
     }
     if !head.is_empty() {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&head)).await;
+        write_bounded(&mut writer, &head).await;
     }
     // Closing the connection ends the response (it has no length).
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.shutdown()).await;
+    let _ = Box::pin(tokio::time::timeout(WRITE_TIMEOUT, writer.shutdown())).await;
+}
+
+/// Writes `bytes` within [`WRITE_TIMEOUT`]; false if the connection failed
+/// or the client stopped reading. Boxed, so that the timer lives only while
+/// a write is under way, not in every idle connection's task.
+async fn write_bounded(writer: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8]) -> bool {
+    matches!(
+        Box::pin(tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The status line and headers of a response whose body ends when the

@@ -280,7 +280,9 @@ struct Feed {
     last_sent: u64,
     ends_at_terminal: bool,
     finished: bool,
-    backfill: Option<CoreClient>,
+    /// Boxed: a client is ~200 bytes that only resuming dashboards use,
+    /// and every connection's state would carry them.
+    backfill: Option<Box<CoreClient>>,
     metrics: Arc<Metrics>,
     _gauge: ConnectionGauge,
 }
@@ -300,7 +302,7 @@ impl Feed {
             last_sent: after,
             ends_at_terminal,
             finished: false,
-            backfill,
+            backfill: backfill.map(Box::new),
             metrics: Arc::clone(&state.metrics),
             _gauge: ConnectionGauge::new(&state.metrics),
         }
