@@ -83,8 +83,8 @@ profile() { # pid name
 status=0
 machine
 for target in $targets; do
-  label="$mode-$n${rate:+-$rate}${w:+-w$w}-$target"
-  (( PROCESSES > 1 )) && label="$label-x$PROCESSES"
+  procs=""; (( PROCESSES > 1 )) && procs="-x$PROCESSES"
+  label="$mode-$n${rate:+-$rate}${w:+-w$w}$procs-$target"
   if [[ $target == gateway ]]; then
     PAYMENT_CORE_LISTEN=$CORE_ADDR DATABASE_URL="sqlite://$RUN/core.db" PROVIDER_SECRET=$SECRET \
       ORDER_TTL_SECS=3600 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \

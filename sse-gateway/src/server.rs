@@ -335,6 +335,10 @@ impl AsyncRead for Rewind {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if !self.prefix.has_remaining() {
+                // Frees the read buffer now, not when the connection ends.
+                self.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
@@ -409,6 +413,22 @@ mod tests {
             "partial head"
         );
         assert!(!served("GARBAGE\r\n\r\n"), "not HTTP");
+    }
+
+    #[tokio::test]
+    async fn hyper_reads_the_bytes_already_read_first_then_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut rewound = Rewind::new(Bytes::from_static(b"hello"), server);
+        let mut all = String::new();
+        rewound.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "hello world");
+        assert!(rewound.prefix.is_empty());
     }
 
     #[test]
