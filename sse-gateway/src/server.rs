@@ -13,8 +13,12 @@
 //!   front, and hyper serves it and the rest of the connection, event
 //!   streams requested later on a kept-alive connection included.
 //!
-//! Both paths call the same router, so handlers, headers and errors are the
-//! same whichever serves a request.
+//! Both paths call the same router, so handlers, status codes, application
+//! headers and error bodies are the same whichever serves a request; only
+//! the framing differs (`connection: close` here, chunked from hyper). An
+//! event-stream connection serves one request: anything a client pipelines
+//! after it is read and dropped, and the connection closes when the stream
+//! ends (EventSource never pipelines).
 //!
 //! Why not `axum::serve`: it detects HTTP/1 or HTTP/2 per connection and
 //! rebuilds the router's state per connection. Browsers speak HTTP/2 only
@@ -22,8 +26,10 @@
 //! gateway needs.
 //!
 //! Shutdown: the accept loop stops when the token fires; event streams end
-//! on the same token (see `sse`), hyper connections finish their request
-//! and close, and [`serve`] returns when every connection task has ended.
+//! on the same token (see `sse`), and so does a write stuck on a client that
+//! stopped reading; hyper connections finish their request and close.
+//! [`serve`] returns when every connection task has ended; the caller bounds
+//! that wait.
 
 use std::{
     io,
@@ -49,8 +55,8 @@ use tower::ServiceExt;
 
 /// How long a client may take to send its request head (slowloris bound).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Request heads up to this size are looked at here; larger ones go to hyper,
-/// which answers them (431) by its own rules.
+/// Request heads up to this size are looked at here; larger ones (big
+/// cookies, say) go to hyper, which serves or refuses them by its own rules.
 const MAX_HEAD: usize = 8 * 1024;
 /// First allocation for reading a head: a browser's is 0.5–2 KiB. Freed once
 /// the head is parsed.
@@ -121,8 +127,9 @@ async fn serve_connection(
     let answered = Box::pin(answer_event_stream(&app, &head)).await;
     match answered {
         Some((response_head, body)) => {
-            drop(head);
-            write_response(stream, response_head, body).await;
+            // Nothing below needs them, and every idle stream would keep them.
+            drop((head, app, hyper_connections));
+            write_response(stream, response_head, body, &shutdown).await;
         }
         None => {
             Box::pin(serve_with_hyper(
@@ -217,23 +224,29 @@ fn is_event_stream_path(path: &str) -> bool {
 /// Writes a response straight to the socket: `head`, then the body's frames
 /// as they come, then closes the connection, which ends the body. Stops
 /// early when the client goes away.
-async fn write_response(mut stream: TcpStream, mut head: BytesMut, body: Body) {
+async fn write_response(
+    mut stream: TcpStream,
+    mut head: BytesMut,
+    body: Body,
+    shutdown: &CancellationToken,
+) {
     let (mut reader, mut writer) = stream.split();
     let mut frames = body.into_data_stream();
+    let mut ignored_input = 0;
     // The head goes out with the stream's first frame (retry:) in one write.
     loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
-            () = peer_closed(&mut reader) => return,
+            () = peer_closed(&mut reader, &mut ignored_input) => return,
         };
         let Some(Ok(frame)) = frame else {
             break;
         };
         let written = if head.is_empty() {
-            write_bounded(&mut writer, &frame).await
+            write_bounded(&mut writer, &frame, shutdown).await
         } else {
             head.extend_from_slice(&frame);
-            let written = write_bounded(&mut writer, &head).await;
+            let written = write_bounded(&mut writer, &head, shutdown).await;
             head = BytesMut::new();
             written
         };
@@ -242,20 +255,31 @@ async fn write_response(mut stream: TcpStream, mut head: BytesMut, body: Body) {
         }
     }
     if !head.is_empty() {
-        write_bounded(&mut writer, &head).await;
+        write_bounded(&mut writer, &head, shutdown).await;
     }
-    // Closing the connection ends the response (it has no length).
-    let _ = Box::pin(tokio::time::timeout(WRITE_TIMEOUT, writer.shutdown())).await;
+    // Closing the connection ends the response (it has no length). A TCP
+    // shutdown only queues the FIN: it does not wait for the client.
+    let _ = writer.shutdown().await;
 }
 
-/// Writes `bytes` within [`WRITE_TIMEOUT`]; false if the connection failed
-/// or the client stopped reading. Boxed, so that the timer lives only while
-/// a write is under way, not in every idle connection's task.
-async fn write_bounded(writer: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8]) -> bool {
-    matches!(
-        Box::pin(tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes))).await,
-        Ok(Ok(()))
-    )
+/// Writes `bytes` within [`WRITE_TIMEOUT`]; false if the connection failed,
+/// the client stopped reading, or the gateway is shutting down (the client
+/// resumes from its last event elsewhere). Boxed, so that the timer lives
+/// only while a write is under way, not in every idle connection's task.
+async fn write_bounded(
+    writer: &mut tokio::net::tcp::WriteHalf<'_>,
+    bytes: &[u8],
+    shutdown: &CancellationToken,
+) -> bool {
+    Box::pin(async {
+        tokio::select! {
+            written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)) => {
+                matches!(written, Ok(Ok(())))
+            }
+            () = shutdown.cancelled() => false,
+        }
+    })
+    .await
 }
 
 /// The status line and headers of a response whose body ends when the
@@ -264,6 +288,11 @@ fn response_head(parts: &axum::http::response::Parts, exact_length: Option<u64>)
     let mut head = BytesMut::with_capacity(256);
     let reason = parts.status.canonical_reason().unwrap_or("");
     head.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", parts.status.as_u16()).as_bytes());
+    if !parts.headers.contains_key(header::DATE) {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
     for (name, value) in &parts.headers {
         if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
             continue;
@@ -289,13 +318,13 @@ fn response_head(parts: &axum::http::response::Parts, exact_length: Option<u64>)
 
 /// Resolves when the client closes the connection (or it fails). A client
 /// has nothing to send on an event stream; what it sends anyway is read
-/// into a small stack buffer and dropped, up to [`MAX_IGNORED_INPUT`].
-async fn peer_closed(reader: &mut tokio::net::tcp::ReadHalf<'_>) {
-    let mut ignored = 0;
+/// into a small stack buffer and dropped, and `ignored` counts it over the
+/// connection's life, up to [`MAX_IGNORED_INPUT`].
+async fn peer_closed(reader: &mut tokio::net::tcp::ReadHalf<'_>, ignored: &mut usize) {
     let mut probe = [0u8; 64];
     while let Ok(read) = reader.read(&mut probe).await {
-        ignored += read;
-        if read == 0 || ignored > MAX_IGNORED_INPUT {
+        *ignored += read;
+        if read == 0 || *ignored > MAX_IGNORED_INPUT {
             return;
         }
     }
@@ -401,8 +430,24 @@ mod tests {
             "needs decoding"
         );
         assert!(
-            !served("GET /api/events HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
-            "has a body"
+            !served("GET /api/events HTTP/1.1\r\nContent-Length: 3\r\n\r\n"),
+            "announces a body"
+        );
+        assert!(
+            !served("GET /api/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "chunked body"
+        );
+        assert!(
+            !served("GET /api/events HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"),
+            "upgrade"
+        );
+        assert!(
+            served("GET /api/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            "an empty body is no body"
+        );
+        assert!(
+            !served("GET /api/events HTTP/1.1\r\n\r\nabc"),
+            "bytes after the head"
         );
         assert!(
             !served("GET /api/events HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
@@ -433,24 +478,43 @@ mod tests {
 
     #[test]
     fn the_response_head_ends_the_body_by_closing() {
-        let (parts, ()) = Response::builder()
-            .status(200)
-            .header("content-type", "text/event-stream")
-            .body(())
-            .unwrap()
-            .into_parts();
+        let head = |status: u16, headers: &[(&str, &str)], length: Option<u64>| {
+            let mut response = Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(*name, *value);
+            }
+            let (parts, ()) = response.body(()).unwrap().into_parts();
+            let head = String::from_utf8(response_head(&parts, length).to_vec()).unwrap();
+            // The date changes every second; its presence is checked, then it is cut out.
+            let (first, rest) = head.split_once("\r\n").unwrap();
+            let (date, rest) = rest.split_once("\r\n").unwrap();
+            assert!(
+                date.starts_with("date: ") && date.ends_with(" GMT"),
+                "{date}"
+            );
+            format!("{first}\r\n{rest}")
+        };
         assert_eq!(
-            &response_head(&parts, None)[..],
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+            head(
+                200,
+                &[
+                    ("content-type", "text/event-stream"),
+                    ("connection", "keep-alive"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                None
+            ),
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+            "the router's framing headers give way to close-delimited framing"
         );
-        let (parts, ()) = Response::builder()
-            .status(404)
-            .body(())
-            .unwrap()
-            .into_parts();
         assert_eq!(
-            &response_head(&parts, Some(12))[..],
-            b"HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\nconnection: close\r\n\r\n"
+            head(404, &[], Some(12)),
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\nconnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            head(204, &[], Some(0)),
+            "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n",
+            "no length on a response that has no body"
         );
     }
 }
