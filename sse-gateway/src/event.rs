@@ -129,7 +129,8 @@ impl WireEvent {
     /// `data` can end the frame early or inject a field.
     pub fn new(sequence: u64, order_id: String, status: &'static str, data: &str) -> Self {
         let mut frame = format!("id: {sequence}\nevent: {status}\n");
-        for line in data.split(['\n', '\r']) {
+        // CRLF, LF and CR each end a line (WHATWG).
+        for line in data.split("\r\n").flat_map(|line| line.split(['\n', '\r'])) {
             frame.push_str("data: ");
             frame.push_str(line);
             frame.push('\n');
@@ -158,6 +159,11 @@ mod tests {
         assert_eq!(
             event.frame,
             "id: 7\nevent: succeeded\ndata: {\"x\":1}\ndata: event: forged\n\n"
+        );
+        let crlf = WireEvent::new(8, "a".into(), "failed", "one\r\ntwo\rthree");
+        assert_eq!(
+            crlf.frame,
+            "id: 8\nevent: failed\ndata: one\ndata: two\ndata: three\n\n"
         );
     }
 }

@@ -191,9 +191,8 @@ fn sse_response(
     state: &AppState,
     frames: impl Stream<Item = Bytes> + Send + Unpin + 'static,
 ) -> Response {
-    let retry = Bytes::from(format!("retry: {}\n\n", state.sse_retry.as_millis()));
     let body = WithHeartbeat::new(
-        stream::once(std::future::ready(retry)).chain(frames),
+        stream::once(std::future::ready(state.retry_frame.clone())).chain(frames),
         state.heartbeat,
     )
     // Shutdown ends the response so the browser reconnects to another gateway.

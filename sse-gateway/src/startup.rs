@@ -38,7 +38,8 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     pub instance: Arc<str>,
     pub heartbeat: Duration,
-    pub sse_retry: Duration,
+    /// The `retry:` frame every event stream opens with, rendered once.
+    pub retry_frame: bytes::Bytes,
     /// Fires at shutdown: open SSE responses end so browsers reconnect elsewhere.
     pub shutdown: CancellationToken,
 }
@@ -54,7 +55,7 @@ impl AppState {
             admin_token: config.admin_token.as_str().into(),
             instance: config.instance.as_str().into(),
             heartbeat: config.heartbeat(),
-            sse_retry: config.sse_retry(),
+            retry_frame: format!("retry: {}\n\n", config.sse_retry().as_millis()).into(),
             shutdown: CancellationToken::new(),
         })
     }
