@@ -6,7 +6,10 @@
 //! - [`signature`]: how the provider signs `ReportPaymentResult` calls and how
 //!   payment-core checks them. It lives with the contract because both sides
 //!   must compute the same bytes.
+//! - [`contract`]: the rules every side must read the same way: which
+//!   statuses are final, the events' names, the development secrets.
 
+pub mod contract;
 pub mod currency;
 pub mod signature;
 

@@ -85,6 +85,22 @@ pub fn signed_request<T: prost::Message>(
     request
 }
 
+/// Wraps `message` in a request signed now, by the system clock: what a
+/// provider sends.
+pub fn signed_now<T: prost::Message>(secret: &[u8], message: T) -> tonic::Request<T> {
+    signed_request(secret, unix_now(), message)
+}
+
+/// The system clock in unix seconds (0 for a clock set before 1970, which
+/// any verifier then refuses as outside its tolerance).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 /// Checks the signature in `metadata` over `message`, in constant time, and
 /// that it was made within `tolerance` of `now_unix`.
 pub fn verify(

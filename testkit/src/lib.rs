@@ -4,10 +4,20 @@
 //!   killed when dropped. Tests use the real binaries, so `cargo test
 //!   --workspace` (which builds every binary first) is the way to run them.
 //! - [`free_port`], [`wait_for_port`].
+//! - [`eventually`]: the one way tests wait for something to become true.
+//! - [`report`]: a provider report to payment-core, signed now with
+//!   [`PROVIDER_SECRET`], the secret every test system shares.
 //! - [`sse`]: a minimal SSE client over a raw TCP socket that keeps every
 //!   byte the server sent, for checking the framing itself.
 
 pub mod sse;
+
+use std::future::Future;
+
+use payments_proto::{
+    payments::v1::{self as pb, provider_service_client::ProviderServiceClient},
+    signature,
+};
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
@@ -109,4 +119,86 @@ pub fn start_payment_core_with(
     ];
     env.extend(extra.iter().cloned());
     Process::start("payment-core", addr, &env)
+}
+
+/// The provider secret of every test system.
+pub const PROVIDER_SECRET: &str = "test-provider-secret";
+
+/// How long [`eventually`] waits before it fails the test. Generous: CI
+/// machines are shared, and a passing test never waits this long.
+pub const EVENTUALLY_BOUND: Duration = Duration::from_secs(10);
+
+/// Calls `check` until it answers `Some`, and returns that; fails the test,
+/// naming `what`, if it has not after [`EVENTUALLY_BOUND`]. For conditions
+/// no event announces (a gauge going down, a port opening); anything that
+/// arrives as an event is awaited directly instead.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(EVENTUALLY_BOUND, what, check).await
+}
+
+/// [`eventually`] with another bound, for what is slow by nature (a
+/// browser starting).
+pub async fn eventually_within<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not true after {bound:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reports `outcome` for `order_id` to the payment-core at `core`, signed now
+/// with [`PROVIDER_SECRET`], as the provider does.
+pub async fn report(
+    core: SocketAddr,
+    order_id: &str,
+    outcome: pb::PaymentOutcome,
+    reason: &str,
+) -> Result<pb::ReportPaymentResultResponse, tonic::Status> {
+    report_signed_with(core, PROVIDER_SECRET, order_id, outcome, reason).await
+}
+
+/// [`report`] signed with another secret, to check refusals.
+pub async fn report_signed_with(
+    core: SocketAddr,
+    secret: &str,
+    order_id: &str,
+    outcome: pb::PaymentOutcome,
+    reason: &str,
+) -> Result<pb::ReportPaymentResultResponse, tonic::Status> {
+    let mut provider = ProviderServiceClient::connect(format!("http://{core}"))
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    let request = report_request(order_id, outcome, reason);
+    provider
+        .report_payment_result(signature::signed_now(secret.as_bytes(), request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The report message the test provider sends.
+pub fn report_request(
+    order_id: &str,
+    outcome: pb::PaymentOutcome,
+    reason: &str,
+) -> pb::ReportPaymentResultRequest {
+    pb::ReportPaymentResultRequest {
+        order_id: order_id.into(),
+        outcome: outcome as i32,
+        provider_reference: format!("ref-{order_id}"),
+        reason: reason.into(),
+    }
 }

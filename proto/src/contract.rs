@@ -1,0 +1,92 @@
+//! The rules of the contract that every service (and every test) must read
+//! the same way, written once: which statuses are final, the names events
+//! carry on the browser side, and the development secrets.
+//!
+//! payment-core's domain decides transitions with its own state machine; a
+//! test in its gRPC edge checks that its final statuses and names are the
+//! ones written here.
+
+use crate::payments::v1::OrderStatus;
+
+/// The public development defaults. Every service accepts them so that a
+/// laptop run works without configuration, and warns at startup when one is
+/// in use: anyone who reads this file knows them.
+pub mod dev {
+    /// The HMAC secret shared by the provider and payment-core.
+    pub const PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
+    /// The token for the merchant dashboard and its all-orders stream.
+    pub const ADMIN_TOKEN: &str = "dev-admin-token";
+}
+
+/// The statuses a payment ends in. Nothing follows them: an order stream
+/// ends after one, and a browser that saw one stops.
+pub const TERMINAL_STATUSES: [OrderStatus; 4] = [
+    OrderStatus::Succeeded,
+    OrderStatus::Failed,
+    OrderStatus::Canceled,
+    OrderStatus::Expired,
+];
+
+/// Every status an order can be in (all but `Unspecified`), in lifecycle order.
+pub const ORDER_STATUSES: [OrderStatus; 6] = [
+    OrderStatus::Created,
+    OrderStatus::Processing,
+    OrderStatus::Succeeded,
+    OrderStatus::Failed,
+    OrderStatus::Canceled,
+    OrderStatus::Expired,
+];
+
+impl OrderStatus {
+    /// Whether the payment is over: no event follows one in this status.
+    pub fn is_terminal(self) -> bool {
+        TERMINAL_STATUSES.contains(&self)
+    }
+
+    /// The lower-case name of the status: the SSE `event:` field, the
+    /// `status` of the gateway's JSON. `None` for `Unspecified`, which no
+    /// order is ever in.
+    pub fn event_name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Unspecified => return None,
+            Self::Created => "created",
+            Self::Processing => "processing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Expired => "expired",
+        })
+    }
+
+    /// The status an SSE `event:` name stands for.
+    pub fn from_event_name(name: &str) -> Option<Self> {
+        ORDER_STATUSES
+            .into_iter()
+            .find(|status| status.event_name() == Some(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_statuses_are_the_four_results() {
+        let terminal: Vec<_> = ORDER_STATUSES
+            .into_iter()
+            .filter(|status| status.is_terminal())
+            .collect();
+        assert_eq!(terminal, TERMINAL_STATUSES);
+        assert!(!OrderStatus::Unspecified.is_terminal());
+    }
+
+    #[test]
+    fn event_names_round_trip_and_unspecified_has_none() {
+        for status in ORDER_STATUSES {
+            let name = status.event_name().expect("every real status has a name");
+            assert_eq!(OrderStatus::from_event_name(name), Some(status));
+        }
+        assert_eq!(OrderStatus::Unspecified.event_name(), None);
+        assert_eq!(OrderStatus::from_event_name("paid"), None);
+    }
+}
