@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 /// The admin token used when none is configured: fine on a laptop, never in
 /// production. The gateway warns at startup when it is in use.
-pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+pub use payments_proto::contract::dev::ADMIN_TOKEN as DEV_ADMIN_TOKEN;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -42,6 +42,10 @@ pub struct Config {
     /// process may.
     #[arg(long, env = "GATEWAY_REUSE_PORT", default_value_t = false)]
     pub reuse_port: bool,
+    /// Bound on each call to payment-core made for a browser's request; a
+    /// stream whose history read takes longer tells the browser to retry.
+    #[arg(long, env = "CORE_TIMEOUT_MS", default_value_t = 5000)]
+    pub core_timeout_ms: u64,
     /// Bound on the drain of open connections at shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
@@ -59,23 +63,11 @@ impl Config {
         Duration::from_millis(self.sse_retry_ms)
     }
 
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
+    pub fn core_timeout(&self) -> Duration {
+        Duration::from_millis(self.core_timeout_ms.max(1))
     }
 
-    /// Defaults for tests: port 0 and the given core.
-    pub fn for_tests(payment_core_url: &str) -> Self {
-        #[derive(clap::Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            config: Config,
-        }
-        let mut config = <Defaults as clap::Parser>::parse_from(["sse-gateway"]).config;
-        config.listen = "127.0.0.1:0".parse().expect("valid address");
-        config.payment_core_url = payment_core_url.to_owned();
-        config.admin_token = "test-admin-token".into();
-        config.instance = "test-gateway".into();
-        config.shutdown_grace_secs = 2;
-        config
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 }

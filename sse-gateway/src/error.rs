@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::core_client::CoreError;
+use crate::payment_core::CoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -57,6 +57,7 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound => Self::NotFound,
             CoreError::AlreadyExists(message) => Self::IdempotencyConflict(message),
             CoreError::Unavailable(cause) => Self::Unavailable(cause),
+            timed_out @ CoreError::TimedOut(_) => Self::Unavailable(timed_out.to_string()),
             CoreError::Other(cause) => Self::Internal(cause),
         }
     }

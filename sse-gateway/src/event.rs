@@ -1,38 +1,113 @@
-//! What the gateway sends browsers, converted once from payment-core's
-//! protobuf at the edge: orders as JSON for the API, and events rendered
-//! for `text/event-stream`.
+//! The gateway's own types, parsed once at the edge: order ids, statuses,
+//! orders as the JSON API shows them, and events rendered once for
+//! `text/event-stream`. No protobuf message reaches this module:
+//! [`crate::payment_core`] converts them into these.
+
+use std::fmt;
 
 use bytes::Bytes;
-use payments_proto::payments::v1 as pb;
-use serde::Serialize;
+use payments_proto::payments::v1::OrderStatus as ContractStatus;
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
 
-fn status_name(raw: i32) -> Result<&'static str, String> {
-    Ok(match pb::OrderStatus::try_from(raw) {
-        Ok(pb::OrderStatus::Created) => "created",
-        Ok(pb::OrderStatus::Processing) => "processing",
-        Ok(pb::OrderStatus::Succeeded) => "succeeded",
-        Ok(pb::OrderStatus::Failed) => "failed",
-        Ok(pb::OrderStatus::Canceled) => "canceled",
-        Ok(pb::OrderStatus::Expired) => "expired",
-        Ok(pb::OrderStatus::Unspecified) | Err(_) => {
-            return Err(format!("unknown order status {raw}"));
+/// An order id: a UUID, always spelled the canonical way (lower case,
+/// hyphenated), the way payment-core spells it in events. The hub routes by
+/// it, so an upper-case or braced id in a URL still meets its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrderId(Uuid);
+
+#[derive(Debug, thiserror::Error)]
+#[error("order id must be a UUID")]
+pub struct InvalidOrderId;
+
+impl OrderId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidOrderId> {
+        Uuid::try_parse(raw).map(Self).map_err(|_| InvalidOrderId)
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl Serialize for OrderId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Where an order stands. Whether a status is final, and its name on the
+/// wire, are the contract's rules (`payments_proto::contract`); this type
+/// only guarantees that the status is a real one, never `Unspecified`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+    Expired,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown order status {0}")]
+pub struct UnknownStatus(pub i32);
+
+impl TryFrom<ContractStatus> for Status {
+    type Error = UnknownStatus;
+
+    fn try_from(status: ContractStatus) -> Result<Self, Self::Error> {
+        Ok(match status {
+            ContractStatus::Created => Self::Created,
+            ContractStatus::Processing => Self::Processing,
+            ContractStatus::Succeeded => Self::Succeeded,
+            ContractStatus::Failed => Self::Failed,
+            ContractStatus::Canceled => Self::Canceled,
+            ContractStatus::Expired => Self::Expired,
+            ContractStatus::Unspecified => return Err(UnknownStatus(status as i32)),
+        })
+    }
+}
+
+impl From<Status> for ContractStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Created => Self::Created,
+            Status::Processing => Self::Processing,
+            Status::Succeeded => Self::Succeeded,
+            Status::Failed => Self::Failed,
+            Status::Canceled => Self::Canceled,
+            Status::Expired => Self::Expired,
         }
-    })
+    }
 }
 
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "canceled" | "expired")
+impl Status {
+    /// The SSE `event:` name and the JSON `status`.
+    pub fn name(self) -> &'static str {
+        // Every status but `Unspecified` has a name, and `self` is never that.
+        ContractStatus::from(self).event_name().unwrap_or("unknown")
+    }
+
+    /// Whether nothing follows: an order stream ends after such an event.
+    pub fn is_terminal(self) -> bool {
+        ContractStatus::from(self).is_terminal()
+    }
 }
 
-fn rfc3339(timestamp: Option<prost_types::Timestamp>) -> String {
-    timestamp.map(|t| t.to_string()).unwrap_or_default()
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 /// An order as the JSON API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderView {
-    pub order_id: String,
-    pub status: &'static str,
+    pub order_id: OrderId,
+    pub status: Status,
     pub amount_minor: i64,
     pub currency: String,
     pub description: String,
@@ -45,43 +120,28 @@ pub struct OrderView {
     pub expires_at: String,
 }
 
-impl TryFrom<pb::Order> for OrderView {
-    type Error = String;
-
-    fn try_from(order: pb::Order) -> Result<Self, Self::Error> {
-        Ok(Self {
-            status: status_name(order.status)?,
-            order_id: order.order_id,
-            amount_minor: order.amount_minor,
-            currency: order.currency,
-            description: order.description,
-            client_secret: order.client_secret,
-            payment_url: order.payment_url,
-            reason: order.reason,
-            created_at: rfc3339(order.created_at),
-            updated_at: rfc3339(order.updated_at),
-            expires_at: rfc3339(order.expires_at),
-        })
-    }
-}
-
-impl OrderView {
-    pub fn is_terminal(&self) -> bool {
-        is_terminal(self.status)
-    }
+/// What the checkout asks payment-core to create.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub amount_minor: i64,
+    pub currency: String,
+    pub description: String,
+    /// Empty when the client sent none.
+    pub idempotency_key: String,
 }
 
 /// The JSON `data:` of an SSE event.
-#[derive(Serialize)]
-struct EventData<'a> {
-    sequence: u64,
-    order_id: &'a str,
-    status: &'static str,
-    amount_minor: i64,
-    currency: &'a str,
-    description: &'a str,
-    reason: &'a str,
-    occurred_at: String,
+#[derive(Debug, Serialize)]
+pub struct EventData<'a> {
+    pub sequence: u64,
+    pub order_id: OrderId,
+    pub status: Status,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub description: &'a str,
+    pub reason: &'a str,
+    /// RFC 3339.
+    pub occurred_at: String,
 }
 
 /// One event, ready to write to any number of SSE connections: its whole
@@ -90,45 +150,24 @@ struct EventData<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireEvent {
     pub sequence: u64,
-    pub order_id: String,
-    pub status: &'static str,
+    pub order_id: OrderId,
+    pub status: Status,
     /// `id:`, `event:`, `data:` and the blank line that ends the frame.
     pub frame: Bytes,
 }
 
-impl TryFrom<&pb::PaymentEvent> for WireEvent {
-    type Error = String;
-
-    fn try_from(event: &pb::PaymentEvent) -> Result<Self, Self::Error> {
-        let status = status_name(event.status)?;
-        let order = event.order.as_ref().ok_or("event without order")?;
-        let data = EventData {
-            sequence: event.sequence,
-            order_id: &event.order_id,
-            status,
-            amount_minor: order.amount_minor,
-            currency: &order.currency,
-            description: &order.description,
-            reason: &event.reason,
-            occurred_at: rfc3339(event.occurred_at),
-        };
-        let data = serde_json::to_string(&data).map_err(|e| e.to_string())?;
-        Ok(Self::new(
-            event.sequence,
-            event.order_id.clone(),
-            status,
-            &data,
-        ))
-    }
-}
-
 impl WireEvent {
+    pub fn from_data(data: &EventData<'_>) -> Result<Self, serde_json::Error> {
+        let json = serde_json::to_string(data)?;
+        Ok(Self::new(data.sequence, data.order_id, data.status, &json))
+    }
+
     /// Renders the frame: `id:` is the core's sequence (the resume point),
     /// `event:` the status, `data:` the JSON. serde_json escapes line breaks
     /// inside strings, but each line still gets its own `data:` field so no
     /// `data` can end the frame early or inject a field.
-    pub fn new(sequence: u64, order_id: String, status: &'static str, data: &str) -> Self {
-        let mut frame = format!("id: {sequence}\nevent: {status}\n");
+    pub fn new(sequence: u64, order_id: OrderId, status: Status, data: &str) -> Self {
+        let mut frame = format!("id: {sequence}\nevent: {}\n", status.name());
         // CRLF, LF and CR each end a line (WHATWG).
         for line in data.split("\r\n").flat_map(|line| line.split(['\n', '\r'])) {
             frame.push_str("data: ");
@@ -145,7 +184,7 @@ impl WireEvent {
     }
 
     pub fn is_terminal(&self) -> bool {
-        is_terminal(self.status)
+        self.status.is_terminal()
     }
 }
 
@@ -155,15 +194,58 @@ mod tests {
 
     #[test]
     fn a_frame_carries_id_event_and_one_data_line_per_line() {
-        let event = WireEvent::new(7, "a".into(), "succeeded", "{\"x\":1}\nevent: forged");
+        let order = OrderId(Uuid::nil());
+        let event = WireEvent::new(7, order, Status::Succeeded, "{\"x\":1}\nevent: forged");
         assert_eq!(
             event.frame,
             "id: 7\nevent: succeeded\ndata: {\"x\":1}\ndata: event: forged\n\n"
         );
-        let crlf = WireEvent::new(8, "a".into(), "failed", "one\r\ntwo\rthree");
+        let crlf = WireEvent::new(8, order, Status::Failed, "one\r\ntwo\rthree");
         assert_eq!(
             crlf.frame,
             "id: 8\nevent: failed\ndata: one\ndata: two\ndata: three\n\n"
         );
+    }
+
+    #[test]
+    fn order_ids_are_parsed_into_one_canonical_spelling() {
+        let lower = "6f1c1a52-2a55-4d5c-9a55-2f0d8f5b0b1e";
+        for spelling in [
+            lower.to_owned(),
+            lower.to_uppercase(),
+            format!("{{{lower}}}"),
+        ] {
+            let id = OrderId::parse(&spelling).expect("a UUID");
+            assert_eq!(id.to_string(), lower, "{spelling}");
+        }
+        assert!(OrderId::parse("123").is_err());
+    }
+
+    #[test]
+    fn statuses_carry_the_contract_names_and_finality() {
+        let all = [
+            Status::Created,
+            Status::Processing,
+            Status::Succeeded,
+            Status::Failed,
+            Status::Canceled,
+            Status::Expired,
+        ];
+        for status in all {
+            let contract = ContractStatus::from(status);
+            assert_eq!(Status::try_from(contract).ok(), Some(status));
+            assert_eq!(Some(status.name()), contract.event_name());
+        }
+        let terminal: Vec<_> = all.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(
+            terminal,
+            [
+                Status::Succeeded,
+                Status::Failed,
+                Status::Canceled,
+                Status::Expired
+            ]
+        );
+        assert!(Status::try_from(ContractStatus::Unspecified).is_err());
     }
 }

@@ -26,7 +26,10 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use crate::{event::WireEvent, metrics::Metrics};
+use crate::{
+    event::{OrderId, WireEvent},
+    metrics::Metrics,
+};
 
 /// Order connections get at most a handful of events (created, processing,
 /// a result); 8 leaves room for a replay after an upstream reconnect.
@@ -51,15 +54,17 @@ struct Dashboards {
 }
 
 pub struct Hub {
-    shards: Vec<Mutex<HashMap<String, Vec<Subscriber>>>>,
+    /// Order id -> the connections watching it; sharded by the id's hash.
+    shards: Vec<Mutex<HashMap<OrderId, Vec<Subscriber>>>>,
     dashboards: Mutex<Dashboards>,
     hasher: RandomState,
+    /// Tells apart two connections of one order (two tabs) when one leaves.
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
 enum Key {
-    Order(String),
+    Order(OrderId),
     Dashboard,
 }
 
@@ -75,7 +80,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         match &self.key {
             Key::Order(order_id) => {
-                let mut shard = self.hub.shard(order_id);
+                let mut shard = self.hub.shard(*order_id);
                 if let Some(subscribers) = shard.get_mut(order_id) {
                     subscribers.retain(|subscriber| subscriber.id != self.id);
                     if subscribers.is_empty() {
@@ -109,21 +114,21 @@ impl Hub {
         })
     }
 
-    fn shard(&self, order_id: &str) -> MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
+    fn shard(&self, order_id: OrderId) -> MutexGuard<'_, HashMap<OrderId, Vec<Subscriber>>> {
         lock(&self.shards[self.hasher.hash_one(order_id) as usize % SHARDS])
     }
 
     /// Registers for one order's events from now on.
-    pub fn subscribe_order(self: &Arc<Self>, order_id: &str) -> Subscription {
+    pub fn subscribe_order(self: &Arc<Self>, order_id: OrderId) -> Subscription {
         let (tx, events) = mpsc::channel(ORDER_BUFFER);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.shard(order_id)
-            .entry(order_id.to_owned())
+            .entry(order_id)
             .or_default()
             .push(Subscriber { id, tx });
         Subscription {
             hub: Arc::clone(self),
-            key: Key::Order(order_id.to_owned()),
+            key: Key::Order(order_id),
             id,
             events,
         }
@@ -151,7 +156,7 @@ impl Hub {
     /// Hands `event` to every connection that wants it, without waiting.
     pub fn publish(&self, event: WireEvent) {
         let event = Arc::new(event);
-        if let Some(subscribers) = self.shard(&event.order_id).get_mut(&event.order_id) {
+        if let Some(subscribers) = self.shard(event.order_id).get_mut(&event.order_id) {
             self.offer(subscribers, &event);
         }
         let mut dashboards = lock(&self.dashboards);
@@ -167,7 +172,7 @@ impl Hub {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.slow_clients_disconnected.fetch_add(1, Ordering::Relaxed);
+                self.metrics.slow_client_dropped();
                 tracing::info!(order_id = %event.order_id, "SSE client too slow; disconnecting it");
                 false
             }
@@ -179,15 +184,23 @@ impl Hub {
 mod tests {
     use super::*;
 
+    use crate::event::Status;
+
+    /// Order "a" and order "b" of the tests.
+    fn order(name: &str) -> OrderId {
+        let id = if name == "a" { "aaaaaaaa" } else { "bbbbbbbb" };
+        OrderId::parse(&format!("{id}-0000-4000-8000-000000000000")).expect("uuid")
+    }
+
     fn event(sequence: u64, order_id: &str) -> WireEvent {
-        WireEvent::new(sequence, order_id.into(), "created", "{}")
+        WireEvent::new(sequence, order(order_id), Status::Created, "{}")
     }
 
     #[tokio::test]
     async fn events_reach_only_the_watchers_of_their_order_and_all_dashboards() {
         let hub = Hub::new(Arc::default());
-        let mut a = hub.subscribe_order("a");
-        let mut b = hub.subscribe_order("b");
+        let mut a = hub.subscribe_order(order("a"));
+        let mut b = hub.subscribe_order(order("b"));
         let (mut dashboard, recent) = hub.subscribe_dashboard();
         assert!(recent.is_empty());
         hub.publish(event(1, "a"));
@@ -200,13 +213,13 @@ mod tests {
     async fn a_full_connection_is_dropped_without_blocking_the_others() {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(metrics.clone());
-        let mut slow = hub.subscribe_order("a");
-        let mut fast = hub.subscribe_order("a");
+        let mut slow = hub.subscribe_order(order("a"));
+        let mut fast = hub.subscribe_order(order("a"));
         for sequence in 1..=ORDER_BUFFER as u64 + 1 {
             hub.publish(event(sequence, "a"));
             assert_eq!(fast.events.recv().await.unwrap().sequence, sequence);
         }
-        assert_eq!(metrics.slow_clients_disconnected.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.slow_clients_dropped(), 1);
         let mut drained = 0;
         while slow.events.recv().await.is_some() {
             drained += 1;
@@ -220,9 +233,9 @@ mod tests {
     #[test]
     fn dropping_a_subscription_unregisters_it() {
         let hub = Hub::new(Arc::default());
-        let subscription = hub.subscribe_order("a");
+        let subscription = hub.subscribe_order(order("a"));
         drop(subscription);
-        assert!(hub.shard("a").get("a").is_none());
+        assert!(hub.shard(order("a")).get(&order("a")).is_none());
         let (dashboard, _) = hub.subscribe_dashboard();
         drop(dashboard);
         assert!(lock(&hub.dashboards).subscribers.is_empty());

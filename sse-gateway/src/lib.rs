@@ -2,31 +2,41 @@
 //! `text/event-stream` connections, and serves the checkout page and the
 //! merchant dashboard.
 //!
-//! Layout:
+//! Layout, from the edge inwards (each module only uses those after it):
+//! - [`startup`]: [`Application`]: binds, starts the upstream task, runs the
+//!   server until the shutdown token fires.
+//! - `server`: the HTTP/1.1 accept loop; event streams requested first on
+//!   a connection are written straight to the socket, the rest goes to hyper.
+//! - [`routes`]: [`router`] and the handlers by concern (orders, streams,
+//!   ops, pages); the event-stream paths are declared there once.
+//! - [`extract`]: order ids, client secrets, the admin token and the resume
+//!   point, read from requests by extractors.
+//! - [`state`]: [`AppState`], what every handler shares.
 //! - [`upstream`]: the one `WatchPayments(all_orders)` stream per gateway,
 //!   reconnecting with backoff and resuming after the last sequence seen.
 //! - [`hub`]: in-process fan-out to connections, by order, with bounded
 //!   per-connection buffers and slow clients cut off.
-//! - [`sse`]: the SSE endpoints: history, then live, framed by WHATWG rules.
-//! - [`api`]: the JSON API; [`pages`]: the embedded HTML, CSS and JS.
-//! - [`core_client`] and [`event`]: payment-core's gRPC at the edge, and the
-//!   gateway's own types converted from it.
-//! - `server`: the HTTP/1.1 accept loop; event streams requested first on
-//!   a connection are written straight to the socket, the rest goes to hyper.
-//! - [`startup`], [`config`], [`metrics`], [`error`].
+//! - [`config`], [`metrics`], [`error`].
+//! - [`payment_core`]: the seam to payment-core: the [`PaymentCore`] trait
+//!   and its gRPC implementation, where protobuf stops.
+//! - [`event`]: the gateway's types: order ids, statuses, orders, events
+//!   rendered once for the wire.
 
-pub mod api;
 pub mod config;
-pub mod core_client;
 pub mod error;
 pub mod event;
+pub mod extract;
 pub mod hub;
 pub mod metrics;
-pub mod pages;
+pub mod payment_core;
+pub mod routes;
 mod server;
-pub mod sse;
 pub mod startup;
+pub mod state;
 pub mod upstream;
 
 pub use config::Config;
-pub use startup::{AppState, Application, router};
+pub use payment_core::PaymentCore;
+pub use routes::router;
+pub use startup::Application;
+pub use state::AppState;

@@ -1,24 +1,43 @@
 //! Counters for `/metrics`, in the Prometheus text format, labelled with the
 //! instance name so several gateways can be told apart.
 //!
-//! Plain atomics: they are bumped on hot paths (every event sent) and read
-//! only by scrapes, so no lock is worth its cost. "Events per minute" is a
+//! Plain atomics behind methods: they are bumped on hot paths (every event
+//! sent) and read only by scrapes, so no lock is worth its cost. "Events per minute" is a
 //! ring of 60 one-second buckets; each bucket remembers which second it
 //! counts, so a stale bucket is read as zero instead of being cleared.
 
 use std::{
     fmt::Write,
-    sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
 pub struct Metrics {
-    pub open_connections: AtomicI64,
-    pub events_sent: AtomicU64,
-    pub upstream_reconnects: AtomicU64,
-    pub slow_clients_disconnected: AtomicU64,
-    pub upstream_events: AtomicU64,
+    open_connections: AtomicI64,
+    events_sent: AtomicU64,
+    upstream_reconnects: AtomicU64,
+    slow_clients_disconnected: AtomicU64,
+    upstream_events: AtomicU64,
     per_second: [SecondBucket; 60],
+}
+
+/// Counts one open SSE connection for as long as it lives, and is that
+/// connection's handle on the metrics.
+pub struct ConnectionGauge(Arc<Metrics>);
+
+impl ConnectionGauge {
+    pub fn metrics(&self) -> &Metrics {
+        &self.0
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -48,6 +67,31 @@ fn unix_second() -> u64 {
 }
 
 impl Metrics {
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGauge {
+        self.open_connections.fetch_add(1, Relaxed);
+        ConnectionGauge(Arc::clone(self))
+    }
+
+    pub fn open_connections(&self) -> i64 {
+        self.open_connections.load(Relaxed)
+    }
+
+    pub fn upstream_event_received(&self) {
+        self.upstream_events.fetch_add(1, Relaxed);
+    }
+
+    pub fn upstream_reconnected(&self) {
+        self.upstream_reconnects.fetch_add(1, Relaxed);
+    }
+
+    pub fn slow_client_dropped(&self) {
+        self.slow_clients_disconnected.fetch_add(1, Relaxed);
+    }
+
+    pub fn slow_clients_dropped(&self) -> u64 {
+        self.slow_clients_disconnected.load(Relaxed)
+    }
+
     pub fn event_sent(&self) {
         self.events_sent.fetch_add(1, Relaxed);
         let now = unix_second();
@@ -82,7 +126,7 @@ impl Metrics {
             "sse_gateway_open_connections",
             "gauge",
             "Open SSE connections.",
-            self.open_connections.load(Relaxed).to_string(),
+            self.open_connections().to_string(),
         );
         metric(
             "sse_gateway_events_sent_total",
@@ -118,7 +162,7 @@ impl Metrics {
             "sse_gateway_slow_clients_disconnected_total",
             "counter",
             "SSE clients cut off because they could not keep up.",
-            self.slow_clients_disconnected.load(Relaxed).to_string(),
+            self.slow_clients_dropped().to_string(),
         );
         out
     }

@@ -4,8 +4,8 @@
 //! costs decides how many fit (BENCHMARKS.md). hyper keeps two 8 KiB buffers
 //! per connection for its whole life, more than the rest of an idle stream
 //! together. So each connection's first request head is read here:
-//! - a `GET` for an event stream (`/api/orders/{id}/events`, `/api/events`)
-//!   is answered through the same router, and the response is written
+//! - a `GET` for an event stream (the paths [`routes::is_event_stream_path`]
+//!   names) is answered through the same router, and the response is written
 //!   straight to the socket: status line, headers, then the body's frames as
 //!   they come, delimited by closing the connection. Idle, such a connection
 //!   is the socket, this task and the stream's own state;
@@ -52,6 +52,8 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
+
+use crate::routes;
 
 /// How long a client may take to send its request head (slowloris bound).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -184,7 +186,7 @@ fn event_stream_request(head: &[u8]) -> Option<Request<Body>> {
         return None;
     }
     let target = parsed.path?;
-    if !is_event_stream_path(target.split('?').next().unwrap_or(target)) {
+    if !routes::is_event_stream_path(target.split('?').next().unwrap_or(target)) {
         return None;
     }
     let version = match parsed.version? {
@@ -206,19 +208,6 @@ fn event_stream_request(head: &[u8]) -> Option<Request<Body>> {
         request = request.header(name, HeaderValue::from_bytes(field.value).ok()?);
     }
     request.body(Body::empty()).ok()
-}
-
-/// `/api/events`, or `/api/orders/{id}/events` with an id that needs no
-/// percent-decoding (the router decodes; hyper's path handles the rest).
-fn is_event_stream_path(path: &str) -> bool {
-    if path == "/api/events" {
-        return true;
-    }
-    path.strip_prefix("/api/orders/")
-        .and_then(|rest| rest.strip_suffix("/events"))
-        .is_some_and(|id| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 /// Writes a response straight to the socket: `head`, then the body's frames

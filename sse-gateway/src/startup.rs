@@ -2,113 +2,20 @@
 //! graceful shutdown that ends open SSE responses (otherwise axum would wait
 //! for them forever) within a bound.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{
-    Router,
-    extract::{DefaultBodyLimit, State},
-    http::{HeaderValue, StatusCode},
-    response::IntoResponse,
-    routing::{get, post},
-};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
-use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 
 use crate::{
-    api, config::Config, core_client::CoreClient, hub::Hub, metrics::Metrics, pages, server, sse,
+    config::{Config, DEV_ADMIN_TOKEN},
+    payment_core::{GrpcCore, PaymentCore},
+    routes::router,
+    server,
+    state::AppState,
     upstream::Upstream,
 };
-
-/// What every handler shares. Cheap to clone: all `Arc`s and small values.
-#[derive(Clone)]
-pub struct AppState {
-    pub core: CoreClient,
-    pub hub: Arc<Hub>,
-    pub metrics: Arc<Metrics>,
-    pub upstream_up: Arc<AtomicBool>,
-    pub admin_token: Arc<str>,
-    pub instance: Arc<str>,
-    pub heartbeat: Duration,
-    /// The `retry:` frame every event stream opens with, rendered once.
-    pub retry_frame: bytes::Bytes,
-    /// Fires at shutdown: open SSE responses end so browsers reconnect elsewhere.
-    pub shutdown: CancellationToken,
-}
-
-impl AppState {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let metrics = Arc::new(Metrics::default());
-        Ok(Self {
-            core: CoreClient::new(&config.payment_core_url).context("PAYMENT_CORE_URL")?,
-            hub: Hub::new(Arc::clone(&metrics)),
-            metrics,
-            upstream_up: Arc::new(AtomicBool::new(false)),
-            admin_token: config.admin_token.as_str().into(),
-            instance: config.instance.as_str().into(),
-            heartbeat: config.heartbeat(),
-            retry_frame: format!("retry: {}\n\n", config.sse_retry().as_millis()).into(),
-            shutdown: CancellationToken::new(),
-        })
-    }
-}
-
-pub fn router(state: AppState) -> Router {
-    let instance = HeaderValue::from_str(&state.instance)
-        .unwrap_or_else(|_| HeaderValue::from_static("gateway"));
-    Router::new()
-        .route("/", get(pages::checkout))
-        .route("/dashboard", get(pages::dashboard))
-        .route("/assets/style.css", get(pages::stylesheet))
-        .route("/api/orders", post(api::create_order))
-        .route("/api/orders/{id}", get(api::get_order))
-        .route("/api/orders/{id}/events", get(sse::order_events))
-        .route("/api/events", get(sse::dashboard_events))
-        .route("/api/{*rest}", get(api::not_found).post(api::not_found))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(
-            axum::http::HeaderName::from_static("x-gateway-instance"),
-            instance,
-        ))
-        // Failures are logged once, by the error type that knows their cause.
-        .layer(TraceLayer::new_for_http().on_failure(()))
-        .with_state(state)
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state
-            .metrics
-            .render(&state.instance, state.upstream_up.load(Ordering::Relaxed)),
-    )
-}
-
-/// Ready when the upstream stream is open: without it, live events stop.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.upstream_up.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "payment-core stream is down",
-        )
-    }
-}
 
 /// The listening socket; with `reuse_port`, shared with the other gateway
 /// processes bound to the same address.
@@ -137,12 +44,22 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free port). The core is contacted lazily.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if config.admin_token == crate::config::DEV_ADMIN_TOKEN {
+        let core = GrpcCore::new(&config.payment_core_url, config.core_timeout())
+            .context("PAYMENT_CORE_URL")?;
+        Self::build_with_core(config, Arc::new(core)).await
+    }
+
+    /// [`Application::build`] with another payment-core behind the seam.
+    pub async fn build_with_core(
+        config: Config,
+        core: Arc<dyn PaymentCore>,
+    ) -> anyhow::Result<Self> {
+        if config.admin_token == DEV_ADMIN_TOKEN {
             tracing::warn!(
                 "ADMIN_TOKEN is the public development default: anyone can read every order on the dashboard. Set a token of your own in production."
             );
         }
-        let state = AppState::new(&config)?;
+        let state = AppState::new(&config, core);
         let listener = bind(&config).with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         tracing::info!(%local_addr, core = %config.payment_core_url, instance = %config.instance, "sse-gateway bound");
@@ -171,7 +88,7 @@ impl Application {
         } = self;
         let shutdown = state.shutdown.clone();
         let upstream = Upstream {
-            core: state.core.clone(),
+            core: Arc::clone(&state.core),
             hub: Arc::clone(&state.hub),
             metrics: Arc::clone(&state.metrics),
             up: Arc::clone(&state.upstream_up),

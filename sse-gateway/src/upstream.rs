@@ -15,15 +15,16 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{core_client::CoreClient, event::WireEvent, hub::Hub, metrics::Metrics};
+use crate::{hub::Hub, metrics::Metrics, payment_core::PaymentCore};
 
 const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
 const BACKOFF_CEILING: Duration = Duration::from_secs(5);
 
 pub struct Upstream {
-    pub core: CoreClient,
+    pub core: Arc<dyn PaymentCore>,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     /// True while the stream is open: what `/readyz` reports.
@@ -46,9 +47,7 @@ impl Upstream {
                 break;
             }
             if was_up {
-                self.metrics
-                    .upstream_reconnects
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.upstream_reconnected();
             }
             failures = failures.saturating_add(1);
             let delay = backoff(failures);
@@ -70,7 +69,13 @@ impl Upstream {
     ) -> Result<(), String> {
         let after = match *last_sequence {
             Some(sequence) => sequence,
-            None => self.core.events(0, 1).await.map_err(|e| e.to_string())?.1,
+            None => {
+                self.core
+                    .events(0, 1)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .head_sequence
+            }
         };
         let mut stream = self
             .core
@@ -83,26 +88,21 @@ impl Upstream {
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                message = stream.message() => message,
+                message = stream.next() => message,
             };
             match message {
-                Ok(Some(event)) => {
+                Some(Ok(event)) => {
                     *failures = 0;
                     // The core never repeats on one stream; this guards the invariant anyway.
                     if *last_sequence >= Some(event.sequence) {
                         continue;
                     }
                     *last_sequence = Some(event.sequence);
-                    self.metrics.upstream_events.fetch_add(1, Ordering::Relaxed);
-                    match WireEvent::try_from(&event) {
-                        Ok(wire) => self.hub.publish(wire),
-                        Err(error) => {
-                            tracing::error!(%error, sequence = event.sequence, "undecodable event skipped")
-                        }
-                    }
+                    self.metrics.upstream_event_received();
+                    self.hub.publish(event);
                 }
-                Ok(None) => return Err("stream ended".into()),
-                Err(status) => return Err(status.to_string()),
+                None => return Err("stream ended".into()),
+                Some(Err(error)) => return Err(error.to_string()),
             }
         }
     }

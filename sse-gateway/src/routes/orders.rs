@@ -2,14 +2,20 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State, rejection::JsonRejection},
+    extract::{State, rejection::JsonRejection},
     http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
-use payments_proto::payments::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use crate::{error::ApiError, event::OrderView, sse::secrets_match, startup::AppState};
+use crate::{
+    error::ApiError,
+    event::{NewOrder, OrderView},
+    extract::{ClientSecret, OrderIdPath},
+    payment_core::bounded,
+    routes::ORDER_EVENTS,
+    state::AppState,
+};
 
 /// Largest accepted request body. An order is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -21,11 +27,6 @@ pub struct CreateOrderBody {
     currency: String,
     #[serde(default)]
     description: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SecretQuery {
-    client_secret: Option<String>,
 }
 
 /// An order as the checkout sees it: the view plus what it needs to watch it.
@@ -40,8 +41,9 @@ pub struct OrderResponse {
 impl From<OrderView> for OrderResponse {
     fn from(order: OrderView) -> Self {
         let events_url = format!(
-            "/api/orders/{}/events?client_secret={}",
-            order.order_id, order.client_secret
+            "{}?client_secret={}",
+            ORDER_EVENTS.replace("{id}", &order.order_id.to_string()),
+            order.client_secret
         );
         Self {
             client_secret: order.client_secret.clone(),
@@ -49,16 +51,6 @@ impl From<OrderView> for OrderResponse {
             order,
         }
     }
-}
-
-/// Order ids are UUIDs; anything else is a client mistake, answered before
-/// bothering the core. Returns the canonical spelling (lower case,
-/// hyphenated), the one the core uses in events: the hub routes by it, so an
-/// upper-case or braced id must not become a key no event ever matches.
-pub fn canonical_order_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::try_parse(raw)
-        .map(|id| id.hyphenated().to_string())
-        .map_err(|_| ApiError::BadRequest("order id must be a UUID".into()))
 }
 
 /// `POST /api/orders`, with an optional `Idempotency-Key` header.
@@ -75,27 +67,24 @@ pub async fn create_order(
             .to_owned(),
         None => String::new(),
     };
-    let order = state
-        .core
-        .create_order(pb::CreateOrderRequest {
-            amount_minor: body.amount_minor,
-            currency: body.currency,
-            description: body.description,
-            idempotency_key,
-        })
-        .await?;
+    let new_order = NewOrder {
+        amount_minor: body.amount_minor,
+        currency: body.currency,
+        description: body.description,
+        idempotency_key,
+    };
+    let order = bounded(state.core_timeout, state.core.create_order(new_order)).await?;
     Ok((StatusCode::CREATED, Json(OrderResponse::from(order))))
 }
 
 /// `GET /api/orders/{id}?client_secret=`.
 pub async fn get_order(
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
-    Query(query): Query<SecretQuery>,
+    OrderIdPath(order_id): OrderIdPath,
+    secret: ClientSecret,
 ) -> Result<Json<OrderResponse>, ApiError> {
-    let order_id = canonical_order_id(&order_id)?;
-    let order = state.core.get_order(&order_id).await?;
-    if !secrets_match(&order.client_secret, query.client_secret.as_deref()) {
+    let order = bounded(state.core_timeout, state.core.get_order(order_id)).await?;
+    if !secret.opens(&order.client_secret) {
         return Err(ApiError::NotFound);
     }
     Ok(Json(OrderResponse::from(order)))

@@ -7,9 +7,9 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-const CHECKOUT: &str = include_str!("../assets/checkout.html");
-const DASHBOARD: &str = include_str!("../assets/dashboard.html");
-const STYLE: &str = include_str!("../assets/style.css");
+const CHECKOUT: &str = include_str!("../../assets/checkout.html");
+const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
+const STYLE: &str = include_str!("../../assets/style.css");
 
 fn no_cache(mut response: Response) -> Response {
     response

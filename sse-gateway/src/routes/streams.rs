@@ -26,131 +26,79 @@ use std::{
     collections::VecDeque,
     convert::Infallible,
     pin::Pin,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
 use axum::{
     body::Body,
-    extract::{Path, Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::{
-    core_client::{CoreClient, CoreError},
     error::ApiError,
     event::WireEvent,
+    extract::{AdminAccess, ClientSecret, OrderIdPath, ResumeFrom},
     hub::Subscription,
-    metrics::Metrics,
-    startup::AppState,
+    metrics::ConnectionGauge,
+    payment_core::{PaymentCore, bounded},
+    state::AppState,
 };
 
 /// Events per `ListEvents` page when a dashboard catches up.
 const BACKFILL_PAGE: u32 = 500;
 
-#[derive(Debug, Deserialize)]
-pub struct OrderStreamQuery {
-    client_secret: Option<String>,
-    /// For clients that cannot set the Last-Event-ID header.
-    last_event_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DashboardQuery {
-    token: Option<String>,
-    last_event_id: Option<String>,
-}
-
-/// `Last-Event-ID` from the header, or the query for clients that cannot set it.
-fn resume_point(headers: &HeaderMap, from_query: Option<&str>) -> Result<Option<u64>, ApiError> {
-    let raw =
-        match headers.get("last-event-id") {
-            Some(value) => Some(value.to_str().map_err(|_| {
-                ApiError::BadRequest("Last-Event-ID must be a sequence number".into())
-            })?),
-            None => from_query,
-        };
-    match raw.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::BadRequest("Last-Event-ID must be a sequence number".into())),
-    }
-}
-
-pub fn secrets_match(expected: &str, given: Option<&str>) -> bool {
-    given.is_some_and(|given| {
-        !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
-    })
-}
-
 /// `GET /api/orders/{id}/events?client_secret=`: one order's events.
 pub async fn order_events(
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
-    Query(query): Query<OrderStreamQuery>,
-    headers: HeaderMap,
+    OrderIdPath(order_id): OrderIdPath,
+    ResumeFrom(after): ResumeFrom,
+    secret: ClientSecret,
 ) -> Result<Response, ApiError> {
-    let order_id = crate::api::canonical_order_id(&order_id)?;
-    let after = resume_point(&headers, query.last_event_id.as_deref())?;
-    if !state.upstream_up.load(Ordering::Relaxed) {
+    if !state.upstream_is_up() {
         return Ok(retry_later(
             &state,
             "the payment-core stream is not open yet",
         ));
     }
-    let subscription = state.hub.subscribe_order(&order_id);
+    // Registered before the history is read: see the module's invariant.
+    let subscription = state.hub.subscribe_order(order_id);
     // One call to the core per stream: the connection rate of a gateway is
     // bounded by it (BENCHMARKS.md).
-    let history = match state.core.order_history(&order_id).await {
+    let history = match bounded(state.core_timeout, state.core.order_history(order_id)).await {
         Ok(history) => history,
-        Err(error) if is_transient(&error) => return Ok(retry_later(&state, &error.to_string())),
+        Err(error) if error.is_transient() => {
+            return Ok(retry_later(&state, &error.to_string()));
+        }
         Err(error) => return Err(error.into()),
     };
     // A wrong secret looks exactly like an unknown order.
-    if !secrets_match(&history.client_secret, query.client_secret.as_deref()) {
+    if !secret.opens(&history.client_secret) {
         return Err(ApiError::NotFound);
     }
-    let (history, finished) = history.after(after.unwrap_or(0));
+    let after = after.unwrap_or(0);
+    let (history, finished) = history.after(after);
     if history.is_empty() && finished {
         // Already saw the final event: 204 makes EventSource stop reconnecting.
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let history = history.into_iter().map(Arc::new).collect();
-    let feed = Feed::new(
-        history,
-        subscription,
-        after.unwrap_or(0),
-        true,
-        None,
-        &state,
-    );
+    let feed = Feed::order(history, subscription, after, &state);
     Ok(sse_response(&state, feed.into_stream()))
 }
 
 /// `GET /api/events?token=`: every order's events, for the dashboard.
 pub async fn dashboard_events(
     State(state): State<AppState>,
-    Query(query): Query<DashboardQuery>,
-    headers: HeaderMap,
+    _: AdminAccess,
+    ResumeFrom(after): ResumeFrom,
 ) -> Result<Response, ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    if !secrets_match(&state.admin_token, query.token.as_deref().or(bearer)) {
-        return Err(ApiError::Unauthorized);
-    }
-    let after = resume_point(&headers, query.last_event_id.as_deref())?;
-    if !state.upstream_up.load(Ordering::Relaxed) {
+    if !state.upstream_is_up() {
         return Ok(retry_later(
             &state,
             "the payment-core stream is not open yet",
@@ -158,24 +106,10 @@ pub async fn dashboard_events(
     }
     let (subscription, recent) = state.hub.subscribe_dashboard();
     let feed = match after {
-        // Resuming: everything after the client's last event, from the core's log.
-        Some(after) => Feed::new(
-            Vec::new(),
-            subscription,
-            after,
-            false,
-            Some(state.core.clone()),
-            &state,
-        ),
-        // Fresh: the recent events this gateway has seen, then live ones.
-        None => Feed::new(recent, subscription, 0, false, None, &state),
+        Some(after) => Feed::dashboard_resume(subscription, after, &state),
+        None => Feed::dashboard(recent, subscription, &state),
     };
     Ok(sse_response(&state, feed.into_stream()))
-}
-
-/// Failures worth a retry from the browser, as opposed to a wrong request.
-fn is_transient(error: &CoreError) -> bool {
-    matches!(error, CoreError::Unavailable(_) | CoreError::Other(_))
 }
 
 fn retry_later(state: &AppState, cause: &str) -> Response {
@@ -250,26 +184,6 @@ impl<S: Stream<Item = Bytes> + Unpin> Stream for WithHeartbeat<S> {
     }
 }
 
-/// Counts an open SSE connection for as long as it lives.
-struct ConnectionGauge(Arc<Metrics>);
-
-impl ConnectionGauge {
-    fn new(metrics: &Arc<Metrics>) -> Self {
-        metrics
-            .open_connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(Arc::clone(metrics))
-    }
-}
-
-impl Drop for ConnectionGauge {
-    fn drop(&mut self) {
-        self.0
-            .open_connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// The state of one SSE connection: history not yet sent, where the
 /// backfill from the core stands (dashboards), and the live subscription.
 struct Feed {
@@ -279,31 +193,70 @@ struct Feed {
     last_sent: u64,
     ends_at_terminal: bool,
     finished: bool,
-    /// Boxed: a client is ~200 bytes that only resuming dashboards use,
-    /// and every connection's state would carry them.
-    backfill: Option<Box<CoreClient>>,
-    metrics: Arc<Metrics>,
-    _gauge: ConnectionGauge,
+    /// Set while a resuming dashboard still reads the core's log; `None`
+    /// for every other connection. Boxed so that the others carry 8 bytes.
+    backfill: Option<Box<Backfill>>,
+    gauge: ConnectionGauge,
+}
+
+/// Where a resuming dashboard reads the log it missed.
+struct Backfill {
+    core: Arc<dyn PaymentCore>,
+    timeout: Duration,
 }
 
 impl Feed {
+    /// One order's stream: its history after the client's last event, then
+    /// live events, ending after the final one.
+    fn order(history: Vec<WireEvent>, live: Subscription, after: u64, state: &AppState) -> Self {
+        Self::new(
+            history.into_iter().map(Arc::new).collect(),
+            live,
+            after,
+            true,
+            None,
+            state,
+        )
+    }
+
+    /// A fresh dashboard: the recent events this gateway has seen, then live ones.
+    fn dashboard(recent: Vec<Arc<WireEvent>>, live: Subscription, state: &AppState) -> Self {
+        Self::new(recent.into(), live, 0, false, None, state)
+    }
+
+    /// A dashboard resuming after `after`: everything since from the core's
+    /// log, page by page, then live events.
+    fn dashboard_resume(live: Subscription, after: u64, state: &AppState) -> Self {
+        let backfill = Backfill {
+            core: Arc::clone(&state.core),
+            timeout: state.core_timeout,
+        };
+        Self::new(
+            VecDeque::new(),
+            live,
+            after,
+            false,
+            Some(Box::new(backfill)),
+            state,
+        )
+    }
+
     fn new(
-        history: Vec<Arc<WireEvent>>,
+        pending: VecDeque<Arc<WireEvent>>,
         live: Subscription,
         after: u64,
         ends_at_terminal: bool,
-        backfill: Option<CoreClient>,
+        backfill: Option<Box<Backfill>>,
         state: &AppState,
     ) -> Self {
         Self {
-            pending: history.into(),
+            pending,
             live,
             last_sent: after,
             ends_at_terminal,
             finished: false,
-            backfill: backfill.map(Box::new),
-            metrics: Arc::clone(&state.metrics),
-            _gauge: ConnectionGauge::new(&state.metrics),
+            backfill,
+            gauge: state.metrics.connection_opened(),
         }
     }
 
@@ -312,17 +265,20 @@ impl Feed {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
-            if let Some(core) = &self.backfill {
+            if let Some(backfill) = &self.backfill {
                 // A failed page ends the stream; the browser resumes from its last id.
-                // Boxed so that the call's large future is not part of every
-                // connection's state, only of the dashboards that backfill.
-                let (page, _) = Box::pin(core.events(self.last_sent, BACKFILL_PAGE))
-                    .await
-                    .ok()?;
-                if page.len() < BACKFILL_PAGE as usize {
+                // Boxed, with its timer: only resuming dashboards await it,
+                // and every connection's state would carry its size.
+                let page = Box::pin(bounded(
+                    backfill.timeout,
+                    backfill.core.events(self.last_sent, BACKFILL_PAGE),
+                ))
+                .await
+                .ok()?;
+                if page.events.len() < BACKFILL_PAGE as usize {
                     self.backfill = None;
                 }
-                self.pending.extend(page.into_iter().map(Arc::new));
+                self.pending.extend(page.events.into_iter().map(Arc::new));
                 continue;
             }
             // `None` when the hub cut this connection off as too slow.
@@ -336,12 +292,13 @@ impl Feed {
         }
         loop {
             let event = self.next_wire_event().await?;
+            // Sent already: from the history, or an earlier live copy.
             if event.sequence <= self.last_sent {
                 continue;
             }
             self.last_sent = event.sequence;
             self.finished = self.ends_at_terminal && event.is_terminal();
-            self.metrics.event_sent();
+            self.gauge.metrics().event_sent();
             return Some((event.frame.clone(), self));
         }
     }

@@ -5,17 +5,17 @@
 //! Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them.
 //! A missing browser fails the test: it is never skipped.
 
-mod common;
-
 use std::{
     net::SocketAddr,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use testkit::{Process, free_port, wait_for_port};
+use testkit::{Process, eventually_within as eventually, free_port, wait_for_port};
+
+use crate::helpers::{ADMIN_TOKEN, Gateway, create_order, spawn_gateway};
 
 /// chromedriver, killed when dropped: owned from the moment it is spawned,
 /// so a failure while connecting cannot leave it running.
@@ -75,7 +75,7 @@ async fn start_browser() -> Browser {
 
 /// The whole system: payment-core and mock-provider binaries, the gateway in process.
 struct Shop {
-    gateway: common::Gateway,
+    gateway: Gateway,
     core_port: u16,
     _core: Process,
     _provider: Process,
@@ -87,7 +87,7 @@ async fn open_shop() -> Shop {
     let (core_port, provider_port) = (free_port(), free_port());
     let core = testkit::start_payment_core_with(
         &dir.path().join("core.db"),
-        common::SECRET,
+        testkit::PROVIDER_SECRET,
         core_port,
         &[(
             "PROVIDER_PAGE_URL",
@@ -101,32 +101,16 @@ async fn open_shop() -> Shop {
         &[
             ("PROVIDER_LISTEN", provider_addr.to_string()),
             ("PAYMENT_CORE_URL", format!("http://127.0.0.1:{core_port}")),
-            ("PROVIDER_SECRET", common::SECRET.to_owned()),
+            ("PROVIDER_SECRET", testkit::PROVIDER_SECRET.to_owned()),
         ],
     );
-    let gateway = common::spawn_gateway(core_port, |_| {}).await;
+    let gateway = spawn_gateway(core_port, |_| {}).await;
     Shop {
         gateway,
         core_port,
         _core: core,
         _provider: provider,
         _dir: dir,
-    }
-}
-
-/// Polls `check` until it returns `Some`, at most `bound`.
-async fn eventually<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -292,8 +276,7 @@ async fn the_merchant_dashboard_shows_an_order_appear_and_change_live() {
     client
         .goto(&format!(
             "http://{}/dashboard?token={}",
-            shop.gateway.addr,
-            common::ADMIN_TOKEN
+            shop.gateway.addr, ADMIN_TOKEN
         ))
         .await
         .unwrap();
@@ -304,31 +287,29 @@ async fn the_merchant_dashboard_shows_an_order_appear_and_change_live() {
     )
     .await;
 
-    let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("http://{}/api/orders", shop.gateway.addr))
-        .json(&json!({"amount_minor": 4200, "currency": "EUR", "description": "Dashboard beans"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let order_id = created["order_id"].as_str().unwrap().to_owned();
+    let created = create_order(
+        &reqwest::Client::new(),
+        shop.gateway.addr,
+        4200,
+        "Dashboard beans",
+    )
+    .await;
+    let order_id = created.order_id;
     let status = eventually(Duration::from_secs(10), "the new order's row", || {
         dashboard_status(client, &order_id)
     })
     .await;
     assert_eq!(status, "created");
 
-    common::report_to(
-        shop.core_port,
+    let core = SocketAddr::from(([127, 0, 0, 1], shop.core_port));
+    testkit::report(
+        core,
         &order_id,
         payments_proto::payments::v1::PaymentOutcome::Succeeded,
         "",
     )
     .await
-    .unwrap();
+    .expect("report accepted");
     eventually(
         Duration::from_secs(10),
         "the row to turn succeeded",

@@ -1,22 +1,40 @@
-//! The system under test for the gateway: the real payment-core binary on
-//! a real SQLite file, and the gateway itself on a loopback port.
+//! The system under test for the gateway, and how tests drive it:
+//! - [`spawn_system`]: the real payment-core binary on a real SQLite file,
+//!   and the gateway itself on a loopback port;
+//! - [`spawn_with_fake_core`]: the gateway in front of a [`FakeCore`],
+//!   for what a real core cannot be made to do on cue;
+//! - [`test_config`]: the gateway's configuration for tests.
 
-#![allow(dead_code)]
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use std::{net::SocketAddr, time::Duration};
-
-use payments_proto::{
-    payments::v1::{self as pb, provider_service_client::ProviderServiceClient},
-    signature,
-};
+use payments_proto::payments::v1::PaymentOutcome;
 use serde_json::Value;
 use sse_gateway::{Application, Config};
-use testkit::{Process, free_port, sse::SseConnection};
+use testkit::{Process, eventually, free_port, sse::SseConnection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const SECRET: &str = "gateway-test-secret";
+use crate::fake_core::FakeCore;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Bound on reading a stream to its end.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+/// The gateway's defaults, on port 0, in front of `payment_core_url`.
+pub fn test_config(payment_core_url: &str) -> Config {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        config: Config,
+    }
+    let mut config = <Defaults as clap::Parser>::parse_from(["sse-gateway"]).config;
+    config.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.payment_core_url = payment_core_url.to_owned();
+    config.admin_token = ADMIN_TOKEN.into();
+    config.instance = "test-gateway".into();
+    config.shutdown_grace_secs = 2;
+    config
+}
 
 pub struct Gateway {
     pub addr: SocketAddr,
@@ -24,12 +42,36 @@ pub struct Gateway {
     pub server: JoinHandle<anyhow::Result<()>>,
 }
 
-pub struct TestSystem {
-    pub core: Process,
-    pub core_port: u16,
-    pub gateway: Gateway,
-    pub http: reqwest::Client,
-    pub dir: tempfile::TempDir,
+impl Gateway {
+    async fn start(app: Application) -> Self {
+        let addr = app.local_addr();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        Self {
+            addr,
+            shutdown,
+            server,
+        }
+    }
+
+    /// Waits until /readyz says the upstream stream is open.
+    pub async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        let url = format!("http://{}/readyz", self.addr);
+        eventually("the gateway's upstream stream opens", || async {
+            let ready = http.get(&url).send().await;
+            ready
+                .is_ok_and(|answer| answer.status() == 200)
+                .then_some(())
+        })
+        .await;
+    }
+
+    pub async fn open(&self, path: &str, headers: &[(&str, &str)]) -> SseConnection {
+        SseConnection::open(self.addr, path, headers)
+            .await
+            .expect("SSE connection")
+    }
 }
 
 pub async fn spawn_gateway(core_port: u16, adjust: impl FnOnce(&mut Config)) -> Gateway {
@@ -40,35 +82,33 @@ pub async fn spawn_gateway(core_port: u16, adjust: impl FnOnce(&mut Config)) -> 
 
 /// A gateway that may not have reached payment-core yet.
 pub async fn spawn_gateway_unready(core_port: u16, adjust: impl FnOnce(&mut Config)) -> Gateway {
-    let mut config = Config::for_tests(&format!("http://127.0.0.1:{core_port}"));
+    let mut config = test_config(&format!("http://127.0.0.1:{core_port}"));
     adjust(&mut config);
-    let app = Application::build(config).await.expect("gateway builds");
-    let addr = app.local_addr();
-    let shutdown = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
-    Gateway {
-        addr,
-        shutdown,
-        server,
-    }
+    Gateway::start(Application::build(config).await.expect("gateway builds")).await
 }
 
-impl Gateway {
-    /// Waits (bounded) until /readyz says the upstream stream is open.
-    pub async fn wait_ready(&self) {
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            let ready = http
-                .get(format!("http://{}/readyz", self.addr))
-                .send()
-                .await;
-            if ready.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("gateway never became ready");
-    }
+/// The gateway in front of `core`, ready.
+pub async fn spawn_with_fake_core(
+    core: Arc<FakeCore>,
+    adjust: impl FnOnce(&mut Config),
+) -> Gateway {
+    // Nothing listens on port 1: the gRPC client is never used.
+    let mut config = test_config("http://127.0.0.1:1");
+    adjust(&mut config);
+    let app = Application::build_with_core(config, core)
+        .await
+        .expect("gateway builds");
+    let gateway = Gateway::start(app).await;
+    gateway.wait_ready().await;
+    gateway
+}
+
+pub struct TestSystem {
+    pub core: Process,
+    pub core_port: u16,
+    pub gateway: Gateway,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn spawn_system() -> TestSystem {
@@ -78,7 +118,7 @@ pub async fn spawn_system() -> TestSystem {
 pub async fn spawn_system_with(adjust: impl FnOnce(&mut Config)) -> TestSystem {
     let dir = tempfile::tempdir().expect("temp dir");
     let core_port = free_port();
-    let core = testkit::start_payment_core(&dir.path().join("core.db"), SECRET, core_port);
+    let core = start_core(&dir, core_port);
     let gateway = spawn_gateway(core_port, adjust).await;
     TestSystem {
         core,
@@ -87,6 +127,11 @@ pub async fn spawn_system_with(adjust: impl FnOnce(&mut Config)) -> TestSystem {
         http: reqwest::Client::new(),
         dir,
     }
+}
+
+/// The payment-core binary over `dir`'s database.
+pub fn start_core(dir: &tempfile::TempDir, port: u16) -> Process {
+    testkit::start_payment_core(&dir.path().join("core.db"), testkit::PROVIDER_SECRET, port)
 }
 
 /// What POST /api/orders answered.
@@ -98,67 +143,97 @@ pub struct CreatedOrder {
     pub body: Value,
 }
 
+/// Creates an order through the gateway at `gateway`.
+pub async fn create_order(
+    http: &reqwest::Client,
+    gateway: SocketAddr,
+    amount_minor: i64,
+    description: &str,
+) -> CreatedOrder {
+    let response = http
+        .post(format!("http://{gateway}/api/orders"))
+        .json(&serde_json::json!({ "amount_minor": amount_minor, "currency": "EUR", "description": description }))
+        .send()
+        .await
+        .expect("POST /api/orders");
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.expect("JSON order");
+    CreatedOrder {
+        order_id: body["order_id"].as_str().expect("order_id").to_owned(),
+        client_secret: body["client_secret"]
+            .as_str()
+            .expect("client_secret")
+            .to_owned(),
+        events_url: body["events_url"].as_str().expect("events_url").to_owned(),
+        body,
+    }
+}
+
 impl TestSystem {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.gateway.addr)
     }
 
+    pub fn core_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.core_port))
+    }
+
     pub async fn create_order(&self, amount_minor: i64, description: &str) -> CreatedOrder {
-        let response = self
-            .http
-            .post(self.url("/api/orders"))
-            .json(&serde_json::json!({ "amount_minor": amount_minor, "currency": "EUR", "description": description }))
-            .send()
-            .await
-            .expect("POST /api/orders");
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        CreatedOrder {
-            order_id: body["order_id"].as_str().unwrap().to_owned(),
-            client_secret: body["client_secret"].as_str().unwrap().to_owned(),
-            events_url: body["events_url"].as_str().unwrap().to_owned(),
-            body,
-        }
+        create_order(&self.http, self.gateway.addr, amount_minor, description).await
     }
 
     /// Reports a result to payment-core the way the provider does: signed.
-    pub async fn report(&self, order_id: &str, outcome: pb::PaymentOutcome, reason: &str) {
-        report_to(self.core_port, order_id, outcome, reason)
+    pub async fn report(&self, order_id: &str, outcome: PaymentOutcome, reason: &str) {
+        testkit::report(self.core_addr(), order_id, outcome, reason)
             .await
             .expect("report accepted");
     }
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        let response = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics");
-        response.text().await.expect("metrics body")
+        metrics_of(&self.http, self.gateway.addr).await
     }
 
     pub async fn open(&self, path: &str, headers: &[(&str, &str)]) -> SseConnection {
-        SseConnection::open(self.gateway.addr, path, headers)
-            .await
-            .expect("SSE connection")
+        self.gateway.open(path, headers).await
     }
 
-    /// Restarts payment-core on the same port and database after a hard kill.
+    /// Kills payment-core hard, as a crash would.
     pub fn kill_core(&mut self) {
         self.core.kill();
     }
 
+    /// Restarts payment-core on the same port and database.
     pub fn restart_core(&mut self) {
-        self.core =
-            testkit::start_payment_core(&self.dir.path().join("core.db"), SECRET, self.core_port);
+        self.core = start_core(&self.dir, self.core_port);
     }
+}
+
+/// The `/metrics` text of the gateway at `gateway`.
+pub async fn metrics_of(http: &reqwest::Client, gateway: SocketAddr) -> String {
+    http.get(format!("http://{gateway}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+/// The value of the sample `name{instance="test-gateway"}` in `metrics`.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{instance=\"test-gateway\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Creates `count` orders straight through payment-core's gRPC, 50 at a time.
 pub async fn create_orders_in_core(core_port: u16, count: usize) {
-    use payments_proto::payments::v1::payment_service_client::PaymentServiceClient;
+    use payments_proto::payments::v1::{
+        CreateOrderRequest, payment_service_client::PaymentServiceClient,
+    };
     let client = PaymentServiceClient::connect(format!("http://127.0.0.1:{core_port}"))
         .await
         .expect("core reachable");
@@ -166,7 +241,7 @@ pub async fn create_orders_in_core(core_port: u16, count: usize) {
         let creates = (chunk_start..count.min(chunk_start + 50)).map(|_| {
             let mut client = client.clone();
             async move {
-                let request = pb::CreateOrderRequest {
+                let request = CreateOrderRequest {
                     amount_minor: 100,
                     currency: "EUR".into(),
                     ..Default::default()
@@ -178,41 +253,29 @@ pub async fn create_orders_in_core(core_port: u16, count: usize) {
     }
 }
 
-pub async fn report_to(
-    core_port: u16,
-    order_id: &str,
-    outcome: pb::PaymentOutcome,
-    reason: &str,
-) -> Result<(), tonic::Status> {
-    let mut provider = ProviderServiceClient::connect(format!("http://127.0.0.1:{core_port}"))
-        .await
-        .expect("core reachable");
-    let request = pb::ReportPaymentResultRequest {
-        order_id: order_id.into(),
-        outcome: outcome as i32,
-        provider_reference: "test".into(),
-        reason: reason.into(),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    provider
-        .report_payment_result(signature::signed_request(SECRET.as_bytes(), now, request))
-        .await
-        .map(drop)
-}
-
-pub const BOUND: Duration = Duration::from_secs(10);
-
 /// Parses the JSON `data:` of an event frame.
 pub fn data(frame: &testkit::sse::Frame) -> Value {
     serde_json::from_str(frame.data.as_deref().expect("event has data")).expect("data is JSON")
 }
 
+/// The `event:` names of `frames`.
 pub fn names(frames: &[testkit::sse::Frame]) -> Vec<String> {
     frames
         .iter()
         .map(|frame| frame.event.clone().unwrap_or_default())
+        .collect()
+}
+
+/// The `id:`s of `frames`, as sequences.
+pub fn ids(frames: &[testkit::sse::Frame]) -> Vec<u64> {
+    frames
+        .iter()
+        .map(|frame| {
+            frame
+                .id
+                .as_deref()
+                .and_then(|id| id.parse().ok())
+                .expect("event id is a sequence")
+        })
         .collect()
 }

@@ -1,10 +1,10 @@
 //! The JSON API, pages and operational endpoints over real HTTP, with the
 //! real payment-core behind the gateway.
 
-mod common;
-
-use common::spawn_system;
 use serde_json::{Value, json};
+use testkit::eventually;
+
+use crate::helpers::spawn_system;
 
 async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();
@@ -280,22 +280,13 @@ async fn pages_health_and_metrics_are_served() {
 async fn readiness_follows_the_upstream_stream() {
     let mut system = spawn_system().await;
     system.kill_core();
-    let mut ready = 200;
-    for _ in 0..100 {
-        ready = system
-            .http
-            .get(system.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        if ready == 503 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(ready, 503, "not ready while payment-core is down");
+    eventually("not ready while payment-core is down", || async {
+        let ready = system.http.get(system.url("/readyz")).send().await;
+        ready
+            .is_ok_and(|answer| answer.status() == 503)
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         system
             .http

@@ -2,12 +2,15 @@
 //! gateway shutting down under open streams, and a second gateway taking
 //! over a browser's stream.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{BOUND, names, spawn_gateway, spawn_system};
 use payments_proto::payments::v1::PaymentOutcome;
+use testkit::eventually;
+
+use crate::helpers::{
+    ADMIN_TOKEN, BOUND, create_order, ids, names, sample, spawn_gateway, spawn_gateway_unready,
+    spawn_system, start_core,
+};
 
 #[tokio::test]
 async fn payment_core_killed_and_restarted_mid_payment_still_delivers_the_result_exactly_once() {
@@ -21,7 +24,11 @@ async fn payment_core_killed_and_restarted_mid_payment_still_delivers_the_result
     assert_eq!(stream.expect_event_name().await, "processing");
 
     system.kill_core();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the gateway sees its upstream break", || async {
+        let metrics = system.metrics().await;
+        (sample(&metrics, "sse_gateway_upstream_up") == Some(0.0)).then_some(())
+    })
+    .await;
     system.restart_core();
     // The result lands while the gateway may still be reconnecting upstream.
     system
@@ -35,8 +42,9 @@ async fn payment_core_killed_and_restarted_mid_payment_still_delivers_the_result
         "the same connection gets the result once, then ends"
     );
     let metrics = system.metrics().await;
-    assert!(
-        metrics.contains("sse_gateway_upstream_reconnects_total{instance=\"test-gateway\"} 1"),
+    assert_eq!(
+        sample(&metrics, "sse_gateway_upstream_reconnects_total"),
+        Some(1.0),
         "{metrics}"
     );
 }
@@ -47,7 +55,7 @@ async fn shutdown_ends_open_event_streams_promptly_and_the_gateway_stops() {
     let order = system.create_order(100, "").await;
     let mut order_stream = system.open(&order.events_url, &[]).await;
     let mut dashboard = system
-        .open(&format!("/api/events?token={}", common::ADMIN_TOKEN), &[])
+        .open(&format!("/api/events?token={ADMIN_TOKEN}"), &[])
         .await;
     order_stream.expect_event().await;
     dashboard.expect_event().await;
@@ -94,8 +102,14 @@ async fn a_browser_moved_to_another_gateway_resumes_without_loss_or_repeat() {
     assert_eq!(on_second.headers["x-gateway-instance"], "second");
     let rest = on_second.events_until_end(BOUND).await.unwrap();
     assert_eq!(names(&rest), ["succeeded"]);
-    let ids = [created.id, processing.id, rest[0].id.clone()];
-    assert!(ids.windows(2).all(|pair| pair[0] != pair[1]));
+    let seen: Vec<u64> = ids(&[created, processing])
+        .into_iter()
+        .chain(ids(&rest))
+        .collect();
+    assert!(
+        seen.windows(2).all(|pair| pair[0] < pair[1]),
+        "every event once, in order, across both gateways: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +117,7 @@ async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and
 {
     let dir = tempfile::tempdir().unwrap();
     let core_port = testkit::free_port();
-    let gateway = common::spawn_gateway_unready(core_port, |_| {}).await;
+    let gateway = spawn_gateway_unready(core_port, |_| {}).await;
     let path = format!(
         "/api/orders/{}/events?client_secret=cs_x",
         uuid::Uuid::new_v4()
@@ -118,31 +132,15 @@ async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and
         "no events, only the retry delay, then the end"
     );
 
-    let _core = testkit::start_payment_core(&dir.path().join("core.db"), common::SECRET, core_port);
+    let _core = start_core(&dir, core_port);
     gateway.wait_ready().await;
-    let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("http://{}/api/orders", gateway.addr))
-        .json(&serde_json::json!({"amount_minor": 100, "currency": "EUR"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let events_url = created["events_url"].as_str().unwrap();
-    let mut stream = testkit::sse::SseConnection::open(gateway.addr, events_url, &[])
-        .await
-        .unwrap();
+    let created = create_order(&reqwest::Client::new(), gateway.addr, 100, "").await;
+    let mut stream = gateway.open(&created.events_url, &[]).await;
     assert_eq!(stream.expect_event_name().await, "created");
-    common::report_to(
-        core_port,
-        created["order_id"].as_str().unwrap(),
-        PaymentOutcome::Succeeded,
-        "",
-    )
-    .await
-    .unwrap();
+    let core = std::net::SocketAddr::from(([127, 0, 0, 1], core_port));
+    testkit::report(core, &created.order_id, PaymentOutcome::Succeeded, "")
+        .await
+        .expect("report accepted");
     assert_eq!(stream.expect_event_name().await, "succeeded");
 }
 

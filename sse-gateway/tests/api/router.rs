@@ -2,16 +2,22 @@
 //! payment-core at all (pages, refused requests), so they hold even when
 //! the core is down.
 
+use std::sync::Arc;
+
 use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode},
 };
-use sse_gateway::{AppState, Config, router};
+use sse_gateway::{AppState, payment_core::GrpcCore, router};
 use tower::ServiceExt;
 
+use crate::helpers::test_config;
+
 fn app() -> axum::Router {
-    // Port 1 on loopback: nothing listens, and nothing here should call it.
-    router(AppState::new(&Config::for_tests("http://127.0.0.1:1")).expect("state"))
+    // Port 1 on loopback: nothing listens, and nothing here should reach it.
+    let config = test_config("http://127.0.0.1:1");
+    let core = GrpcCore::new(&config.payment_core_url, config.core_timeout()).expect("client");
+    router(AppState::new(&config, Arc::new(core)))
 }
 
 async fn call(request: Request<Body>) -> (StatusCode, String) {

@@ -1,14 +1,15 @@
 //! The SSE endpoints read by a raw client over a socket: framing, history,
 //! resume, ending, and who may watch what.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, BOUND, data, names, spawn_system, spawn_system_with};
 use payments_proto::payments::v1::PaymentOutcome;
-use testkit::sse::SseConnection;
+use testkit::{eventually, sse::SseConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{
+    ADMIN_TOKEN, BOUND, create_orders_in_core, data, names, sample, spawn_system, spawn_system_with,
+};
 
 #[tokio::test]
 async fn the_stream_is_framed_by_the_whatwg_rules() {
@@ -276,7 +277,7 @@ async fn an_order_id_spelled_in_upper_case_still_gets_live_events() {
 #[tokio::test]
 async fn a_dashboard_resuming_across_several_pages_of_history_gets_each_event_once() {
     let system = spawn_system().await;
-    common::create_orders_in_core(system.core_port, 1_120).await;
+    create_orders_in_core(system.core_port, 1_120).await;
     let mut resumed = system
         .open(
             "/api/events",
@@ -362,19 +363,12 @@ async fn a_browser_that_closes_its_stream_is_forgotten_at_once() {
     let order = system.create_order(500, "closed tab").await;
     let mut stream = system.open(&order.events_url, &[]).await;
     assert_eq!(stream.expect_event_name().await, "created");
-    let open = |metrics: &str| {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("sse_gateway_open_connections"))
-            .map(|rest| rest.rsplit(' ').next().unwrap_or_default().to_owned())
-    };
-    assert_eq!(open(&system.metrics().await).as_deref(), Some("1"));
+    let open_connections =
+        || async { sample(&system.metrics().await, "sse_gateway_open_connections") };
+    assert_eq!(open_connections().await, Some(1.0));
     drop(stream);
-    for _ in 0..100 {
-        if open(&system.metrics().await).as_deref() == Some("0") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the closed stream still counts as open after 2 s");
+    eventually("the closed stream stops counting as open", || async {
+        (open_connections().await == Some(0.0)).then_some(())
+    })
+    .await;
 }

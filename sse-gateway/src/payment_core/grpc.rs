@@ -1,0 +1,237 @@
+//! [`PaymentCore`] over payments.v1: the only place in the gateway where
+//! protobuf messages and tonic statuses exist. They become gateway types
+//! and [`CoreError`] here.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use payments_proto::payments::v1::{self as pb, payment_service_client::PaymentServiceClient};
+use tonic::{Code, transport::Channel};
+use tonic_types::StatusExt;
+
+use super::{CoreError, EventStream, EventsPage, OrderHistory, PaymentCore};
+use crate::event::{EventData, NewOrder, OrderId, OrderView, Status, WireEvent};
+
+impl From<tonic::Status> for CoreError {
+    fn from(status: tonic::Status) -> Self {
+        match status.code() {
+            Code::InvalidArgument => {
+                let field = status
+                    .get_details_bad_request()
+                    .and_then(|details| details.field_violations.first().map(|v| v.field.clone()))
+                    .unwrap_or_default();
+                Self::InvalidArgument {
+                    field,
+                    message: status.message().to_owned(),
+                }
+            }
+            Code::NotFound => Self::NotFound,
+            Code::AlreadyExists => Self::AlreadyExists(status.message().to_owned()),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                Self::Unavailable(status.message().to_owned())
+            }
+            _ => Self::Other(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+}
+
+fn rfc3339(timestamp: Option<prost_types::Timestamp>) -> String {
+    timestamp.map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// What payment-core sent that the gateway cannot read: a contract mismatch.
+fn malformed(what: impl std::fmt::Display) -> CoreError {
+    CoreError::Other(format!("malformed answer from payment-core: {what}"))
+}
+
+fn status_of(raw: i32) -> Result<Status, CoreError> {
+    let contract = pb::OrderStatus::try_from(raw).unwrap_or(pb::OrderStatus::Unspecified);
+    Status::try_from(contract).map_err(|_| malformed(format!("order status {raw}")))
+}
+
+fn order_id_of(raw: &str) -> Result<OrderId, CoreError> {
+    OrderId::parse(raw).map_err(|_| malformed(format!("order id `{raw}`")))
+}
+
+impl TryFrom<pb::Order> for OrderView {
+    type Error = CoreError;
+
+    fn try_from(order: pb::Order) -> Result<Self, Self::Error> {
+        Ok(Self {
+            order_id: order_id_of(&order.order_id)?,
+            status: status_of(order.status)?,
+            amount_minor: order.amount_minor,
+            currency: order.currency,
+            description: order.description,
+            client_secret: order.client_secret,
+            payment_url: order.payment_url,
+            reason: order.reason,
+            created_at: rfc3339(order.created_at),
+            updated_at: rfc3339(order.updated_at),
+            expires_at: rfc3339(order.expires_at),
+        })
+    }
+}
+
+impl TryFrom<&pb::PaymentEvent> for WireEvent {
+    type Error = CoreError;
+
+    fn try_from(event: &pb::PaymentEvent) -> Result<Self, Self::Error> {
+        let order = event
+            .order
+            .as_ref()
+            .ok_or_else(|| malformed("event without order"))?;
+        WireEvent::from_data(&EventData {
+            sequence: event.sequence,
+            order_id: order_id_of(&event.order_id)?,
+            status: status_of(event.status)?,
+            amount_minor: order.amount_minor,
+            currency: &order.currency,
+            description: &order.description,
+            reason: &event.reason,
+            occurred_at: rfc3339(event.occurred_at),
+        })
+        .map_err(malformed)
+    }
+}
+
+fn wire_events(events: &[pb::PaymentEvent]) -> Result<Vec<WireEvent>, CoreError> {
+    events.iter().map(WireEvent::try_from).collect()
+}
+
+/// payment-core's `PaymentService` over one lazily connected channel.
+#[derive(Clone)]
+pub struct GrpcCore {
+    payments: PaymentServiceClient<Channel>,
+    /// Sent as each unary call's gRPC deadline, so the core can give up too.
+    call_timeout: Duration,
+}
+
+impl GrpcCore {
+    /// Connects lazily: the gateway starts (and serves pages) while the core is still down.
+    pub fn new(url: &str, call_timeout: Duration) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(3))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            payments: PaymentServiceClient::new(channel),
+            call_timeout,
+        })
+    }
+
+    fn timed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.call_timeout);
+        request
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentCore for GrpcCore {
+    async fn create_order(&self, order: NewOrder) -> Result<OrderView, CoreError> {
+        let request = pb::CreateOrderRequest {
+            amount_minor: order.amount_minor,
+            currency: order.currency,
+            description: order.description,
+            idempotency_key: order.idempotency_key,
+        };
+        let order = self
+            .payments
+            .clone()
+            .create_order(self.timed(request))
+            .await?
+            .into_inner()
+            .order;
+        OrderView::try_from(order.ok_or_else(|| malformed("no order"))?)
+    }
+
+    async fn get_order(&self, order_id: OrderId) -> Result<OrderView, CoreError> {
+        let request = pb::GetOrderRequest {
+            order_id: order_id.to_string(),
+        };
+        let order = self
+            .payments
+            .clone()
+            .get_order(self.timed(request))
+            .await?
+            .into_inner()
+            .order;
+        OrderView::try_from(order.ok_or_else(|| malformed("no order"))?)
+    }
+
+    async fn order_history(&self, order_id: OrderId) -> Result<OrderHistory, CoreError> {
+        let request = pb::ListOrderEventsRequest {
+            order_id: order_id.to_string(),
+            after_sequence: 0,
+        };
+        let events = self
+            .payments
+            .clone()
+            .list_order_events(self.timed(request))
+            .await?
+            .into_inner()
+            .events;
+        // Every order has at least its `created` event; without one there is
+        // no secret to check, so the order is treated as unknown.
+        let client_secret = events
+            .last()
+            .and_then(|event| event.order.as_ref())
+            .map(|order| order.client_secret.clone())
+            .ok_or(CoreError::NotFound)?;
+        Ok(OrderHistory {
+            client_secret,
+            events: wire_events(&events)?,
+        })
+    }
+
+    async fn events(&self, after_sequence: u64, page_size: u32) -> Result<EventsPage, CoreError> {
+        let request = pb::ListEventsRequest {
+            after_sequence,
+            page_size,
+        };
+        let page = self
+            .payments
+            .clone()
+            .list_events(self.timed(request))
+            .await?
+            .into_inner();
+        Ok(EventsPage {
+            events: wire_events(&page.events)?,
+            head_sequence: page.head_sequence,
+        })
+    }
+
+    async fn watch_all(&self, after_sequence: u64) -> Result<EventStream, CoreError> {
+        let request = pb::WatchPaymentsRequest {
+            selector: Some(pb::watch_payments_request::Selector::AllOrders(true)),
+            after_sequence,
+        };
+        // No deadline: the stream is long-lived.
+        let stream = self
+            .payments
+            .clone()
+            .watch_payments(request)
+            .await?
+            .into_inner();
+        Ok(stream
+            .filter_map(|message| {
+                std::future::ready(match message {
+                    Ok(event) => match WireEvent::try_from(&event) {
+                        Ok(wire) => Some(Ok(wire)),
+                        // One unreadable event must not stop every other
+                        // order's: it is logged and skipped.
+                        Err(error) => {
+                            tracing::error!(%error, sequence = event.sequence, "undecodable event skipped");
+                            None
+                        }
+                    },
+                    Err(status) => Some(Err(CoreError::from(status))),
+                })
+            })
+            .boxed())
+    }
+}

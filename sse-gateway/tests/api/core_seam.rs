@@ -1,0 +1,161 @@
+//! The gateway in front of a fake core that commits, fails and stalls on
+//! cue: the delivery rules of a stream's set-up, which a real core hits
+//! only by chance.
+
+use std::{sync::Arc, time::Duration};
+
+use sse_gateway::event::Status;
+use tokio::sync::Notify;
+
+use crate::{
+    fake_core::{FakeCore, HistoryCall},
+    helpers::{ADMIN_TOKEN, BOUND, names, spawn_with_fake_core},
+};
+
+fn events_path(order_id: impl std::fmt::Display, secret: &str) -> String {
+    format!("/api/orders/{order_id}/events?client_secret={secret}")
+}
+
+#[tokio::test]
+async fn an_event_committed_while_the_history_is_read_still_reaches_the_stream() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (order, secret) = core.create();
+    // Committed after the history was read, and published to the hub before
+    // the history answer: only a connection already registered can get it.
+    core.on_history(order, HistoryCall::CommitAfterReading(Status::Succeeded));
+    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let events = stream.events_until_end(BOUND).await.expect("stream ends");
+    assert_eq!(names(&events), ["created", "succeeded"]);
+}
+
+#[tokio::test]
+async fn an_event_committed_while_the_core_is_slow_is_sent_once_and_other_orders_are_not_held_up() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (slow_order, slow_secret) = core.create();
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    core.on_history(
+        slow_order,
+        HistoryCall::WaitFor {
+            entered: Arc::clone(&entered),
+            release: Arc::clone(&release),
+        },
+    );
+    // The response head comes only after the history: open in the background.
+    let (addr, slow_path) = (gateway.addr, events_path(slow_order, &slow_secret));
+    let slow =
+        tokio::spawn(async move { testkit::sse::SseConnection::open(addr, &slow_path, &[]).await });
+    entered.notified().await;
+
+    // Another order is served while the first waits for the core.
+    let (quick_order, quick_secret) = core.create();
+    let mut quick = gateway
+        .open(&events_path(quick_order, &quick_secret), &[])
+        .await;
+    assert_eq!(quick.expect_event_name().await, "created");
+
+    // Committed while the slow one waits: in its history *and* live.
+    let processing = core.commit(slow_order, Status::Processing);
+    core.delivered(processing.sequence).await;
+    release.notify_one();
+    let mut slow = tokio::time::timeout(BOUND, slow)
+        .await
+        .expect("answered once released")
+        .expect("task")
+        .expect("SSE connection");
+    assert_eq!(slow.expect_event_name().await, "created");
+    assert_eq!(slow.expect_event_name().await, "processing");
+    core.commit(slow_order, Status::Succeeded);
+    let rest = slow.events_until_end(BOUND).await.expect("stream ends");
+    assert_eq!(
+        names(&rest),
+        ["succeeded"],
+        "processing once, then the result"
+    );
+}
+
+#[tokio::test]
+async fn a_core_that_fails_transiently_tells_the_browser_to_retry_instead_of_giving_up() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (order, secret) = core.create();
+    core.on_history(order, HistoryCall::Unavailable);
+    let mut refused = gateway.open(&events_path(order, &secret), &[]).await;
+    assert_eq!(refused.status, 200, "EventSource gives up on anything else");
+    let first = refused
+        .next_frame(BOUND)
+        .await
+        .expect("read")
+        .expect("a frame");
+    assert_eq!(first.retry, Some(2000));
+    assert!(
+        refused
+            .events_until_end(BOUND)
+            .await
+            .expect("ends")
+            .is_empty()
+    );
+
+    // The retry is served.
+    let mut retried = gateway.open(&events_path(order, &secret), &[]).await;
+    assert_eq!(retried.expect_event_name().await, "created");
+}
+
+#[tokio::test]
+async fn a_core_that_never_answers_is_given_up_on_within_the_call_bound() {
+    let core = FakeCore::new();
+    let gateway =
+        spawn_with_fake_core(Arc::clone(&core), |config| config.core_timeout_ms = 200).await;
+    let (order, secret) = core.create();
+    core.on_history(order, HistoryCall::Hang);
+    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    assert_eq!(stream.status, 200);
+    let rest = tokio::time::timeout(Duration::from_secs(5), stream.events_until_end(BOUND))
+        .await
+        .expect("ends long before the read bound");
+    assert!(rest.expect("ends").is_empty(), "only the retry delay");
+}
+
+#[tokio::test]
+async fn an_order_the_core_does_not_know_is_a_404_not_a_retry() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let mut stream = gateway
+        .open(&events_path(uuid::Uuid::new_v4(), "cs_x"), &[])
+        .await;
+    assert_eq!(stream.status, 404);
+    assert!(stream.read_body().await.contains("\"not_found\""));
+}
+
+#[tokio::test]
+async fn a_resuming_dashboard_reads_the_log_once_caught_up_then_only_listens() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (first, _) = core.create();
+    core.commit(first, Status::Succeeded);
+    let (second, _) = core.create();
+    let pages_before = core.pages_read();
+
+    let mut dashboard = gateway
+        .open(
+            "/api/events",
+            &[
+                ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+                ("Last-Event-ID", "1"),
+            ],
+        )
+        .await;
+    for expected in [2, 3] {
+        let event = dashboard.expect_event().await;
+        assert_eq!(event.id.as_deref(), Some(expected.to_string().as_str()));
+    }
+    let live = core.commit(second, Status::Processing);
+    let event = dashboard.expect_event().await;
+    assert_eq!(event.id, Some(live.sequence.to_string()));
+    assert_eq!(
+        core.pages_read() - pages_before,
+        1,
+        "one short page ends the backfill; live events come from the hub"
+    );
+}

@@ -1,0 +1,249 @@
+//! A payment-core stand-in behind the gateway's `PaymentCore` seam, for
+//! what the real one cannot be made to do on cue: commit an event at the
+//! worst moment of a stream's set-up, fail, hang, or answer late.
+//!
+//! It keeps an in-memory log with the real core's rules (sequences grow by
+//! one, commits are published to watchers in order), and serves the
+//! all-orders stream from it. It knows when the gateway's upstream has
+//! handed an event to the hub: the upstream asks its stream for the next
+//! event only after publishing the previous one.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use futures::StreamExt;
+use sse_gateway::{
+    PaymentCore,
+    event::{EventData, NewOrder, OrderId, OrderView, Status, WireEvent},
+    payment_core::{CoreError, EventStream, EventsPage, OrderHistory},
+};
+use tokio::sync::{Notify, broadcast, watch};
+
+/// What the next `order_history` call does.
+pub enum HistoryCall {
+    /// Commits `Status` for the order after reading the history, and
+    /// answers once the gateway's upstream has published it to the hub: the
+    /// event is in the live channel only.
+    CommitAfterReading(Status),
+    /// Notifies `entered`, waits for `release`, then answers: a slow core.
+    WaitFor {
+        entered: Arc<Notify>,
+        release: Arc<Notify>,
+    },
+    /// Fails as an unreachable core does.
+    Unavailable,
+    /// Never answers.
+    Hang,
+}
+
+struct Order {
+    id: OrderId,
+    secret: String,
+}
+
+#[derive(Default)]
+struct Log {
+    events: Vec<WireEvent>,
+    orders: Vec<Order>,
+}
+
+pub struct FakeCore {
+    /// Guards the log; held only to append or copy, never across an await.
+    log: Mutex<Log>,
+    /// Committed events, for the all-orders stream. 1024 outlasts any test;
+    /// a watcher that lags is failed, and the gateway resumes from the log.
+    live: broadcast::Sender<WireEvent>,
+    /// The highest sequence the gateway's upstream has handed to the hub.
+    delivered: watch::Sender<u64>,
+    /// How many `events` pages were asked for.
+    pages_read: AtomicUsize,
+    /// Behaviours for the next `order_history` calls of each order, in
+    /// order; an order without one is answered at once.
+    history_calls: Mutex<HashMap<OrderId, VecDeque<HistoryCall>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl FakeCore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            log: Mutex::default(),
+            live: broadcast::channel(1024).0,
+            delivered: watch::channel(0).0,
+            pages_read: AtomicUsize::new(0),
+            history_calls: Mutex::default(),
+        })
+    }
+
+    /// Queues the behaviour of a coming `order_history` call for `order_id`.
+    pub fn on_history(&self, order_id: OrderId, call: HistoryCall) {
+        lock(&self.history_calls)
+            .entry(order_id)
+            .or_default()
+            .push_back(call);
+    }
+
+    /// Creates an order: its `created` event is committed. Answers the id
+    /// and the client secret.
+    pub fn create(&self) -> (OrderId, String) {
+        let id = OrderId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID");
+        let secret = format!("cs_{}", uuid::Uuid::new_v4().simple());
+        lock(&self.log).orders.push(Order {
+            id,
+            secret: secret.clone(),
+        });
+        self.commit(id, Status::Created);
+        (id, secret)
+    }
+
+    /// Appends an event for `order_id` and publishes it, as a commit does.
+    pub fn commit(&self, order_id: OrderId, status: Status) -> WireEvent {
+        let mut log = lock(&self.log);
+        let sequence = log.events.len() as u64 + 1;
+        let event = WireEvent::from_data(&EventData {
+            sequence,
+            order_id,
+            status,
+            amount_minor: 100,
+            currency: "EUR",
+            description: "fake",
+            reason: "",
+            occurred_at: "2026-11-30T00:00:00Z".into(),
+        })
+        .expect("renders");
+        log.events.push(event.clone());
+        // Published under the log's lock, so watchers see commit order.
+        let _ = self.live.send(event.clone());
+        event
+    }
+
+    /// How many pages of the log were read (`ListEvents` calls).
+    pub fn pages_read(&self) -> usize {
+        self.pages_read.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the gateway's upstream has handed `sequence` to the hub.
+    pub async fn delivered(&self, sequence: u64) {
+        let mut delivered = self.delivered.subscribe();
+        let _ = delivered.wait_for(|handed| *handed >= sequence).await;
+    }
+
+    fn history_now(&self, order_id: OrderId) -> Result<OrderHistory, CoreError> {
+        let log = lock(&self.log);
+        let order = log
+            .orders
+            .iter()
+            .find(|order| order.id == order_id)
+            .ok_or(CoreError::NotFound)?;
+        Ok(OrderHistory {
+            client_secret: order.secret.clone(),
+            events: log
+                .events
+                .iter()
+                .filter(|event| event.order_id == order_id)
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentCore for FakeCore {
+    async fn create_order(&self, _: NewOrder) -> Result<OrderView, CoreError> {
+        Err(CoreError::Other(
+            "the fake core takes orders from tests only".into(),
+        ))
+    }
+
+    async fn get_order(&self, _: OrderId) -> Result<OrderView, CoreError> {
+        Err(CoreError::Other("the fake core serves streams only".into()))
+    }
+
+    async fn order_history(&self, order_id: OrderId) -> Result<OrderHistory, CoreError> {
+        let call = lock(&self.history_calls)
+            .get_mut(&order_id)
+            .and_then(VecDeque::pop_front);
+        match call {
+            None => self.history_now(order_id),
+            Some(HistoryCall::CommitAfterReading(status)) => {
+                let history = self.history_now(order_id)?;
+                let event = self.commit(order_id, status);
+                self.delivered(event.sequence).await;
+                Ok(history)
+            }
+            Some(HistoryCall::WaitFor { entered, release }) => {
+                entered.notify_one();
+                release.notified().await;
+                self.history_now(order_id)
+            }
+            Some(HistoryCall::Unavailable) => {
+                Err(CoreError::Unavailable("connection refused".into()))
+            }
+            Some(HistoryCall::Hang) => std::future::pending().await,
+        }
+    }
+
+    async fn events(&self, after: u64, page_size: u32) -> Result<EventsPage, CoreError> {
+        self.pages_read.fetch_add(1, Ordering::Relaxed);
+        let log = lock(&self.log);
+        Ok(EventsPage {
+            events: log
+                .events
+                .iter()
+                .filter(|event| event.sequence > after)
+                .take(page_size as usize)
+                .cloned()
+                .collect(),
+            head_sequence: log.events.len() as u64,
+        })
+    }
+
+    async fn watch_all(&self, after: u64) -> Result<EventStream, CoreError> {
+        // Subscribed under the log's lock: nothing falls between the copy
+        // of the log and the live channel.
+        let (backlog, live) = {
+            let log = lock(&self.log);
+            let backlog: VecDeque<_> = log
+                .events
+                .iter()
+                .filter(|event| event.sequence > after)
+                .cloned()
+                .collect();
+            (backlog, self.live.subscribe())
+        };
+        let delivered = self.delivered.clone();
+        let state = (backlog, live, None::<u64>, delivered);
+        let stream = futures::stream::unfold(
+            state,
+            |(mut backlog, mut live, handed, delivered)| async move {
+                // Asked for the next event: the previous one is in the hub.
+                if let Some(sequence) = handed {
+                    delivered.send_if_modified(|highest| {
+                        let newer = sequence > *highest;
+                        *highest = (*highest).max(sequence);
+                        newer
+                    });
+                }
+                let next = match backlog.pop_front() {
+                    Some(event) => Ok(event),
+                    None => live
+                        .recv()
+                        .await
+                        .map_err(|lagged| CoreError::Unavailable(lagged.to_string())),
+                };
+                let handed = next.as_ref().ok().map(|event| event.sequence);
+                Some((next, (backlog, live, handed, delivered)))
+            },
+        );
+        Ok(stream.boxed())
+    }
+}
