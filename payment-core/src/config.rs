@@ -2,11 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
-
-/// The secret used when none is configured. Fine on a laptop, never in
-/// production: the service logs a warning at startup when it is in use.
-pub const DEV_PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
+use payments_proto::contract::dev;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -22,7 +18,9 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://payment-core.db")]
     pub database_url: String,
     /// Shared secret the provider signs its reports with (HMAC-SHA256).
-    #[arg(long, env = "PROVIDER_SECRET", default_value = DEV_PROVIDER_SECRET, hide_default_value = true)]
+    /// Defaults to the contract's public development secret; the service
+    /// logs a warning at startup when it is in use.
+    #[arg(long, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
     pub provider_secret: String,
     /// Base of each order's `payment_url`; the order id is appended.
     #[arg(
@@ -73,28 +71,12 @@ impl Config {
     }
 
     pub fn uses_dev_secret(&self) -> bool {
-        self.provider_secret == DEV_PROVIDER_SECRET
+        self.provider_secret == dev::PROVIDER_SECRET
     }
 
     /// The SQLite file named by `database_url`.
     pub fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
         parse_database_url(&self.database_url)
-    }
-
-    /// Defaults for tests: port 0, the given database, fast expiry sweeps.
-    pub fn for_tests(database: &std::path::Path) -> Self {
-        #[derive(Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            config: Config,
-        }
-        let mut config = Defaults::parse_from(["payment-core"]).config;
-        config.listen = "127.0.0.1:0".parse().expect("valid address");
-        config.database_url = format!("sqlite://{}", database.display());
-        config.provider_secret = "test-provider-secret".into();
-        config.expiry_interval_ms = 50;
-        config.shutdown_grace_secs = 2;
-        config
     }
 }
 

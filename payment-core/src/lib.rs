@@ -2,7 +2,8 @@
 //! log, and tells everyone who watches what happened to them.
 //!
 //! Layout, from the inside out:
-//! - [`domain`]: orders, parsed value types and the state machine. No I/O.
+//! - [`domain`]: orders, parsed value types and the state machine. No
+//!   database, network, clock or protobuf messages.
 //! - [`store`]: the event store interface and its SQLite implementation;
 //!   a status change and its event are one transaction, and the store fans
 //!   committed events out live, in sequence order.

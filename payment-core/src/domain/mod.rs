@@ -1,7 +1,11 @@
 //! The payment domain: orders, their parsed field types and the state
-//! machine. Pure: no I/O, no clock, no protobuf. Every value that reaches the
-//! store has been parsed into one of these types, so the store never sees an
-//! invalid amount, currency or id.
+//! machine. No database, network or clock (times are passed in), and no
+//! protobuf messages. Two things come from outside: new order ids and
+//! client secrets draw on the operating system's randomness (`uuid` v4 and
+//! `rand`), and currency codes are checked against the contract crate's
+//! ISO 4217 table. Every value that reaches the store has been parsed into
+//! one of these types, so the store never sees an invalid amount, currency
+//! or id.
 
 mod order;
 mod status;

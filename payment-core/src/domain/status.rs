@@ -38,11 +38,13 @@ impl OrderStatus {
         Self::Expired,
     ];
 
+    /// Whether the order is over: [`OrderStatus::decide`] allows no move
+    /// out of this status. Derived from the state machine, so the two cannot
+    /// disagree.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Succeeded | Self::Failed | Self::Canceled | Self::Expired
-        )
+        Self::ALL
+            .into_iter()
+            .all(|target| !matches!(self.decide(target), Ok(Decision::Move)))
     }
 
     /// Lower-case name, as stored and as used for SSE event names.

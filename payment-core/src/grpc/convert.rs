@@ -139,3 +139,28 @@ impl TryFrom<&pb::ReportPaymentResultRequest> for Report {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use payments_proto::contract::ORDER_STATUSES;
+
+    use super::*;
+
+    #[test]
+    fn contract_final_statuses_and_event_names_match_the_domain_state_machine() {
+        for domain in OrderStatus::ALL {
+            let contract = status(domain);
+            assert_eq!(
+                contract.is_terminal(),
+                domain.is_terminal(),
+                "{domain}: the contract and the state machine disagree on whether it is final"
+            );
+            assert_eq!(contract.event_name(), Some(domain.as_str()), "{domain}");
+        }
+        assert_eq!(
+            OrderStatus::ALL.map(status),
+            ORDER_STATUSES,
+            "every contract status is a domain status, in the same order"
+        );
+    }
+}

@@ -27,7 +27,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, types::FromSql};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Applied, Created, Store, StoreError};
@@ -89,10 +89,20 @@ CREATE TRIGGER IF NOT EXISTS events_are_append_only_delete BEFORE DELETE ON even
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 "#;
 
-const EVENT_COLUMNS: &str = "e.sequence, e.status, e.reason, e.provider_reference, e.occurred_at, \
-     o.order_id, o.amount_minor, o.currency, o.description, o.client_secret, o.idempotency_key, \
-     o.created_at, o.expires_at";
-/// The immutable columns come first, in the order [`basics_from_row`] reads them.
+/// Open orders due at `?1`, at most `?2`. Its condition is the partial
+/// index's, so SQLite uses the index.
+const DUE_FOR_EXPIRY: &str = "SELECT order_id FROM orders WHERE status IN ('created', 'processing') \
+     AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
+/// An event joined with its order, named like the order's columns so that
+/// [`order_from_row`] reads it: the order as of the event. Its status,
+/// reason and reference are the event's, and its `updated_at` is the
+/// event's `occurred_at`.
+const EVENT_COLUMNS: &str = "e.sequence AS sequence, e.status AS status, e.reason AS reason, \
+     e.provider_reference AS provider_reference, e.occurred_at AS updated_at, \
+     o.order_id AS order_id, o.amount_minor AS amount_minor, o.currency AS currency, \
+     o.description AS description, o.client_secret AS client_secret, \
+     o.idempotency_key AS idempotency_key, o.created_at AS created_at, o.expires_at AS expires_at";
+/// Every column of `orders`, in the order [`create`] binds them.
 const ORDER_COLUMNS: &str = "order_id, amount_minor, currency, description, client_secret, \
      idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference";
 
@@ -112,9 +122,9 @@ pub struct SqliteStore {
     writer: mpsc::Sender<WriteCommand>,
     readers: Arc<ReaderPool>,
     live: broadcast::Sender<Arc<PaymentEvent>>,
-    /// Held for the store's lifetime: the OS releases it when the process ends.
     /// Dropping it ends the checkpoint thread.
     _checkpoint_stop: std::sync::mpsc::Sender<()>,
+    /// Held for the store's lifetime: the OS releases it when the process ends.
     _lock: File,
 }
 
@@ -247,8 +257,8 @@ impl Store for SqliteStore {
     async fn head_sequence(&self) -> Result<u64, StoreError> {
         self.readers
             .read(|conn| {
-                conn.prepare_cached("SELECT COALESCE(MAX(sequence), 0) FROM events")?
-                    .query_row([], |row| row.get::<_, i64>(0))
+                conn.prepare_cached("SELECT COALESCE(MAX(sequence), 0) AS head FROM events")?
+                    .query_row([], |row| row.get::<_, i64>("head"))
             })
             .await
             .map(|head| head as u64)
@@ -257,12 +267,13 @@ impl Store for SqliteStore {
     async fn due_for_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<OrderId>, StoreError> {
         self.readers
             .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT order_id FROM orders WHERE status IN ('created', 'processing') \
-                     AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-                )?
-                .query_map(params![now.0, limit], |row| parse_order_id(row, 0))?
-                .collect()
+                conn.prepare_cached(DUE_FOR_EXPIRY)?
+                    .query_map(params![now.0, limit], |row| {
+                        parsed(row, "order_id", |raw: String| {
+                            OrderId::parse("order_id", &raw).ok()
+                        })
+                    })?
+                    .collect()
             })
             .await
     }
@@ -559,104 +570,84 @@ fn append_event(tx: &rusqlite::Transaction<'_>, order: &Order) -> Result<u64, St
     Ok(tx.last_insert_rowid() as u64)
 }
 
-fn corrupt(column: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        format!("stored {what} is invalid").into(),
-    )
-}
-
-fn parse_order_id(row: &Row<'_>, column: usize) -> rusqlite::Result<OrderId> {
-    OrderId::parse("order_id", &row.get::<_, String>(column)?)
-        .map_err(|_| corrupt(column, "order id"))
-}
-
-fn parse_status(row: &Row<'_>, column: usize) -> rusqlite::Result<OrderStatus> {
-    OrderStatus::from_str_opt(&row.get::<_, String>(column)?)
-        .ok_or_else(|| corrupt(column, "status"))
-}
-
-/// Immutable order fields, read from `row` starting at `first`:
-/// order_id, amount_minor, currency, description, client_secret, idempotency_key.
-struct OrderBasics {
-    id: OrderId,
-    amount: Amount,
-    currency: Currency,
-    description: Description,
-    client_secret: ClientSecret,
-    idempotency_key: Option<IdempotencyKey>,
-}
-
-fn basics_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<OrderBasics> {
-    Ok(OrderBasics {
-        id: parse_order_id(row, first)?,
-        amount: Amount::parse("amount_minor", row.get(first + 1)?)
-            .map_err(|_| corrupt(first + 1, "amount"))?,
-        currency: Currency::parse("currency", &row.get::<_, String>(first + 2)?)
-            .map_err(|_| corrupt(first + 2, "currency"))?,
-        description: Description::parse("description", &row.get::<_, String>(first + 3)?)
-            .map_err(|_| corrupt(first + 3, "description"))?,
-        client_secret: ClientSecret::from_stored(row.get(first + 4)?),
-        idempotency_key: row
-            .get::<_, Option<String>>(first + 5)?
-            .map(|key| {
-                IdempotencyKey::parse("idempotency_key", &key)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| corrupt(first + 5, "idempotency key"))
-            })
-            .transpose()?,
-    })
-}
-
-fn text<T>(
+/// Reads column `name` and parses it into its domain type. The store only
+/// writes parsed values, so a value that does not parse means the file was
+/// changed behind its back: that is a conversion failure of the column.
+fn parsed<S: FromSql, T>(
     row: &Row<'_>,
-    column: usize,
-    parse: fn(&'static str, &str) -> Result<T, crate::domain::ValidationError>,
+    name: &str,
+    parse: impl FnOnce(S) -> Option<T>,
 ) -> rusqlite::Result<T> {
-    parse("stored", &row.get::<_, String>(column)?).map_err(|_| corrupt(column, "text"))
+    let index = row.as_ref().column_index(name)?;
+    let data_type = row.get_ref(index)?.data_type();
+    parse(row.get(index)?).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            data_type,
+            format!("stored {name} is invalid").into(),
+        )
+    })
 }
 
+/// An order from a row with the columns of `orders` (or [`EVENT_COLUMNS`]).
 fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
-    // ORDER_COLUMNS order.
-    let basics = basics_from_row(row, 0)?;
     Ok(Order {
-        id: basics.id,
-        status: parse_status(row, 6)?,
-        amount: basics.amount,
-        currency: basics.currency,
-        description: basics.description,
-        client_secret: basics.client_secret,
-        idempotency_key: basics.idempotency_key,
-        created_at: Timestamp(row.get(7)?),
-        updated_at: Timestamp(row.get(8)?),
-        expires_at: Timestamp(row.get(9)?),
-        reason: text(row, 10, Reason::parse)?,
-        provider_reference: text(row, 11, ProviderReference::parse)?,
+        id: parsed(row, "order_id", |raw: String| {
+            OrderId::parse("order_id", &raw).ok()
+        })?,
+        status: parsed(row, "status", |raw: String| OrderStatus::from_str_opt(&raw))?,
+        amount: parsed(row, "amount_minor", |minor| {
+            Amount::parse("amount_minor", minor).ok()
+        })?,
+        currency: parsed(row, "currency", |raw: String| {
+            Currency::parse("currency", &raw).ok()
+        })?,
+        description: parsed(row, "description", |raw: String| {
+            Description::parse("description", &raw).ok()
+        })?,
+        client_secret: ClientSecret::from_stored(row.get("client_secret")?),
+        idempotency_key: parsed(row, "idempotency_key", |raw: Option<String>| match raw {
+            None => Some(None),
+            Some(key) => IdempotencyKey::parse("idempotency_key", &key)
+                .ok()
+                .flatten()
+                .map(Some),
+        })?,
+        created_at: Timestamp(row.get("created_at")?),
+        updated_at: Timestamp(row.get("updated_at")?),
+        expires_at: Timestamp(row.get("expires_at")?),
+        reason: parsed(row, "reason", |raw: String| {
+            Reason::parse("reason", &raw).ok()
+        })?,
+        provider_reference: parsed(row, "provider_reference", |raw: String| {
+            ProviderReference::parse("provider_reference", &raw).ok()
+        })?,
     })
 }
 
+/// An event from a row with [`EVENT_COLUMNS`].
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentEvent> {
-    // EVENT_COLUMNS order: sequence, status, reason, provider_reference,
-    // occurred_at, then the order's immutable fields from column 5.
-    let basics = basics_from_row(row, 5)?;
-    let occurred_at = Timestamp(row.get(4)?);
     Ok(PaymentEvent {
-        sequence: row.get::<_, i64>(0)? as u64,
-        order: Order {
-            id: basics.id,
-            status: parse_status(row, 1)?,
-            amount: basics.amount,
-            currency: basics.currency,
-            description: basics.description,
-            client_secret: basics.client_secret,
-            idempotency_key: basics.idempotency_key,
-            created_at: Timestamp(row.get(11)?),
-            updated_at: occurred_at,
-            expires_at: Timestamp(row.get(12)?),
-            reason: text(row, 2, Reason::parse)?,
-            provider_reference: text(row, 3, ProviderReference::parse)?,
-        },
+        sequence: parsed(row, "sequence", |sequence: i64| {
+            u64::try_from(sequence).ok()
+        })?,
+        order: order_from_row(row)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_statuses_written_in_the_sql_are_those_the_state_machine_can_leave() {
+        let open: Vec<String> = OrderStatus::ALL
+            .into_iter()
+            .filter(|status| !status.is_terminal())
+            .map(|status| format!("'{status}'"))
+            .collect();
+        let condition = format!("status IN ({})", open.join(", "));
+        assert!(SCHEMA.contains(&condition), "index: {condition}");
+        assert!(DUE_FOR_EXPIRY.contains(&condition), "query: {condition}");
+    }
 }

@@ -1,13 +1,12 @@
 //! WatchPayments over a real socket: history then live, per-order endings,
 //! several watchers, resume, and shutdown ending open streams.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{collect, spawn_app, statuses};
 use payments_proto::payments::v1::{self as pb, watch_payments_request::Selector};
 use tonic::Code;
+
+use crate::helpers::{collect, spawn_app, statuses};
 
 #[tokio::test]
 async fn a_result_reported_before_anyone_watches_is_delivered_and_the_stream_ends() {

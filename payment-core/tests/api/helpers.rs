@@ -1,10 +1,12 @@
 //! Shared setup for payment-core's integration tests: a real server on a
 //! loopback port over a real SQLite file in a temporary directory.
 
-#![allow(dead_code)]
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
-
+use clap::Parser;
 use payment_core::{Application, Config};
 use payments_proto::{
     payments::v1::{
@@ -13,14 +15,29 @@ use payments_proto::{
     },
     signature,
 };
+use testkit::PROVIDER_SECRET;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub const SECRET: &str = "test-provider-secret";
+/// The service's defaults (as with no flags) for a test: port 0, the given
+/// database, the test systems' provider secret and fast expiry sweeps.
+pub fn test_config(database: &Path) -> Config {
+    #[derive(Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        config: Config,
+    }
+    let mut config = Defaults::parse_from(["payment-core"]).config;
+    config.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.database_url = format!("sqlite://{}", database.display());
+    config.provider_secret = PROVIDER_SECRET.into();
+    config.expiry_interval_ms = 50;
+    config.shutdown_grace_secs = 2;
+    config
+}
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub payments: PaymentServiceClient<Channel>,
     pub provider: ProviderServiceClient<Channel>,
     pub shutdown: CancellationToken,
@@ -41,7 +58,7 @@ pub async fn spawn_app_in(
     adjust: impl FnOnce(&mut Config),
 ) -> TestApp {
     let database = dir.path().join("payments.db");
-    let mut config = Config::for_tests(&database);
+    let mut config = test_config(&database);
     adjust(&mut config);
     let app = Application::build(config).await.expect("app builds");
     let addr = app.local_addr();
@@ -53,7 +70,6 @@ pub async fn spawn_app_in(
         .await
         .expect("connects");
     TestApp {
-        addr,
         payments: PaymentServiceClient::new(channel.clone()),
         provider: ProviderServiceClient::new(channel),
         shutdown,
@@ -91,20 +107,17 @@ impl TestApp {
             .expect("order in response")
     }
 
+    /// Reports `outcome` as the provider does: signed now with the test secret.
     pub async fn report(
         &self,
         order_id: &str,
         outcome: pb::PaymentOutcome,
         reason: &str,
     ) -> Result<pb::ReportPaymentResultResponse, tonic::Status> {
-        let request = report_request(order_id, outcome, reason);
+        let request = testkit::report_request(order_id, outcome, reason);
         self.provider
             .clone()
-            .report_payment_result(signature::signed_request(
-                SECRET.as_bytes(),
-                now_unix(),
-                request,
-            ))
+            .report_payment_result(signature::signed_now(PROVIDER_SECRET.as_bytes(), request))
             .await
             .map(tonic::Response::into_inner)
     }
@@ -150,26 +163,6 @@ impl TestApp {
             .expect("watch starts")
             .into_inner()
     }
-}
-
-pub fn report_request(
-    order_id: &str,
-    outcome: pb::PaymentOutcome,
-    reason: &str,
-) -> pb::ReportPaymentResultRequest {
-    pb::ReportPaymentResultRequest {
-        order_id: order_id.into(),
-        outcome: outcome as i32,
-        provider_reference: format!("ref-{order_id}"),
-        reason: reason.into(),
-    }
-}
-
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// Reads events until the stream ends or `count` arrived, with a bound.

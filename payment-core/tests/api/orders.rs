@@ -1,11 +1,11 @@
 //! The unary RPCs over a real socket: creation, idempotency, bad input,
 //! signed reports, state-machine answers and cancellation.
 
-mod common;
-
-use common::{SECRET, now_unix, report_request, spawn_app, violated_field};
 use payments_proto::{payments::v1 as pb, signature};
+use testkit::{PROVIDER_SECRET, report_request};
 use tonic::{Code, metadata::MetadataValue};
+
+use crate::helpers::{spawn_app, statuses, violated_field};
 
 fn create(
     amount_minor: i64,
@@ -51,7 +51,7 @@ async fn create_then_get_returns_the_same_order_with_secret_and_payment_url() {
         .unwrap();
     assert_eq!(fetched, order);
     let events = app.order_events(&order.order_id).await;
-    assert_eq!(common::statuses(&events), [pb::OrderStatus::Created]);
+    assert_eq!(statuses(&events), [pb::OrderStatus::Created]);
 }
 
 #[tokio::test]
@@ -311,16 +311,20 @@ async fn reports_without_valid_fresh_signatures_are_unauthenticated_and_change_n
     let request = report_request(&order.order_id, pb::PaymentOutcome::Succeeded, "");
     let mut provider = app.provider.clone();
 
+    let secret = PROVIDER_SECRET.as_bytes();
+    let now = signature::unix_now();
+
     let missing = tonic::Request::new(request.clone());
-    let forged = signature::signed_request(b"not-the-secret", now_unix(), request.clone());
-    let stale = signature::signed_request(SECRET.as_bytes(), now_unix() - 301, request.clone());
-    let future = signature::signed_request(SECRET.as_bytes(), now_unix() + 301, request.clone());
-    let mut tampered = signature::signed_request(SECRET.as_bytes(), now_unix(), request.clone());
+    let forged = signature::signed_now(b"not-the-secret", request.clone());
+    // Correctly signed, but just outside the server's 300 s tolerance.
+    let stale = signature::signed_request(secret, now - 301, request.clone());
+    let future = signature::signed_request(secret, now + 301, request.clone());
+    let mut tampered = signature::signed_now(secret, request.clone());
     tampered.get_mut().outcome = pb::PaymentOutcome::Failed as i32;
     let mut garbage = tonic::Request::new(request.clone());
     garbage
         .metadata_mut()
-        .insert(signature::TIMESTAMP_HEADER, MetadataValue::from(now_unix()));
+        .insert(signature::TIMESTAMP_HEADER, MetadataValue::from(now));
     garbage
         .metadata_mut()
         .insert(signature::SIGNATURE_HEADER, "v1=zz".parse().unwrap());
@@ -342,12 +346,12 @@ async fn reports_without_valid_fresh_signatures_are_unauthenticated_and_change_n
         );
     }
     assert_eq!(
-        common::statuses(&app.order_events(&order.order_id).await),
+        statuses(&app.order_events(&order.order_id).await),
         [pb::OrderStatus::Created],
         "order unchanged"
     );
 
-    let valid = signature::signed_request(SECRET.as_bytes(), now_unix(), request);
+    let valid = signature::signed_now(secret, request);
     let answer = provider
         .report_payment_result(valid)
         .await
@@ -401,7 +405,7 @@ async fn a_repeated_report_is_ok_without_a_new_event_and_a_conflicting_one_fails
     }
     let events = app.order_events(id).await;
     assert_eq!(
-        common::statuses(&events),
+        statuses(&events),
         [
             pb::OrderStatus::Created,
             pb::OrderStatus::Processing,

@@ -1,8 +1,7 @@
 //! The store and watcher under stress, on a real SQLite file: gap-free
 //! resume under concurrent writers (property test), slow watchers cut off,
-//! restart durability and expiry with paused time.
-
-mod common;
+//! restart durability, a failed event write rolling back its status change,
+//! background checkpoints and expiry with paused time.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,12 +12,14 @@ use payment_core::{
         Reason, Scope, StatusChange,
     },
     expiry,
-    store::{Created, SqliteStore, Store},
+    store::{Applied, Created, SqliteStore, Store, StoreError},
     watch::{WatchEnd, watch},
 };
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{spawn_app, spawn_app_in};
 
 fn new_order(clock: &Clock, ttl_ms: i64) -> NewOrder {
     let now = clock.now();
@@ -89,7 +90,14 @@ fn spawn_watcher(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    // Failures are kept in `store.proptest-regressions` beside this file.
+    // (The default would look in `tests/proptest-regressions/store.txt`,
+    // because `main.rs` makes this directory a crate root.)
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// A watcher that subscribes while several writers write, from any
     /// resume point, receives exactly the log after that point: every
@@ -174,7 +182,7 @@ async fn a_watcher_whose_client_stops_reading_is_cut_off_and_the_others_are_not_
 
 #[tokio::test]
 async fn orders_events_and_sequences_survive_a_restart_on_the_same_file() {
-    let app = common::spawn_app().await;
+    let app = spawn_app().await;
     let paid = app.create_order(4200).await;
     app.report(
         &paid.order_id,
@@ -188,7 +196,7 @@ async fn orders_events_and_sequences_survive_a_restart_on_the_same_file() {
     let dir = app.stop().await;
     assert!(database.exists());
 
-    let restarted = common::spawn_app_in(dir, |_| {}).await;
+    let restarted = spawn_app_in(dir, |_| {}).await;
     let events = restarted.order_events(&paid.order_id).await;
     assert_eq!(events.len(), 2);
     assert_eq!(
@@ -326,10 +334,16 @@ async fn shutdown_stops_a_watcher_blocked_on_a_full_client_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("p.db")).unwrap());
     write_payments(store.clone(), 2).await;
-    let (tx, _never_read) = mpsc::channel(1);
+    let (tx, never_read) = mpsc::channel(1);
     let shutdown = CancellationToken::new();
     let watcher = spawn_watcher(&store, 0, tx, Duration::from_secs(3600), &shutdown);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the first event fills the buffer, the watcher is blocked handing
+    // over the second.
+    testkit::eventually("the watcher fills the client's buffer", || {
+        let full = never_read.len() == 1;
+        async move { full.then_some(()) }
+    })
+    .await;
     shutdown.cancel();
     let end = tokio::time::timeout(Duration::from_secs(2), watcher)
         .await
@@ -338,4 +352,66 @@ async fn shutdown_stops_a_watcher_blocked_on_a_full_client_buffer() {
         end.unwrap(),
         WatchEnd::ShuttingDown { resume_after: 1 }
     ));
+}
+
+#[tokio::test]
+async fn a_status_change_whose_event_cannot_be_written_is_rolled_back_and_the_order_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let clock = Clock::system();
+    let order = create(&store, &clock).await.order;
+    // A second connection makes the event insert fail for one reason: the
+    // order's UPDATE runs first, in the same transaction, and must not stay.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA busy_timeout = 5000; \
+             CREATE TRIGGER injected_failure BEFORE INSERT ON events WHEN NEW.reason = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let failing = StatusChange {
+        reason: Reason::parse("reason", "boom").unwrap(),
+        ..change(OrderStatus::Failed, &clock)
+    };
+    let error = store.apply(order.id, failing).await.unwrap_err();
+    assert!(matches!(error, StoreError::Database(_)), "{error:?}");
+
+    let stored = store.get_order(order.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        OrderStatus::Created,
+        "no status without its event"
+    );
+    assert_eq!(store.head_sequence().await.unwrap(), 1);
+    let paid = store
+        .apply(order.id, change(OrderStatus::Succeeded, &clock))
+        .await
+        .unwrap();
+    assert!(matches!(paid, Applied::Moved(event) if event.sequence == 2));
+}
+
+#[tokio::test]
+async fn opening_a_database_in_a_directory_that_does_not_exist_creates_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join("core").join("p.db");
+    let store = SqliteStore::open(&path).unwrap();
+    create(&store, &Clock::system()).await;
+    assert!(path.is_file());
+}
+
+#[tokio::test]
+async fn committed_pages_reach_the_database_file_by_background_checkpoints_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let store = SqliteStore::open(&path).unwrap();
+    // WAL mode writes only the header page to the file; every commit goes
+    // to the WAL until a checkpoint copies it back (automatic ones are off).
+    create(&store, &Clock::system()).await;
+    testkit::eventually("a checkpoint copies the tables into the file", || {
+        let size = std::fs::metadata(&path).map_or(0, |meta| meta.len());
+        async move { (size > 4096).then_some(()) }
+    })
+    .await;
 }
