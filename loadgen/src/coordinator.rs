@@ -5,18 +5,19 @@ use std::{
     process::Stdio,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, ensure};
 use payments_proto::{
+    contract::dev,
     payments::v1::{
         self as pb, payment_service_client::PaymentServiceClient,
         provider_service_client::ProviderServiceClient,
     },
-    signature::signed_request,
+    signature::signed_now,
 };
 use serde::Serialize;
 use tokio::{
@@ -31,8 +32,6 @@ use crate::{
     worker::{OutLine, Status},
 };
 
-const DEV_PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
-
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     #[arg(long, value_enum, default_value = "gateway")]
@@ -44,7 +43,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub core_url: String,
     /// Secret the provider signs reports with.
-    #[arg(long, env = "PROVIDER_SECRET", default_value = DEV_PROVIDER_SECRET, hide_default_value = true)]
+    #[arg(long, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
     pub provider_secret: String,
     /// SSE connections to open.
     #[arg(long, short = 'n', default_value_t = 300)]
@@ -315,6 +314,52 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     })
 }
 
+/// One keep-alive HTTP/1.1 connection to a loopback server, opened on first
+/// use and again after an error or a `Connection: close`.
+struct KeepAlive {
+    addr: SocketAddr,
+    host: String,
+    conn: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            host: addr.to_string(),
+            conn: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// POSTs a JSON `body` to `path`; answers the status and the body.
+    async fn post_json(&mut self, path: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        if self.conn.is_none() {
+            self.conn = Some(http::connect(self.addr, None).await?);
+            self.buf.clear();
+        }
+        let stream = self.conn.as_mut().expect("just set");
+        let (status, body, close) = http::request(
+            stream,
+            &mut self.buf,
+            "POST",
+            &self.host,
+            path,
+            "application/json",
+            body.as_bytes(),
+        )
+        .await
+        .inspect_err(|_| self.conn = None)?;
+        if close {
+            self.conn = None;
+        }
+        Ok((status, body))
+    }
+}
+
+/// Step 1: the orders to watch. For nchan, channel names (nothing to
+/// create); for the gateway, orders created `--create-concurrency` at a time.
 async fn create_orders(
     args: &RunArgs,
     addr: SocketAddr,
@@ -322,125 +367,30 @@ async fn create_orders(
 ) -> anyhow::Result<Vec<Order>> {
     let run_id = format!("{:x}", mono_ns() & 0xffff_ffff);
     if args.target == Target::Nchan {
-        return Ok((0..count)
-            .map(|o| {
-                let id = format!("lg{run_id}-{o}");
-                Order {
-                    sub_path: format!("/sub/{id}"),
-                    id,
-                }
-            })
-            .collect());
+        return Ok(nchan_channels(&run_id, count));
     }
-    let slots: Arc<Vec<Mutex<Option<Order>>>> =
-        Arc::new((0..count).map(|_| Mutex::new(None)).collect());
-    let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots {
+        orders: (0..count).map(|_| Mutex::new(None)).collect(),
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+    });
     let mut tasks = tokio::task::JoinSet::new();
-    let concurrency = args.create_concurrency.clamp(1, 512);
-    for _ in 0..concurrency {
-        let slots = Arc::clone(&slots);
-        let next = Arc::clone(&next);
-        let done = Arc::clone(&done);
-        let via = args.create_via;
-        let core_url = args.core_url.clone();
+    for _ in 0..args.create_concurrency.clamp(1, 512) {
+        let (via, core_url, slots) = (args.create_via, args.core_url.clone(), Arc::clone(&slots));
         tasks.spawn(async move {
-            let mut grpc = match via {
-                CreateVia::Grpc => Some(PaymentServiceClient::connect(core_url).await?),
-                CreateVia::Api => None,
-            };
-            let mut conn: Option<TcpStream> = None;
-            let mut buf = Vec::new();
-            let host = addr.to_string();
-            loop {
-                let o = next.fetch_add(1, Relaxed);
-                if o >= slots.len() {
-                    return anyhow::Ok(());
-                }
-                let mut tries = 0;
-                let order = loop {
-                    tries += 1;
-                    let result: anyhow::Result<Order> = async {
-                        if let Some(grpc) = grpc.as_mut() {
-                            let order = grpc
-                                .create_order(pb::CreateOrderRequest {
-                                    amount_minor: 100,
-                                    currency: "EUR".into(),
-                                    description: format!("loadgen {o}"),
-                                    idempotency_key: String::new(),
-                                })
-                                .await?
-                                .into_inner()
-                                .order
-                                .context("no order in response")?;
-                            return Ok(Order {
-                                sub_path: format!(
-                                    "/api/orders/{}/events?client_secret={}",
-                                    order.order_id, order.client_secret
-                                ),
-                                id: order.order_id,
-                            });
-                        }
-                        if conn.is_none() {
-                            conn = Some(http::connect(addr, None).await?);
-                            buf.clear();
-                        }
-                        let stream = conn.as_mut().expect("just set");
-                        let body = format!(
-                            r#"{{"amount_minor":100,"currency":"EUR","description":"loadgen {o}"}}"#
-                        );
-                        let (status, body, close) = http::request(
-                            stream,
-                            &mut buf,
-                            "POST",
-                            &host,
-                            "/api/orders",
-                            "application/json",
-                            body.as_bytes(),
-                        )
-                        .await
-                        .inspect_err(|_| conn = None)?;
-                        if close {
-                            conn = None;
-                        }
-                        ensure!(
-                            status == 201,
-                            "POST /api/orders: HTTP {status}: {}",
-                            String::from_utf8_lossy(&body)
-                        );
-                        let json: serde_json::Value = serde_json::from_slice(&body)?;
-                        let field = |name: &str| {
-                            json[name]
-                                .as_str()
-                                .map(str::to_owned)
-                                .with_context(|| format!("no {name} in the order"))
-                        };
-                        Ok(Order {
-                            id: field("order_id")?,
-                            sub_path: field("events_url")?,
-                        })
-                    }
-                    .await;
-                    match result {
-                        Ok(order) => break order,
-                        Err(error) if tries < 3 => {
-                            progress(&format!("order {o}: {error:#}; retrying"));
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        Err(error) => return Err(error.context(format!("creating order {o}"))),
-                    }
-                };
-                *slots[o].lock().expect("not poisoned") = Some(order);
-                done.fetch_add(1, Relaxed);
-            }
+            let creator = OrderCreator::connect(via, core_url, addr).await?;
+            fill_slots(creator, &slots).await
         });
     }
     let ticker = {
-        let done = Arc::clone(&done);
+        let slots = Arc::clone(&slots);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                progress(&format!("created {}/{count} orders", done.load(Relaxed)));
+                progress(&format!(
+                    "created {}/{count} orders",
+                    slots.done.load(Relaxed)
+                ));
             }
         })
     };
@@ -453,15 +403,134 @@ async fn create_orders(
     }
     ticker.abort();
     outcome?;
-    let slots = Arc::try_unwrap(slots).map_err(|_| anyhow::anyhow!("slots still shared"))?;
+    // The ticker may still hold the slots for a moment after the abort.
     slots
-        .into_iter()
+        .orders
+        .iter()
         .map(|slot| {
-            slot.into_inner()
+            slot.lock()
                 .expect("not poisoned")
+                .take()
                 .context("order missing")
         })
         .collect()
+}
+
+fn nchan_channels(run_id: &str, count: usize) -> Vec<Order> {
+    (0..count)
+        .map(|o| {
+            let id = format!("lg{run_id}-{o}");
+            Order {
+                sub_path: format!("/sub/{id}"),
+                id,
+            }
+        })
+        .collect()
+}
+
+/// The orders being created, filled in by the creation tasks.
+struct Slots {
+    orders: Vec<Mutex<Option<Order>>>,
+    /// The next order number to create.
+    next: AtomicUsize,
+    /// Orders created so far.
+    done: AtomicUsize,
+}
+
+/// One creation task: creates the next order until all slots are taken.
+async fn fill_slots(mut creator: OrderCreator, slots: &Slots) -> anyhow::Result<()> {
+    loop {
+        let o = slots.next.fetch_add(1, Relaxed);
+        if o >= slots.orders.len() {
+            return Ok(());
+        }
+        let order = creator.create_with_retries(o).await?;
+        *slots.orders[o].lock().expect("not poisoned") = Some(order);
+        slots.done.fetch_add(1, Relaxed);
+    }
+}
+
+/// Creates orders through the gateway's API or straight over gRPC.
+enum OrderCreator {
+    Grpc(PaymentServiceClient<Channel>),
+    Api(KeepAlive),
+}
+
+impl OrderCreator {
+    async fn connect(via: CreateVia, core_url: String, addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(match via {
+            CreateVia::Grpc => Self::Grpc(PaymentServiceClient::connect(core_url).await?),
+            CreateVia::Api => Self::Api(KeepAlive::new(addr)),
+        })
+    }
+
+    /// Creates order number `o`, trying three times.
+    async fn create_with_retries(&mut self, o: usize) -> anyhow::Result<Order> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.create(o).await {
+                Ok(order) => return Ok(order),
+                Err(error) if tries < 3 => {
+                    progress(&format!("order {o}: {error:#}; retrying"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error.context(format!("creating order {o}"))),
+            }
+        }
+    }
+
+    async fn create(&mut self, o: usize) -> anyhow::Result<Order> {
+        match self {
+            Self::Grpc(grpc) => create_via_grpc(grpc, o).await,
+            Self::Api(api) => create_via_api(api, o).await,
+        }
+    }
+}
+
+async fn create_via_grpc(
+    grpc: &mut PaymentServiceClient<Channel>,
+    o: usize,
+) -> anyhow::Result<Order> {
+    let order = grpc
+        .create_order(pb::CreateOrderRequest {
+            amount_minor: 100,
+            currency: "EUR".into(),
+            description: format!("loadgen {o}"),
+            idempotency_key: String::new(),
+        })
+        .await?
+        .into_inner()
+        .order
+        .context("no order in response")?;
+    Ok(Order {
+        sub_path: format!(
+            "/api/orders/{}/events?client_secret={}",
+            order.order_id, order.client_secret
+        ),
+        id: order.order_id,
+    })
+}
+
+async fn create_via_api(api: &mut KeepAlive, o: usize) -> anyhow::Result<Order> {
+    let body = format!(r#"{{"amount_minor":100,"currency":"EUR","description":"loadgen {o}"}}"#);
+    let (status, body) = api.post_json("/api/orders", &body).await?;
+    ensure!(
+        status == 201,
+        "POST /api/orders: HTTP {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    let field = |name: &str| {
+        json[name]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no {name} in the order"))
+    };
+    Ok(Order {
+        id: field("order_id")?,
+        sub_path: field("events_url")?,
+    })
 }
 
 struct WorkerHandle {
@@ -470,86 +539,28 @@ struct WorkerHandle {
     reader: tokio::task::JoinHandle<()>,
 }
 
+/// Step 2: starts the worker processes and hands each its share of the
+/// connections; they start opening them at once.
 async fn spawn_workers(
     args: &RunArgs,
     addr: SocketAddr,
     orders: &[Order],
     shared: &Arc<Shared>,
 ) -> anyhow::Result<Vec<WorkerHandle>> {
-    let n = args.connections;
-    let workers = n.div_ceil(args.per_worker.max(1)).max(1);
+    let workers = args.connections.div_ceil(args.per_worker.max(1)).max(1);
     let sources: Vec<String> = (0..source_count(args))
         .map(|k| format!("127.0.0.{}", 2 + k as u32))
         .collect();
     let exe = std::env::current_exe()?;
     let mut handles = Vec::new();
     for w in 0..workers {
-        let mut child = Command::new(&exe)
-            .arg("worker")
-            .arg("--target")
-            .arg(match args.target {
-                Target::Gateway => "gateway",
-                Target::Nchan => "nchan",
-            })
-            .arg("--addr")
-            .arg(addr.to_string())
-            .arg("--sources")
-            .arg(sources.join(","))
-            .arg("--connect-concurrency")
-            .arg((args.connect_concurrency / workers).max(1).to_string())
-            .arg("--timeout")
-            .arg(args.timeout.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
+        let mut child = worker_command(&exe, args, addr, &sources, workers)
             .spawn()
             .context("spawning a worker")?;
         let mut stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        let shared_w = Arc::clone(shared);
-        let reader = tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(message) = serde_json::from_str::<OutLine>(&line) else {
-                    progress(&format!("worker {w}: unreadable line {line:?}"));
-                    continue;
-                };
-                match message {
-                    OutLine::Status(status) => {
-                        shared_w.statuses.lock().expect("not poisoned")[w] = status
-                    }
-                    OutLine::Term { i, ns } => {
-                        if let Some(slot) = shared_w.term_ns.get(i as usize) {
-                            if slot.compare_exchange(0, ns, Relaxed, Relaxed).is_err() {
-                                shared_w.dups.fetch_add(1, Relaxed);
-                            } else {
-                                shared_w.terms.fetch_add(1, Relaxed);
-                            }
-                        }
-                    }
-                    OutLine::Dup { i } => {
-                        progress(&format!("DUPLICATE event on connection {i}"));
-                    }
-                    OutLine::Err { i, msg } => progress(&format!("connection {i}: {msg}")),
-                    OutLine::Done(status) => {
-                        shared_w.statuses.lock().expect("not poisoned")[w] = status.clone();
-                        shared_w.finals.lock().expect("not poisoned")[w] = Some(status);
-                    }
-                }
-            }
-        });
-        // This worker's share: connections w, w + workers, ... (interleaved).
-        let mut feed = Vec::new();
-        for i in (w..n).step_by(workers) {
-            let order = &orders[i % orders.len()];
-            serde_json::to_writer(
-                &mut feed,
-                &serde_json::json!({ "i": i, "p": order.sub_path }),
-            )?;
-            feed.push(b'\n');
-        }
-        feed.extend_from_slice(b"{\"cmd\":\"open\"}\n");
+        let reader = tokio::spawn(read_worker(w, stdout, Arc::clone(shared)));
+        let feed = worker_feed(w, workers, args.connections, orders)?;
         stdin.write_all(&feed).await.context("feeding a worker")?;
         stdin.flush().await?;
         handles.push(WorkerHandle {
@@ -559,6 +570,83 @@ async fn spawn_workers(
         });
     }
     Ok(handles)
+}
+
+fn worker_command(
+    exe: &std::path::Path,
+    args: &RunArgs,
+    addr: SocketAddr,
+    sources: &[String],
+    workers: usize,
+) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .arg("worker")
+        .arg("--target")
+        .arg(match args.target {
+            Target::Gateway => "gateway",
+            Target::Nchan => "nchan",
+        })
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--sources")
+        .arg(sources.join(","))
+        .arg("--connect-concurrency")
+        .arg((args.connect_concurrency / workers).max(1).to_string())
+        .arg("--timeout")
+        .arg(args.timeout.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
+}
+
+/// Worker `w`'s share: connections w, w + workers, ... (interleaved), then
+/// the command to open them.
+fn worker_feed(w: usize, workers: usize, n: usize, orders: &[Order]) -> anyhow::Result<Vec<u8>> {
+    let mut feed = Vec::new();
+    for i in (w..n).step_by(workers) {
+        let order = &orders[i % orders.len()];
+        serde_json::to_writer(
+            &mut feed,
+            &serde_json::json!({ "i": i, "p": order.sub_path }),
+        )?;
+        feed.push(b'\n');
+    }
+    feed.extend_from_slice(b"{\"cmd\":\"open\"}\n");
+    Ok(feed)
+}
+
+/// Reads worker `w`'s stdout into `shared` until it ends.
+async fn read_worker(w: usize, stdout: tokio::process::ChildStdout, shared: Arc<Shared>) {
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(message) = serde_json::from_str::<OutLine>(&line) else {
+            progress(&format!("worker {w}: unreadable line {line:?}"));
+            continue;
+        };
+        match message {
+            OutLine::Status(status) => shared.statuses.lock().expect("not poisoned")[w] = status,
+            OutLine::Term { i, ns } => {
+                if let Some(slot) = shared.term_ns.get(i as usize) {
+                    if slot.compare_exchange(0, ns, Relaxed, Relaxed).is_err() {
+                        shared.dups.fetch_add(1, Relaxed);
+                    } else {
+                        shared.terms.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            OutLine::Dup { i } => {
+                progress(&format!("DUPLICATE event on connection {i}"));
+            }
+            OutLine::Err { i, msg } => progress(&format!("connection {i}: {msg}")),
+            OutLine::Done(status) => {
+                shared.statuses.lock().expect("not poisoned")[w] = status.clone();
+                shared.finals.lock().expect("not poisoned")[w] = Some(status);
+            }
+        }
+    }
 }
 
 fn totals(shared: &Shared) -> Status {
@@ -588,158 +676,253 @@ enum Reporter {
     Nchan(SocketAddr),
 }
 
+/// The state the report tasks share.
+struct ReportRun {
+    reporter: Reporter,
+    orders: Arc<Vec<Order>>,
+    shared: Arc<Shared>,
+    /// When report 0 is due; report k is due `k * period_ns` later.
+    start: tokio::time::Instant,
+    period_ns: f64,
+    next: AtomicUsize,
+    errors: AtomicU64,
+    unchanged: AtomicU64,
+    max_lag_us: AtomicU64,
+    first_ns: AtomicU64,
+}
+
+/// What `report_all` measured.
+struct ReportStats {
+    call_us: Vec<u64>,
+    errors: u64,
+    unchanged: u64,
+    achieved_rate: f64,
+    max_lag_ms: f64,
+}
+
+/// Step 3: one result per order, at `--rate` (or unpaced), from
+/// `--report-concurrency` tasks.
 async fn report_all(
     args: &RunArgs,
     reporter: Reporter,
     orders: Arc<Vec<Order>>,
     shared: Arc<Shared>,
-) -> anyhow::Result<(Vec<u64>, u64, u64, f64, f64)> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let unchanged = Arc::new(AtomicU64::new(0));
-    let max_lag_us = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let reporter = Arc::new(reporter);
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let period_ns = if args.unpaced || args.rate <= 0.0 {
-        0.0
-    } else {
-        1e9 / args.rate
-    };
-    let first_ns = Arc::new(AtomicU64::new(0));
+) -> anyhow::Result<ReportStats> {
+    let run = Arc::new(ReportRun {
+        reporter,
+        orders,
+        shared,
+        start: tokio::time::Instant::now() + Duration::from_millis(50),
+        period_ns: if args.unpaced || args.rate <= 0.0 {
+            0.0
+        } else {
+            1e9 / args.rate
+        },
+        next: AtomicUsize::new(0),
+        errors: AtomicU64::new(0),
+        unchanged: AtomicU64::new(0),
+        max_lag_us: AtomicU64::new(0),
+        first_ns: AtomicU64::new(0),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..args.report_concurrency.clamp(1, 4096) {
-        let (next, errors, unchanged, max_lag_us, stop, reporter, orders, shared, first_ns) = (
-            Arc::clone(&next),
-            Arc::clone(&errors),
-            Arc::clone(&unchanged),
-            Arc::clone(&max_lag_us),
-            Arc::clone(&stop),
-            Arc::clone(&reporter),
-            Arc::clone(&orders),
-            Arc::clone(&shared),
-            Arc::clone(&first_ns),
-        );
-        tasks.spawn(async move {
-            let mut call_us = Vec::new();
-            let mut conn: Option<TcpStream> = None;
-            let mut buf = Vec::new();
-            loop {
-                let k = next.fetch_add(1, Relaxed);
-                if k >= orders.len() || stop.load(Relaxed) {
-                    return call_us;
-                }
-                let due = start + Duration::from_nanos((k as f64 * period_ns) as u64);
-                tokio::time::sleep_until(due).await;
-                let lag = tokio::time::Instant::now().saturating_duration_since(due);
-                max_lag_us.fetch_max(lag.as_micros() as u64, Relaxed);
-                let sent = mono_ns();
-                let _ = first_ns.compare_exchange(0, sent, Relaxed, Relaxed);
-                shared.report_ns[k].store(sent, Relaxed);
-                let order = &orders[k];
-                let result: anyhow::Result<bool> = match &*reporter {
-                    Reporter::Grpc(clients, secret) => {
-                        let mut client = clients[task % clients.len()].clone();
-                        let unix = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_secs() as i64)
-                            .unwrap_or(0);
-                        let request = signed_request(
-                            secret.as_bytes(),
-                            unix,
-                            pb::ReportPaymentResultRequest {
-                                order_id: order.id.clone(),
-                                outcome: pb::PaymentOutcome::Succeeded as i32,
-                                provider_reference: format!("loadgen-{k}"),
-                                reason: String::new(),
-                            },
-                        );
-                        client
-                            .report_payment_result(request)
-                            .await
-                            .map(|r| r.into_inner().changed)
-                            .map_err(Into::into)
-                    }
-                    Reporter::Nchan(addr) => {
-                        async {
-                            if conn.is_none() {
-                                conn = Some(http::connect(*addr, None).await?);
-                                buf.clear();
-                            }
-                            let body =
-                                format!(r#"{{"order":"{}","status":"succeeded"}}"#, order.id);
-                            let (status, _, close) = http::request(
-                                conn.as_mut().expect("just set"),
-                                &mut buf,
-                                "POST",
-                                &addr.to_string(),
-                                &format!("/pub/{}", order.id),
-                                "application/json",
-                                body.as_bytes(),
-                            )
-                            .await
-                            .inspect_err(|_| conn = None)?;
-                            if close {
-                                conn = None;
-                            }
-                            ensure!(status == 201 || status == 202, "publish: HTTP {status}");
-                            Ok(true)
-                        }
-                        .await
-                    }
-                };
-                call_us.push((mono_ns() - sent) / 1000);
-                match result {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        unchanged.fetch_add(1, Relaxed);
-                    }
-                    Err(error) => {
-                        if errors.fetch_add(1, Relaxed) < 10 {
-                            progress(&format!("report for order {k} failed: {error:#}"));
-                        }
-                    }
-                }
-            }
-        });
+        tasks.spawn(report_task(task, Arc::clone(&run)));
     }
-    let ticker = {
-        let next = Arc::clone(&next);
-        let shared = Arc::clone(&shared);
-        let total = orders.len();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                progress(&format!(
-                    "reported {}/{total}, terminal events read {}",
-                    next.load(Relaxed).min(total),
-                    shared.terms.load(Relaxed)
-                ));
-            }
-        })
-    };
+    let ticker = tokio::spawn(report_progress(Arc::clone(&run)));
     let mut call_us = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         call_us.extend(joined?);
     }
     ticker.abort();
     let last = mono_ns();
-    let first = first_ns.load(Relaxed);
-    let achieved = if last > first {
-        orders.len() as f64 / ((last - first) as f64 / 1e9)
+    let first = run.first_ns.load(Relaxed);
+    let achieved_rate = if last > first {
+        run.orders.len() as f64 / ((last - first) as f64 / 1e9)
     } else {
         0.0
     };
-    Ok((
+    Ok(ReportStats {
         call_us,
-        errors.load(Relaxed),
-        unchanged.load(Relaxed),
-        achieved,
-        max_lag_us.load(Relaxed) as f64 / 1000.0,
-    ))
+        errors: run.errors.load(Relaxed),
+        unchanged: run.unchanged.load(Relaxed),
+        achieved_rate,
+        max_lag_ms: run.max_lag_us.load(Relaxed) as f64 / 1000.0,
+    })
+}
+
+/// Prints the reports' progress every second, until aborted.
+async fn report_progress(run: Arc<ReportRun>) {
+    let total = run.orders.len();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        progress(&format!(
+            "reported {}/{total}, terminal events read {}",
+            run.next.load(Relaxed).min(total),
+            run.shared.terms.load(Relaxed)
+        ));
+    }
+}
+
+/// One report task: takes the next order, waits for its turn, reports it;
+/// answers each call's duration in µs.
+async fn report_task(task: usize, run: Arc<ReportRun>) -> Vec<u64> {
+    let mut call_us = Vec::new();
+    let mut sender = Sender::for_task(&run.reporter, task);
+    loop {
+        let k = run.next.fetch_add(1, Relaxed);
+        if k >= run.orders.len() {
+            return call_us;
+        }
+        let due = run.start + Duration::from_nanos((k as f64 * run.period_ns) as u64);
+        tokio::time::sleep_until(due).await;
+        let lag = tokio::time::Instant::now().saturating_duration_since(due);
+        run.max_lag_us.fetch_max(lag.as_micros() as u64, Relaxed);
+        let sent = mono_ns();
+        let _ = run.first_ns.compare_exchange(0, sent, Relaxed, Relaxed);
+        run.shared.report_ns[k].store(sent, Relaxed);
+        let result = sender.send(k, &run.orders[k]).await;
+        call_us.push((mono_ns() - sent) / 1000);
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                run.unchanged.fetch_add(1, Relaxed);
+            }
+            Err(error) => {
+                if run.errors.fetch_add(1, Relaxed) < 10 {
+                    progress(&format!("report for order {k} failed: {error:#}"));
+                }
+            }
+        }
+    }
+}
+
+/// One report task's way to send: its gRPC client (tasks take the
+/// channels in turn) or its own keep-alive connection to nginx.
+enum Sender {
+    Grpc(ProviderServiceClient<Channel>, Arc<str>),
+    Nchan(KeepAlive),
+}
+
+impl Sender {
+    fn for_task(reporter: &Reporter, task: usize) -> Self {
+        match reporter {
+            Reporter::Grpc(clients, secret) => {
+                Self::Grpc(clients[task % clients.len()].clone(), Arc::clone(secret))
+            }
+            Reporter::Nchan(addr) => Self::Nchan(KeepAlive::new(*addr)),
+        }
+    }
+
+    /// Reports order `k`'s result; answers whether it changed the order.
+    async fn send(&mut self, k: usize, order: &Order) -> anyhow::Result<bool> {
+        match self {
+            Self::Grpc(client, secret) => report_grpc(client, secret, k, order).await,
+            Self::Nchan(nchan) => publish_nchan(nchan, order).await,
+        }
+    }
+}
+
+/// Reports order `k` succeeded, signed now, as the provider does; answers
+/// whether payment-core changed the order.
+async fn report_grpc(
+    client: &mut ProviderServiceClient<Channel>,
+    secret: &str,
+    k: usize,
+    order: &Order,
+) -> anyhow::Result<bool> {
+    let request = signed_now(
+        secret.as_bytes(),
+        pb::ReportPaymentResultRequest {
+            order_id: order.id.clone(),
+            outcome: pb::PaymentOutcome::Succeeded as i32,
+            provider_reference: format!("loadgen-{k}"),
+            reason: String::new(),
+        },
+    );
+    client
+        .report_payment_result(request)
+        .await
+        .map(|r| r.into_inner().changed)
+        .map_err(Into::into)
+}
+
+/// Publishes "succeeded" on the order's nchan channel.
+async fn publish_nchan(nchan: &mut KeepAlive, order: &Order) -> anyhow::Result<bool> {
+    let body = format!(r#"{{"order":"{}","status":"succeeded"}}"#, order.id);
+    let (status, _) = nchan
+        .post_json(&format!("/pub/{}", order.id), &body)
+        .await?;
+    ensure!(status == 201 || status == 202, "publish: HTTP {status}");
+    Ok(true)
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let addr = check_args(&args)?;
+    let mut summary = Summary::planned(&args);
+    let core_pids: Vec<u32> = args.core_pid.into_iter().collect();
+
+    // 1. Orders (or channels).
+    progress(&format!(
+        "creating {} orders via {:?}",
+        summary.orders, args.create_via
+    ));
+    let t = Instant::now();
+    let orders = Arc::new(create_orders(&args, addr, summary.orders).await?);
+    summary.create_secs = t.elapsed().as_secs_f64();
+
+    // 2. Baseline memory, then connections.
+    let baseline = sample_baseline(&args, &core_pids, &mut summary).await;
+    let shared = Arc::new(Shared::new(&summary));
+    progress(&format!(
+        "opening {} SSE connections in {} worker(s) from {} source address(es)",
+        args.connections, summary.workers, summary.source_addresses
+    ));
+    let workers = spawn_workers(&args, addr, &orders, &shared).await?;
+    wait_for_setup(&args, &shared).await;
+    record_setup(&args, &shared, &mut summary);
+    settle_and_sample_idle(&args, &core_pids, &baseline, &mut summary).await;
+
+    // 3. Reports at the set rate, and the terminal events they cause.
+    let load = args.rate > 0.0 || args.unpaced;
+    let mut call_us = Vec::new();
+    if load {
+        let system = System {
+            addr,
+            workers: &workers,
+            core_pids: &core_pids,
+        };
+        call_us = apply_load(&args, &system, &orders, &shared, &mut summary).await?;
+    }
+
+    // 4. Close the workers and collect their final counts.
+    close_workers(workers).await;
+    let missing_finals = count_missing_finals(&shared);
+    let total = totals(&shared);
+    summary.events_received = total.events;
+    summary.reconnects = total.reconnects;
+    summary.missing_created = total.missing_created;
+    summary.duplicated = total.dups.max(shared.dups.load(Relaxed));
+
+    // 5. Latency, lost and duplicated.
+    let arrivals = match_arrivals(&shared, load, args.samples.is_some());
+    if let Some(path) = &args.samples {
+        std::fs::write(path, &arrivals.samples)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    score(&args, arrivals, total.no_content, load, &mut summary);
+    summary.report_call = percentiles(call_us);
+    summary.ok = summary.lost == 0
+        && summary.duplicated == 0
+        && summary.early_terminal == 0
+        && summary.report_errors == 0
+        && summary.reports_unchanged == 0
+        && summary.failed_connections == 0
+        && missing_finals == 0;
+    finish(&args, &summary, missing_finals)
+}
+
+/// Refuses anything but a sane loopback run; answers the SSE server's address.
+fn check_args(args: &RunArgs) -> anyhow::Result<SocketAddr> {
     let addr = loopback_addr(&args.url)?;
     if args.target == Target::Gateway {
         loopback_addr(&args.core_url)?;
@@ -753,55 +936,73 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         args.per_worker <= 19_000,
         "--per-worker above 19000 would pass the 20,000 fd cap of a process"
     );
-    let n = args.connections;
-    let order_count = n.div_ceil(args.watchers_per_order);
-    let mut summary = Summary {
-        label: args.label.clone(),
-        target: format!("{:?}", args.target).to_lowercase(),
-        connections: n,
-        orders: order_count,
-        watchers_per_order: args.watchers_per_order,
-        workers: n.div_ceil(args.per_worker.max(1)).max(1),
-        source_addresses: source_count(&args),
-        requested_rate: args.rate,
-        unpaced: args.unpaced,
-        ..Summary::default()
-    };
-    let core_pids: Vec<u32> = args.core_pid.into_iter().collect();
+    Ok(addr)
+}
 
-    // 1. Orders (or channels).
-    progress(&format!(
-        "creating {order_count} orders via {:?}",
-        args.create_via
-    ));
-    let t = Instant::now();
-    let orders = Arc::new(create_orders(&args, addr, order_count).await?);
-    summary.create_secs = t.elapsed().as_secs_f64();
+impl Summary {
+    /// The run as planned from the flags; the measurements fill the rest.
+    fn planned(args: &RunArgs) -> Self {
+        let n = args.connections;
+        Self {
+            label: args.label.clone(),
+            target: format!("{:?}", args.target).to_lowercase(),
+            connections: n,
+            orders: n.div_ceil(args.watchers_per_order),
+            watchers_per_order: args.watchers_per_order,
+            workers: n.div_ceil(args.per_worker.max(1)).max(1),
+            source_addresses: source_count(args),
+            requested_rate: args.rate,
+            unpaced: args.unpaced,
+            ..Self::default()
+        }
+    }
+}
 
-    // 2. Baseline memory, then connections.
+impl Shared {
+    fn new(summary: &Summary) -> Self {
+        Self {
+            term_ns: (0..summary.connections)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            report_ns: (0..summary.orders).map(|_| AtomicU64::new(0)).collect(),
+            dups: AtomicU64::new(0),
+            terms: AtomicU64::new(0),
+            statuses: Mutex::new(vec![Status::default(); summary.workers]),
+            finals: Mutex::new(vec![None; summary.workers]),
+        }
+    }
+}
+
+/// Memory (Pss, KiB) and CPU seconds of the servers before any connection.
+struct Baseline {
+    server_kib: u64,
+    core_kib: u64,
+    server_cpu: f64,
+    core_cpu: f64,
+}
+
+async fn sample_baseline(args: &RunArgs, core_pids: &[u32], summary: &mut Summary) -> Baseline {
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, server_before) = memory_kib(&args.server_pids);
-    let (_, core_before) = memory_kib(&core_pids);
-    summary.server_kib_before = server_before;
-    summary.core_kib_before = core_before;
-    let cpu0 = (cpu_secs(&args.server_pids), cpu_secs(&core_pids));
-    let shared = Arc::new(Shared {
-        term_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        report_ns: (0..order_count).map(|_| AtomicU64::new(0)).collect(),
-        dups: AtomicU64::new(0),
-        terms: AtomicU64::new(0),
-        statuses: Mutex::new(vec![Status::default(); summary.workers]),
-        finals: Mutex::new(vec![None; summary.workers]),
-    });
-    progress(&format!(
-        "opening {n} SSE connections in {} worker(s) from {} source address(es)",
-        summary.workers, summary.source_addresses
-    ));
-    let mut workers = spawn_workers(&args, addr, &orders, &shared).await?;
+    let (_, server_kib) = memory_kib(&args.server_pids);
+    let (_, core_kib) = memory_kib(core_pids);
+    summary.server_kib_before = server_kib;
+    summary.core_kib_before = core_kib;
+    Baseline {
+        server_kib,
+        core_kib,
+        server_cpu: cpu_secs(&args.server_pids),
+        core_cpu: cpu_secs(core_pids),
+    }
+}
+
+/// Waits until every connection is up or has failed, at most half the
+/// run's timeout, printing the progress every second.
+async fn wait_for_setup(args: &RunArgs, shared: &Shared) {
+    let n = args.connections;
     let setup_deadline = Instant::now() + Duration::from_secs(args.timeout / 2);
     let mut last_print = Instant::now();
     loop {
-        let total = totals(&shared);
+        let total = totals(shared);
         if total.ready + total.failed >= n as u64 {
             break;
         }
@@ -820,9 +1021,14 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let total = totals(&shared);
+}
+
+/// Connected and failed connections, and the set-up rate.
+fn record_setup(args: &RunArgs, shared: &Shared, summary: &mut Summary) {
+    let total = totals(shared);
     summary.connected = total.ready;
-    summary.failed_connections = total.failed + (n as u64 - total.ready - total.failed);
+    summary.failed_connections =
+        total.failed + (args.connections as u64 - total.ready - total.failed);
     if total.last_ready_ns > total.first_connect_ns {
         summary.setup_secs = (total.last_ready_ns - total.first_connect_ns) as f64 / 1e9;
         summary.setup_per_sec = total.ready as f64 / summary.setup_secs;
@@ -835,81 +1041,113 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         summary.setup_per_sec,
         args.settle_secs
     ));
+}
+
+/// Waits `--settle-secs`, samples the idle memory and the set-up's CPU,
+/// then holds the idle connections `--hold-secs`.
+async fn settle_and_sample_idle(
+    args: &RunArgs,
+    core_pids: &[u32],
+    baseline: &Baseline,
+    summary: &mut Summary,
+) {
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     let (_, server_idle) = memory_kib(&args.server_pids);
-    let (_, core_idle) = memory_kib(&core_pids);
+    let (_, core_idle) = memory_kib(core_pids);
     summary.server_kib_idle = server_idle;
     summary.core_kib_idle = core_idle;
-    if total.ready > 0 {
+    if summary.connected > 0 {
+        let connected = summary.connected as f64;
         summary.server_bytes_per_idle_conn =
-            (server_idle as f64 - server_before as f64) * 1024.0 / total.ready as f64;
+            (server_idle as f64 - baseline.server_kib as f64) * 1024.0 / connected;
         summary.core_bytes_per_idle_conn =
-            (core_idle as f64 - core_before as f64) * 1024.0 / total.ready as f64;
+            (core_idle as f64 - baseline.core_kib as f64) * 1024.0 / connected;
     }
-    summary.server_cpu_secs_setup = cpu_secs(&args.server_pids) - cpu0.0;
-    summary.core_cpu_secs_setup = cpu_secs(&core_pids) - cpu0.1;
+    summary.server_cpu_secs_setup = cpu_secs(&args.server_pids) - baseline.server_cpu;
+    summary.core_cpu_secs_setup = cpu_secs(core_pids) - baseline.core_cpu;
     if args.hold_secs > 0 {
         progress(&format!("holding idle for {}s", args.hold_secs));
         tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     }
+}
 
-    // 3. Reports at the set rate, and the terminal events they cause.
-    let load = args.rate > 0.0 || args.unpaced;
-    let mut call_us = Vec::new();
-    if load {
-        let reporter = match args.target {
-            Target::Gateway => {
-                let mut clients = Vec::new();
-                for _ in 0..args.report_channels.clamp(1, 64) {
-                    let channel = Channel::from_shared(args.core_url.clone())?
-                        .tcp_nodelay(true)
-                        .connect()
-                        .await
-                        .context("connecting to payment-core")?;
-                    clients.push(ProviderServiceClient::new(channel));
-                }
-                Reporter::Grpc(clients, args.provider_secret.as_str().into())
-            }
-            Target::Nchan => Reporter::Nchan(addr),
-        };
-        let own_pids: Vec<u32> = std::iter::once(std::process::id())
-            .chain(workers.iter().filter_map(|w| w.child.id()))
-            .collect();
-        let cpu1 = (
-            cpu_secs(&args.server_pids),
-            cpu_secs(&core_pids),
-            cpu_secs(&own_pids),
-        );
-        progress(&format!(
-            "reporting {} results {}",
-            orders.len(),
-            if args.unpaced {
-                "unpaced".to_string()
-            } else {
-                format!("at {}/s", args.rate)
-            }
-        ));
-        let (calls, errors, unchanged, achieved, lag) =
-            report_all(&args, reporter, Arc::clone(&orders), Arc::clone(&shared)).await?;
-        call_us = calls;
-        summary.reports = orders.len();
-        summary.report_errors = errors;
-        summary.reports_unchanged = unchanged;
-        summary.achieved_report_rate = achieved;
-        summary.max_schedule_lag_ms = lag;
-        let expected = summary.connected;
-        let drain_deadline = Instant::now() + Duration::from_secs(args.drain_secs);
-        while shared.terms.load(Relaxed) < expected && Instant::now() < drain_deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// What the load phase reports to and samples.
+struct System<'a> {
+    /// The SSE server (nginx publishes there too).
+    addr: SocketAddr,
+    workers: &'a [WorkerHandle],
+    core_pids: &'a [u32],
+}
+
+/// Step 3: reports every order's result, waits for the terminal events (at
+/// most `--drain-secs`) and samples CPU and memory; answers each report
+/// call's duration in µs.
+async fn apply_load(
+    args: &RunArgs,
+    system: &System<'_>,
+    orders: &Arc<Vec<Order>>,
+    shared: &Arc<Shared>,
+    summary: &mut Summary,
+) -> anyhow::Result<Vec<u64>> {
+    let reporter = connect_reporter(args, system.addr).await?;
+    let own_pids: Vec<u32> = std::iter::once(std::process::id())
+        .chain(system.workers.iter().filter_map(|w| w.child.id()))
+        .collect();
+    let cpu_before = (
+        cpu_secs(&args.server_pids),
+        cpu_secs(system.core_pids),
+        cpu_secs(&own_pids),
+    );
+    progress(&format!(
+        "reporting {} results {}",
+        orders.len(),
+        if args.unpaced {
+            "unpaced".to_string()
+        } else {
+            format!("at {}/s", args.rate)
         }
-        summary.server_cpu_secs_load = cpu_secs(&args.server_pids) - cpu1.0;
-        summary.core_cpu_secs_load = cpu_secs(&core_pids) - cpu1.1;
-        summary.loadgen_cpu_secs_load = cpu_secs(&own_pids) - cpu1.2;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        summary.server_kib_after_load = memory_kib(&args.server_pids).1;
+    ));
+    let stats = report_all(args, reporter, Arc::clone(orders), Arc::clone(shared)).await?;
+    summary.reports = orders.len();
+    summary.report_errors = stats.errors;
+    summary.reports_unchanged = stats.unchanged;
+    summary.achieved_report_rate = stats.achieved_rate;
+    summary.max_schedule_lag_ms = stats.max_lag_ms;
+    let drain_deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    while shared.terms.load(Relaxed) < summary.connected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    summary.server_cpu_secs_load = cpu_secs(&args.server_pids) - cpu_before.0;
+    summary.core_cpu_secs_load = cpu_secs(system.core_pids) - cpu_before.1;
+    summary.loadgen_cpu_secs_load = cpu_secs(&own_pids) - cpu_before.2;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    summary.server_kib_after_load = memory_kib(&args.server_pids).1;
+    Ok(stats.call_us)
+}
 
-    // 4. Close the workers and collect their final counts.
+/// The gateway target reports to payment-core over `--report-channels`
+/// gRPC connections; the nchan target publishes to nginx.
+async fn connect_reporter(args: &RunArgs, addr: SocketAddr) -> anyhow::Result<Reporter> {
+    Ok(match args.target {
+        Target::Gateway => {
+            let mut clients = Vec::new();
+            for _ in 0..args.report_channels.clamp(1, 64) {
+                let channel = Channel::from_shared(args.core_url.clone())?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .context("connecting to payment-core")?;
+                clients.push(ProviderServiceClient::new(channel));
+            }
+            Reporter::Grpc(clients, args.provider_secret.as_str().into())
+        }
+        Target::Nchan => Reporter::Nchan(addr),
+    })
+}
+
+/// Step 4: tells every worker to close, waits for it (killing one that does
+/// not exit in 20 s) and for its last lines.
+async fn close_workers(mut workers: Vec<WorkerHandle>) {
     for worker in &mut workers {
         let _ = worker.stdin.write_all(b"{\"cmd\":\"close\"}\n").await;
         let _ = worker.stdin.flush().await;
@@ -926,17 +1164,31 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     for worker in workers {
         let _ = tokio::time::timeout(Duration::from_secs(5), worker.reader).await;
     }
-    let finals = shared.finals.lock().expect("not poisoned").clone();
-    let missing_finals = finals.iter().filter(|f| f.is_none()).count();
-    let total = totals(&shared);
-    summary.events_received = total.events;
-    summary.reconnects = total.reconnects;
-    summary.missing_created = total.missing_created;
-    summary.duplicated = total.dups.max(shared.dups.load(Relaxed));
+}
 
-    // 5. Latency, lost and duplicated.
-    let mut latencies = Vec::new();
-    let mut samples = String::new();
+/// Workers that exited without their final `done` line.
+fn count_missing_finals(shared: &Shared) -> usize {
+    let finals = shared.finals.lock().expect("not poisoned");
+    finals.iter().filter(|f| f.is_none()).count()
+}
+
+/// Each connection's terminal event matched with its order's report.
+#[derive(Default)]
+struct Arrivals {
+    /// Report-to-browser latencies, µs.
+    latencies: Vec<u64>,
+    /// `report_offset_ms latency_ms` lines, when asked for.
+    samples: String,
+    /// Reported, but the terminal event never came.
+    lost: u64,
+    /// A terminal event nobody reported (or before the report).
+    early: u64,
+    first_report: u64,
+    last_term: u64,
+}
+
+fn match_arrivals(shared: &Shared, load: bool, keep_samples: bool) -> Arrivals {
+    let order_count = shared.report_ns.len();
     let run_start = shared
         .report_ns
         .iter()
@@ -944,65 +1196,65 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .filter(|&r| r != 0)
         .min()
         .unwrap_or(0);
-    let mut lost = 0u64;
-    let mut early = 0u64;
-    let (mut first_report, mut last_term) = (u64::MAX, 0u64);
+    let mut arrivals = Arrivals {
+        first_report: u64::MAX,
+        ..Arrivals::default()
+    };
     for (i, term) in shared.term_ns.iter().enumerate() {
         let term = term.load(Relaxed);
         let report = shared.report_ns[i % order_count].load(Relaxed);
         if term == 0 {
             if load && report != 0 {
-                lost += 1;
+                arrivals.lost += 1;
             }
             continue;
         }
         if report == 0 || term < report {
             // A terminal event nobody reported: spurious.
-            early += 1;
+            arrivals.early += 1;
             continue;
         }
-        first_report = first_report.min(report);
-        last_term = last_term.max(term);
-        latencies.push((term - report) / 1000);
-        if args.samples.is_some() {
+        arrivals.first_report = arrivals.first_report.min(report);
+        arrivals.last_term = arrivals.last_term.max(term);
+        arrivals.latencies.push((term - report) / 1000);
+        if keep_samples {
             use std::fmt::Write;
             let _ = writeln!(
-                samples,
+                arrivals.samples,
                 "{:.3} {:.3}",
                 (report - run_start) as f64 / 1e6,
                 (term - report) as f64 / 1e6
             );
         }
     }
-    if let Some(path) = &args.samples {
-        std::fs::write(path, samples).with_context(|| format!("writing {}", path.display()))?;
+    arrivals
+}
+
+/// Terminal events, their rate and latency, and what was lost.
+fn score(args: &RunArgs, arrivals: Arrivals, no_content: u64, load: bool, summary: &mut Summary) {
+    summary.terminal_events = arrivals.latencies.len();
+    if arrivals.last_term > arrivals.first_report {
+        summary.terminal_events_per_sec = arrivals.latencies.len() as f64
+            / ((arrivals.last_term - arrivals.first_report) as f64 / 1e9);
     }
-    summary.terminal_events = latencies.len();
-    if last_term > first_report {
-        summary.terminal_events_per_sec =
-            latencies.len() as f64 / ((last_term - first_report) as f64 / 1e9);
-    }
-    summary.lost = lost + summary.missing_created + total.no_content;
+    summary.lost = arrivals.lost + summary.missing_created + no_content;
     if !load {
         // Idle run: a connection that never came up lost its `created` event.
         summary.lost += summary.failed_connections;
     } else {
-        summary.lost += summary.failed_connections.min(n as u64 - summary.connected);
+        summary.lost += summary
+            .failed_connections
+            .min(args.connections as u64 - summary.connected);
     }
-    summary.early_terminal = early;
-    summary.report_call = percentiles(call_us);
-    summary.report_to_browser = percentiles(latencies);
-    summary.ok = summary.lost == 0
-        && summary.duplicated == 0
-        && summary.early_terminal == 0
-        && summary.report_errors == 0
-        && summary.reports_unchanged == 0
-        && summary.failed_connections == 0
-        && missing_finals == 0;
+    summary.early_terminal = arrivals.early;
+    summary.report_to_browser = percentiles(arrivals.latencies);
+}
 
-    print_summary(&summary);
+/// Prints the summary, writes the JSON, and answers the exit status.
+fn finish(args: &RunArgs, summary: &Summary, missing_finals: usize) -> anyhow::Result<i32> {
+    print_summary(summary);
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+        std::fs::write(path, serde_json::to_vec_pretty(summary)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if summary.ok {
@@ -1023,8 +1275,29 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 fn print_summary(s: &Summary) {
-    let kib = |v: u64| format!("{:.1} MiB", v as f64 / 1024.0);
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows = setup_rows(s);
+    rows.extend(memory_rows(s));
+    rows.extend(load_rows(s));
+    rows.push(("result", if s.ok { "OK".into() } else { "FAILED".into() }));
+    println!();
+    for (name, value) in rows {
+        println!("  {name:<26} {value}");
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn latency(p: &Percentiles) -> String {
+    format!(
+        "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+    )
+}
+
+fn setup_rows(s: &Summary) -> Vec<(&'static str, String)> {
+    vec![
         ("label", s.label.clone()),
         ("target", s.target.clone()),
         (
@@ -1043,13 +1316,18 @@ fn print_summary(s: &Summary) {
             "connection set-up",
             format!("{:.2} s = {:.0} conn/s", s.setup_secs, s.setup_per_sec),
         ),
+    ]
+}
+
+fn memory_rows(s: &Summary) -> Vec<(&'static str, String)> {
+    vec![
         (
             "server memory",
             format!(
                 "{} -> {} idle -> {} after load",
-                kib(s.server_kib_before),
-                kib(s.server_kib_idle),
-                kib(s.server_kib_after_load)
+                mib(s.server_kib_before),
+                mib(s.server_kib_idle),
+                mib(s.server_kib_after_load)
             ),
         ),
         (
@@ -1064,44 +1342,34 @@ fn print_summary(s: &Summary) {
             "core memory",
             format!(
                 "{} -> {} idle ({:.0} B/conn)",
-                kib(s.core_kib_before),
-                kib(s.core_kib_idle),
+                mib(s.core_kib_before),
+                mib(s.core_kib_idle),
                 s.core_bytes_per_idle_conn
             ),
         ),
+    ]
+}
+
+fn load_rows(s: &Summary) -> Vec<(&'static str, String)> {
+    let requested = if s.unpaced {
+        "unpaced".into()
+    } else {
+        format!("{}/s", s.requested_rate)
+    };
+    vec![
         (
             "report rate",
             format!(
-                "requested {}, achieved {:.0}/s, max schedule lag {:.1} ms",
-                if s.unpaced {
-                    "unpaced".into()
-                } else {
-                    format!("{}/s", s.requested_rate)
-                },
-                s.achieved_report_rate,
-                s.max_schedule_lag_ms
+                "requested {requested}, achieved {:.0}/s, max schedule lag {:.1} ms",
+                s.achieved_report_rate, s.max_schedule_lag_ms
             ),
         ),
-        (
-            "report call (ms)",
-            format!(
-                "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-                s.report_call.p50_ms,
-                s.report_call.p90_ms,
-                s.report_call.p99_ms,
-                s.report_call.p999_ms,
-                s.report_call.max_ms
-            ),
-        ),
+        ("report call (ms)", latency(&s.report_call)),
         (
             "report->browser (ms)",
             format!(
-                "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (n={})",
-                s.report_to_browser.p50_ms,
-                s.report_to_browser.p90_ms,
-                s.report_to_browser.p99_ms,
-                s.report_to_browser.p999_ms,
-                s.report_to_browser.max_ms,
+                "{}  (n={})",
+                latency(&s.report_to_browser),
                 s.report_to_browser.samples
             ),
         ),
@@ -1126,12 +1394,7 @@ fn print_summary(s: &Summary) {
                 s.lost, s.duplicated, s.reconnects, s.early_terminal
             ),
         ),
-        ("result", if s.ok { "OK".into() } else { "FAILED".into() }),
-    ];
-    println!();
-    for (name, value) in rows {
-        println!("  {name:<26} {value}");
-    }
+    ]
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use payments_proto::payments::v1::OrderStatus;
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -331,10 +332,9 @@ async fn watch_loop(mut watch: Watch, ctx: Arc<Ctx>) {
 
 fn is_terminal(target: Target, event: &SseEvent) -> bool {
     match target {
-        Target::Gateway => matches!(
-            event.event.as_str(),
-            "succeeded" | "failed" | "canceled" | "expired"
-        ),
+        Target::Gateway => {
+            OrderStatus::from_event_name(&event.event).is_some_and(|status| status.is_terminal())
+        }
         Target::Nchan => event.data.contains("succeeded"),
     }
 }

@@ -2,9 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-/// Same development default as payment-core's, so a local run works
-/// without configuration; payment-core warns loudly when it is in use.
-pub const DEV_PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
+use payments_proto::contract::dev;
 
 /// How to reach payment-core and sign for it: shared by `serve` and `report`.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,8 +15,10 @@ pub struct CoreConfig {
         default_value = "http://127.0.0.1:50051"
     )]
     pub payment_core_url: String,
+    // The default is the contract's public development secret, so a local
+    // run works without configuration; both services warn when it is in use.
     /// Shared secret for signing reports (HMAC-SHA256).
-    #[arg(long, global = true, env = "PROVIDER_SECRET", default_value = DEV_PROVIDER_SECRET, hide_default_value = true)]
+    #[arg(long, global = true, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
     pub provider_secret: String,
 }
 

@@ -1,7 +1,7 @@
 //! Signed `ReportPaymentResult` calls to payment-core: what a real provider's
 //! webhook would be, over gRPC, signed with the shared secret.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use payments_proto::{
     payments::v1::{
@@ -112,11 +112,7 @@ impl Reporter {
             provider_reference: format!("mockpay_{}", order_id.replace('-', "")),
             reason: reason.to_owned(),
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        let mut request = signature::signed_request(&self.secret, now, message);
+        let mut request = signature::signed_now(&self.secret, message);
         request.set_timeout(CALL_TIMEOUT);
         let answer = self
             .provider

@@ -3,11 +3,12 @@
 use std::{future::IntoFuture, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use payments_proto::contract::dev;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{CoreConfig, DEV_PROVIDER_SECRET, ServeConfig},
+    config::{CoreConfig, ServeConfig},
     reporter::Reporter,
     web::{ProviderState, router},
 };
@@ -21,7 +22,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(core: CoreConfig, serve: ServeConfig) -> anyhow::Result<Self> {
-        if core.provider_secret == DEV_PROVIDER_SECRET {
+        if core.provider_secret == dev::PROVIDER_SECRET {
             tracing::warn!(
                 "PROVIDER_SECRET is the public development default; payment-core must not accept it in production."
             );

@@ -131,16 +131,6 @@ fn finished_message(status: pb::OrderStatus) -> &'static str {
     }
 }
 
-fn is_terminal(status: pb::OrderStatus) -> bool {
-    matches!(
-        status,
-        pb::OrderStatus::Succeeded
-            | pb::OrderStatus::Failed
-            | pb::OrderStatus::Canceled
-            | pb::OrderStatus::Expired
-    )
-}
-
 fn check_order_id(raw: &str) -> Result<(), PageError> {
     uuid::Uuid::try_parse(raw)
         .map(drop)
@@ -153,7 +143,7 @@ async fn payment_page(
 ) -> Result<Html<String>, PageError> {
     check_order_id(&order_id)?;
     let order = state.reporter.order(&order_id).await?;
-    if is_terminal(order.status()) {
+    if order.status().is_terminal() {
         return Err(PageError::Finished(finished_message(order.status())));
     }
     // The payer is here: the checkout page learns the payment is under way.
