@@ -7,7 +7,8 @@ use payments_proto::contract::dev;
 /// How to reach payment-core and sign for it: shared by `serve` and `report`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoreConfig {
-    /// payment-core's gRPC endpoint.
+    /// payment-core's gRPC endpoint; several replicas as a comma-separated
+    /// list (a report refused as unavailable goes to the next one).
     #[arg(
         long,
         global = true,

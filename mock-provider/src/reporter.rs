@@ -1,7 +1,7 @@
 //! Signed `ReportPaymentResult` calls to payment-core: what a real provider's
 //! webhook would be, over gRPC, signed with the shared secret.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use payments_proto::{
     payments::v1::{
@@ -10,6 +10,7 @@ use payments_proto::{
     },
     signature,
 };
+use service_kit::replicas::Replicas;
 use tonic::{Code, transport::Channel};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,34 +65,54 @@ impl From<Outcome> for pb::PaymentOutcome {
     }
 }
 
+/// One replica's two services, over one channel.
 #[derive(Clone)]
-pub struct Reporter {
+struct Replica {
     payments: PaymentServiceClient<Channel>,
     provider: ProviderServiceClient<Channel>,
+}
+
+/// Reports to one or several payment-core replicas (see
+/// `service_kit::replicas`): reports are idempotent, so a report refused as
+/// UNAVAILABLE by one replica is sent to the next.
+#[derive(Clone)]
+pub struct Reporter {
+    replicas: Arc<Replicas<Replica>>,
     secret: Vec<u8>,
 }
 
 impl Reporter {
-    pub fn new(core_url: &str, secret: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(core_url.to_owned())?
-            .connect_timeout(Duration::from_secs(3))
-            .connect_lazy();
+    /// `core_urls`: one or more comma-separated replica URLs.
+    pub fn new(core_urls: &str, secret: &str) -> anyhow::Result<Self> {
+        let replicas = service_kit::replicas::parse_urls(core_urls)?
+            .into_iter()
+            .map(|endpoint| {
+                let channel = endpoint
+                    .connect_timeout(Duration::from_secs(3))
+                    .connect_lazy();
+                Replica {
+                    payments: PaymentServiceClient::new(channel.clone()),
+                    provider: ProviderServiceClient::new(channel),
+                }
+            })
+            .collect();
         Ok(Self {
-            payments: PaymentServiceClient::new(channel.clone()),
-            provider: ProviderServiceClient::new(channel),
+            replicas: Arc::new(Replicas::new(replicas)),
             secret: secret.as_bytes().to_vec(),
         })
     }
 
     pub async fn order(&self, order_id: &str) -> Result<pb::Order, ReportError> {
-        let mut request = tonic::Request::new(pb::GetOrderRequest {
+        let message = pb::GetOrderRequest {
             order_id: order_id.to_owned(),
-        });
-        request.set_timeout(CALL_TIMEOUT);
+        };
         let order = self
-            .payments
-            .clone()
-            .get_order(request)
+            .replicas
+            .call(|mut replica| {
+                let mut request = tonic::Request::new(message.clone());
+                request.set_timeout(CALL_TIMEOUT);
+                async move { replica.payments.get_order(request).await }
+            })
             .await?
             .into_inner()
             .order;
@@ -112,12 +133,13 @@ impl Reporter {
             provider_reference: format!("mockpay_{}", order_id.replace('-', "")),
             reason: reason.to_owned(),
         };
-        let mut request = signature::signed_now(&self.secret, message);
-        request.set_timeout(CALL_TIMEOUT);
         let answer = self
-            .provider
-            .clone()
-            .report_payment_result(request)
+            .replicas
+            .call(|mut replica| {
+                let mut request = signature::signed_now(&self.secret, message.clone());
+                request.set_timeout(CALL_TIMEOUT);
+                async move { replica.provider.report_payment_result(request).await }
+            })
             .await?
             .into_inner();
         let order = answer

@@ -16,7 +16,8 @@ pub struct Config {
         default_value = "0.0.0.0:8080"
     )]
     pub listen: SocketAddr,
-    /// payment-core's gRPC endpoint.
+    /// payment-core's gRPC endpoint; several replicas as a comma-separated
+    /// list (calls move to the next one when one is unreachable).
     #[arg(
         long,
         env = "PAYMENT_CORE_URL",

@@ -2,10 +2,11 @@
 //! protobuf messages and tonic statuses exist. They become gateway types
 //! and [`CoreError`] here.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use payments_proto::payments::v1::{self as pb, payment_service_client::PaymentServiceClient};
+use service_kit::replicas::Replicas;
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -99,26 +100,36 @@ fn wire_events(events: &[pb::PaymentEvent]) -> Result<Vec<WireEvent>, CoreError>
     events.iter().map(WireEvent::try_from).collect()
 }
 
-/// payment-core's `PaymentService` over one lazily connected channel.
+type Client = PaymentServiceClient<Channel>;
+
+/// payment-core's `PaymentService` on one or several replicas, each over a
+/// lazily connected channel (see `service_kit::replicas`).
 #[derive(Clone)]
 pub struct GrpcCore {
-    payments: PaymentServiceClient<Channel>,
+    replicas: Arc<Replicas<Client>>,
     /// Sent as each unary call's gRPC deadline, so the core can give up too.
     call_timeout: Duration,
 }
 
 impl GrpcCore {
-    /// Connects lazily: the gateway starts (and serves pages) while the core is still down.
-    pub fn new(url: &str, call_timeout: Duration) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(3))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true)
-            .connect_lazy();
+    /// `urls`: one or more comma-separated replica URLs. Connects lazily:
+    /// the gateway starts (and serves pages) while the core is still down.
+    pub fn new(urls: &str, call_timeout: Duration) -> anyhow::Result<Self> {
+        let clients = service_kit::replicas::parse_urls(urls)?
+            .into_iter()
+            .map(|endpoint| {
+                let channel = endpoint
+                    .connect_timeout(Duration::from_secs(3))
+                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    .keep_alive_timeout(Duration::from_secs(10))
+                    .keep_alive_while_idle(true)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                PaymentServiceClient::new(channel)
+            })
+            .collect();
         Ok(Self {
-            payments: PaymentServiceClient::new(channel),
+            replicas: Arc::new(Replicas::new(clients)),
             call_timeout,
         })
     }
@@ -139,13 +150,19 @@ impl PaymentCore for GrpcCore {
             description: order.description,
             idempotency_key: order.idempotency_key,
         };
-        let order = self
-            .payments
-            .clone()
-            .create_order(self.timed(request))
-            .await?
-            .into_inner()
-            .order;
+        // Without an idempotency key a create is not safe to repeat on
+        // another replica: the client retries it, with a key if it is wise.
+        let retryable = !request.idempotency_key.is_empty();
+        let create = |mut client: Client| {
+            let request = self.timed(request.clone());
+            async move { client.create_order(request).await }
+        };
+        let answer = if retryable {
+            self.replicas.call(create).await
+        } else {
+            self.replicas.call_once(create).await
+        };
+        let order = answer?.into_inner().order;
         OrderView::try_from(order.ok_or_else(|| malformed("no order"))?)
     }
 
@@ -154,9 +171,11 @@ impl PaymentCore for GrpcCore {
             order_id: order_id.to_string(),
         };
         let order = self
-            .payments
-            .clone()
-            .get_order(self.timed(request))
+            .replicas
+            .call(|mut client| {
+                let request = self.timed(request.clone());
+                async move { client.get_order(request).await }
+            })
             .await?
             .into_inner()
             .order;
@@ -169,9 +188,11 @@ impl PaymentCore for GrpcCore {
             after_sequence: 0,
         };
         let events = self
-            .payments
-            .clone()
-            .list_order_events(self.timed(request))
+            .replicas
+            .call(|mut client| {
+                let request = self.timed(request.clone());
+                async move { client.list_order_events(request).await }
+            })
             .await?
             .into_inner()
             .events;
@@ -194,9 +215,11 @@ impl PaymentCore for GrpcCore {
             page_size,
         };
         let page = self
-            .payments
-            .clone()
-            .list_events(self.timed(request))
+            .replicas
+            .call(|mut client| {
+                let request = self.timed(request);
+                async move { client.list_events(request).await }
+            })
             .await?
             .into_inner();
         Ok(EventsPage {
@@ -210,11 +233,14 @@ impl PaymentCore for GrpcCore {
             selector: Some(pb::watch_payments_request::Selector::AllOrders(true)),
             after_sequence,
         };
-        // No deadline: the stream is long-lived.
+        // No deadline: the stream is long-lived. When its replica goes, the
+        // upstream reconnects, and this call moves to the next replica.
         let stream = self
-            .payments
-            .clone()
-            .watch_payments(request)
+            .replicas
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.watch_payments(request).await }
+            })
             .await?
             .into_inner();
         Ok(stream

@@ -180,3 +180,88 @@ async fn gateways_sharing_a_port_with_reuse_port_both_serve_it() {
     }
     panic!("only {seen:?} answered 64 new connections");
 }
+
+#[tokio::test]
+async fn a_gateway_given_several_core_replicas_serves_from_a_live_one_when_the_first_is_gone() {
+    let system = spawn_system().await;
+    // Nothing listens on the first address: a replica that is down.
+    let dead = testkit::free_port();
+    let urls = format!(
+        "http://127.0.0.1:{dead},http://127.0.0.1:{}",
+        system.core_port
+    );
+    let gateway = spawn_gateway(system.core_port, |config| config.payment_core_url = urls).await;
+    let http = reqwest::Client::new();
+    let order = eventually("an order is created through the live replica", || async {
+        let answer = http
+            .post(format!("http://{}/api/orders", gateway.addr))
+            .header("Idempotency-Key", "replica-test")
+            .json(&serde_json::json!({"amount_minor": 300, "currency": "EUR"}))
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 201).then_some(answer)
+    })
+    .await;
+    let order: serde_json::Value = order.json().await.expect("JSON order");
+    let mut stream = gateway
+        .open(order["events_url"].as_str().expect("events_url"), &[])
+        .await;
+    assert_eq!(stream.expect_event_name().await, "created");
+    system
+        .report(
+            order["order_id"].as_str().expect("order_id"),
+            PaymentOutcome::Succeeded,
+            "",
+        )
+        .await;
+    assert_eq!(
+        names(&stream.events_until_end(BOUND).await.expect("ends")),
+        ["succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn killing_the_core_replica_a_gateway_streams_from_costs_the_browser_nothing() {
+    let database = testkit::postgres::TestDatabase::create().await;
+    let start = || {
+        testkit::start_payment_core_on(
+            &database.url,
+            testkit::PROVIDER_SECRET,
+            testkit::free_port(),
+            &[],
+        )
+    };
+    let (mut first, second) = (start(), start());
+    let urls = format!("http://{},http://{}", first.addr, second.addr);
+    let gateway = spawn_gateway(0, |config| config.payment_core_url = urls).await;
+    let http = reqwest::Client::new();
+    let order = create_order(&http, gateway.addr, 900, "replicated").await;
+    let mut stream = gateway.open(&order.events_url, &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+
+    // The gateway's stream (and its first choice for calls) is on `first`.
+    first.kill();
+    for outcome in [PaymentOutcome::Processing, PaymentOutcome::Succeeded] {
+        testkit::report(second.addr, &order.order_id, outcome, "")
+            .await
+            .expect("the other replica takes the report");
+    }
+    let rest = stream.events_until_end(BOUND).await.expect("stream ends");
+    assert_eq!(
+        names(&rest),
+        ["processing", "succeeded"],
+        "the same connection gets the rest once"
+    );
+    // A new checkout goes through too (its first attempt may meet the dead replica).
+    let next = eventually("a new order is created after the kill", || async {
+        let answer = http
+            .post(format!("http://{}/api/orders", gateway.addr))
+            .json(&serde_json::json!({"amount_minor": 100, "currency": "EUR"}))
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 201).then_some(())
+    });
+    next.await;
+}
