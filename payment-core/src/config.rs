@@ -14,7 +14,9 @@ pub struct Config {
         default_value = "0.0.0.0:50051"
     )]
     pub listen: SocketAddr,
-    /// `sqlite://path/to/file.db` (relative) or `sqlite:///absolute/path.db`.
+    /// `sqlite://path/to/file.db` (relative) or `sqlite:///absolute/path.db`
+    /// for one process; `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` for
+    /// several replicas sharing one log.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://payment-core.db")]
     pub database_url: String,
     /// Shared secret the provider signs its reports with (HMAC-SHA256).
@@ -74,27 +76,55 @@ impl Config {
         self.provider_secret == dev::PROVIDER_SECRET
     }
 
-    /// The SQLite file named by `database_url`.
-    pub fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
-        parse_database_url(&self.database_url)
+    /// The store `database_url` names.
+    pub fn database(&self) -> anyhow::Result<Database> {
+        Database::parse(&self.database_url)
     }
 }
 
-fn parse_database_url(url: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let path = path.split('?').next().unwrap_or_default();
-        anyhow::ensure!(!path.is_empty(), "DATABASE_URL `{url}` names no file");
-        return Ok(PathBuf::from(path));
+/// Where the event log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An embedded SQLite file, owned by this one process.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by any number of replicas; the URL as
+    /// given (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`).
+    Postgres(String),
+}
+
+impl Database {
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = path.split('?').next().unwrap_or_default();
+            anyhow::ensure!(!path.is_empty(), "DATABASE_URL `{url}` names no file");
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            url.parse::<tokio_postgres::Config>().map_err(|error| {
+                anyhow::anyhow!("DATABASE_URL is not a PostgreSQL URL: {error}")
+            })?;
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://")
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!(
-            "the PostgreSQL store is not built yet; use a sqlite:// DATABASE_URL (see ARCHITECTURE.md)"
-        );
+
+    /// For logs: the file, or the server and database without the password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => match url.parse::<tokio_postgres::Config>() {
+                Ok(config) => format!(
+                    "postgres://{:?}/{}",
+                    config.get_hosts(),
+                    config.get_dbname().unwrap_or_default()
+                ),
+                Err(_) => "postgres://(unparsable)".into(),
+            },
+        }
     }
-    anyhow::bail!("DATABASE_URL `{url}` is not a sqlite:// URL")
 }
 
 #[cfg(test)]
@@ -102,21 +132,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_urls_name_relative_and_absolute_files() {
+    fn database_urls_name_a_sqlite_file_or_a_postgres_database() {
+        let sqlite = |url| Database::parse(url).ok();
         assert_eq!(
-            parse_database_url("sqlite://data/p.db").unwrap(),
-            PathBuf::from("data/p.db")
+            sqlite("sqlite://data/p.db"),
+            Some(Database::Sqlite(PathBuf::from("data/p.db")))
         );
         assert_eq!(
-            parse_database_url("sqlite:///data/p.db").unwrap(),
-            PathBuf::from("/data/p.db")
+            sqlite("sqlite:///data/p.db"),
+            Some(Database::Sqlite(PathBuf::from("/data/p.db")))
         );
         assert_eq!(
-            parse_database_url("sqlite:p.db?mode=rwc").unwrap(),
-            PathBuf::from("p.db")
+            sqlite("sqlite:p.db?mode=rwc"),
+            Some(Database::Sqlite(PathBuf::from("p.db")))
         );
-        assert!(parse_database_url("postgres://db/payments").is_err());
-        assert!(parse_database_url("mysql://x").is_err());
-        assert!(parse_database_url("sqlite://").is_err());
+        let postgres = "postgres://core:secret@db:5432/payments";
+        assert_eq!(
+            Database::parse(postgres).ok(),
+            Some(Database::Postgres(postgres.into()))
+        );
+        let described = Database::parse(postgres).expect("valid").describe();
+        assert!(!described.contains("secret"), "{described}");
+        assert!(Database::parse("mysql://x").is_err());
+        assert!(Database::parse("sqlite://").is_err());
+        assert!(Database::parse("postgres://db:notaport/p").is_err());
     }
 }

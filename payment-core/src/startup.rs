@@ -10,14 +10,15 @@ use payments_proto::payments::v1::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::{server::NamedService, transport::server::TcpIncoming};
+use tonic_health::ServingStatus;
 
 use crate::{
     clock::Clock,
-    config::Config,
+    config::{Config, Database},
     expiry,
     grpc::{CoreState, PaymentApi, ProviderApi},
-    store::{SqliteStore, Store},
+    store::{PostgresStore, SqliteStore, Store},
 };
 
 /// HTTP/2 pings keep long WatchPayments streams alive through idle-timeout
@@ -41,22 +42,22 @@ impl Application {
                  results. Set a secret of your own before taking real payments."
             );
         }
-        let path = config.sqlite_path()?;
-        let store = SqliteStore::open(&path)
-            .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+        let shutdown = CancellationToken::new();
+        let database = config.database()?;
+        let store = open_store(&database, &shutdown).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         let state = CoreState {
-            store: Arc::new(store) as Arc<dyn Store>,
+            store,
             clock: Clock::system(),
             provider_page_url: config.provider_page_url.trim_end_matches('/').into(),
             order_ttl: config.order_ttl(),
             slow_watcher_timeout: config.slow_watcher_timeout(),
-            shutdown: CancellationToken::new(),
+            shutdown,
         };
-        tracing::info!(%local_addr, database = %path.display(), "payment-core bound");
+        tracing::info!(%local_addr, database = %database.describe(), "payment-core bound");
         Ok(Self {
             listener,
             local_addr,
@@ -97,6 +98,11 @@ impl Application {
             .build_v1alpha()
             .context("building reflection v1alpha")?;
 
+        let store_health = tokio::spawn(report_store_health(
+            state.store.clone(),
+            health.clone(),
+            shutdown.child_token(),
+        ));
         let expiry = tokio::spawn(expiry::run(
             state.store.clone(),
             state.clock,
@@ -133,9 +139,76 @@ impl Application {
             .context("gRPC server failed")?;
         // Also on a server error: stop the background task before returning.
         shutdown.cancel();
-        let _ = expiry.await;
+        let _ = tokio::join!(expiry, store_health);
         tracing::info!("payment-core stopped");
         Ok(())
+    }
+}
+
+/// The store `database` names; a PostgreSQL store's background tasks end
+/// with `shutdown`.
+async fn open_store(
+    database: &Database,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(
+            SqliteStore::open(path)
+                .with_context(|| format!("opening the SQLite store at {}", path.display()))?,
+        ),
+        Database::Postgres(url) => Arc::new(
+            PostgresStore::connect(url, shutdown.child_token())
+                .await
+                .with_context(|| {
+                    format!("opening the PostgreSQL store at {}", database.describe())
+                })?,
+        ),
+    })
+}
+
+/// How often the store is probed for the health service.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the health service true to the store: NOT_SERVING while the store
+/// cannot be read (a replica cut off from PostgreSQL acknowledges nothing,
+/// so load balancers and gateways should go elsewhere), SERVING again once
+/// it can. Shutdown's NOT_SERVING is the drain's, set elsewhere.
+async fn report_store_health(
+    store: Arc<dyn Store>,
+    health: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    let mut serving = true;
+    let mut probe = tokio::time::interval(STORE_PROBE_INTERVAL);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = probe.tick() => {}
+        }
+        let reachable = tokio::time::timeout(STORE_PROBE_INTERVAL, store.head_sequence())
+            .await
+            .is_ok_and(|head| head.is_ok());
+        if reachable == serving || shutdown.is_cancelled() {
+            continue;
+        }
+        serving = reachable;
+        if serving {
+            tracing::info!("the store answers again; serving");
+        } else {
+            tracing::error!("the store does not answer; not serving until it does");
+        }
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for service in [
+            <PaymentServiceServer<PaymentApi> as NamedService>::NAME,
+            <ProviderServiceServer<ProviderApi> as NamedService>::NAME,
+        ] {
+            health.set_service_status(service, status).await;
+        }
     }
 }
 

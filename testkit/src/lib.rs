@@ -7,9 +7,11 @@
 //! - [`eventually`]: the one way tests wait for something to become true.
 //! - [`report`]: a provider report to payment-core, signed now with
 //!   [`PROVIDER_SECRET`], the secret every test system shares.
+//! - [`postgres`]: a fresh database per test on a real PostgreSQL server.
 //! - [`sse`]: a minimal SSE client over a raw TCP socket that keeps every
 //!   byte the server sent, for checking the framing itself.
 
+pub mod postgres;
 pub mod sse;
 
 use std::future::Future;
@@ -110,10 +112,26 @@ pub fn start_payment_core_with(
     port: u16,
     extra: &[(&str, String)],
 ) -> Process {
+    start_payment_core_on(
+        &format!("sqlite://{}", database.display()),
+        secret,
+        port,
+        extra,
+    )
+}
+
+/// payment-core on `port` over the store `database_url` names (a
+/// PostgreSQL database shared by several replicas, say).
+pub fn start_payment_core_on(
+    database_url: &str,
+    secret: &str,
+    port: u16,
+    extra: &[(&str, String)],
+) -> Process {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut env = vec![
         ("PAYMENT_CORE_LISTEN", addr.to_string()),
-        ("DATABASE_URL", format!("sqlite://{}", database.display())),
+        ("DATABASE_URL", database_url.to_owned()),
         ("PROVIDER_SECRET", secret.to_owned()),
         ("PROVIDER_PAGE_URL", "http://127.0.0.1:1/pay".to_owned()),
     ];

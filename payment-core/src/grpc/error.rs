@@ -25,6 +25,8 @@ pub enum ApiError {
     Unauthenticated(#[from] SignatureError),
     #[error("server is shutting down")]
     Unavailable,
+    #[error("database unavailable: {0}")]
+    StoreUnavailable(String),
     #[error("store failure: {0}")]
     Internal(String),
 }
@@ -36,6 +38,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(conflict) => Self::Conflict(conflict),
             StoreError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             StoreError::Closed => Self::Unavailable,
+            StoreError::Unavailable(cause) => Self::StoreUnavailable(cause),
             StoreError::Database(cause) => Self::Internal(cause),
         }
     }
@@ -60,6 +63,11 @@ impl From<ApiError> for Status {
                 Status::unauthenticated("missing or invalid provider signature")
             }
             ApiError::Unavailable => Status::unavailable("server is shutting down; retry"),
+            ApiError::StoreUnavailable(cause) => {
+                tracing::error!(%cause, "database unavailable");
+                // UNAVAILABLE: clients retry, or move to another replica.
+                Status::unavailable("the payment database is unreachable; retry")
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 Status::internal("internal error")

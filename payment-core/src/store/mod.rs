@@ -1,10 +1,10 @@
 //! The event store: orders, their append-only event log, and live fan-out of
 //! new events to watchers in this process.
 //!
-//! [`Store`] is the whole interface the service needs, so a PostgreSQL
-//! implementation for several replicas can sit beside [`SqliteStore`]
-//! without touching the gRPC layer (ARCHITECTURE.md says how sequences and
-//! fan-out work across processes).
+//! [`Store`] is the whole interface the service needs. [`SqliteStore`] is
+//! the embedded default, one process per file; [`PostgresStore`] is for any
+//! number of replicas sharing one database (its module says how sequences
+//! and fan-out work across processes).
 //!
 //! Invariants every implementation keeps:
 //! - a status change and its event are written in one transaction, and the
@@ -14,12 +14,15 @@
 //! - [`Store::subscribe`] delivers committed events in sequence order;
 //! - a write is acknowledged only once it is durable.
 
+mod columns;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+pub use postgres::{FOLLOWER_APPLICATION_NAME, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
@@ -36,6 +39,11 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("store is shut down")]
     Closed,
+    /// The database cannot be reached now (connection refused or lost,
+    /// server restarting, a statement timed out): the caller may retry,
+    /// here or on another replica.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(String),
 }
@@ -76,8 +84,10 @@ pub trait Store: Send + Sync + 'static {
     async fn head_sequence(&self) -> Result<u64, StoreError>;
     /// Orders still CREATED or PROCESSING whose `expires_at` <= `now`.
     async fn due_for_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<OrderId>, StoreError>;
-    /// Live events committed after this call, in sequence order. A receiver
-    /// that falls behind gets `Lagged` and must re-read from
+    /// Live events, in sequence order, from about now: at least every event
+    /// committed after this call (PostgreSQL may also repeat a few committed
+    /// just before it, which readers skip by sequence). A receiver that
+    /// falls behind gets `Lagged` and must re-read from
     /// [`Store::events_after`]; the log, not the channel, is the truth.
     fn subscribe(&self) -> broadcast::Receiver<Arc<PaymentEvent>>;
 }

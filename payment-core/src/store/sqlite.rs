@@ -27,13 +27,16 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, types::FromSql};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{Applied, Created, Store, StoreError};
+use super::{
+    Applied, Created, Store, StoreError,
+    columns::{Columns, event_from_row, order_from_row, order_id_from_row},
+};
 use crate::domain::{
-    Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, NewOrder, Order,
-    OrderId, OrderStatus, PaymentEvent, ProviderReference, Reason, Scope, StatusChange, Timestamp,
+    Decision, IdempotencyKey, NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange,
+    Timestamp,
 };
 
 /// Commands waiting for the writer. 1024 absorbs bursts well beyond what one
@@ -216,7 +219,7 @@ impl Store for SqliteStore {
                 conn.prepare_cached(&format!(
                     "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"
                 ))?
-                .query_row([id.to_string()], order_from_row)
+                .query_row([id.to_string()], |row| order_from_row(row))
                 .optional()
             })
             .await
@@ -241,14 +244,14 @@ impl Store for SqliteStore {
                         "SELECT {EVENT_COLUMNS} FROM events e JOIN orders o ON o.order_id = e.order_id \
                          WHERE e.order_id = ?1 AND e.sequence > ?2 ORDER BY e.sequence LIMIT ?3"
                     ))?
-                    .query_map(params![id.to_string(), after, limit], event_from_row)?
+                    .query_map(params![id.to_string(), after, limit], |row| event_from_row(row))?
                     .collect(),
                 Scope::AllOrders => conn
                     .prepare_cached(&format!(
                         "SELECT {EVENT_COLUMNS} FROM events e JOIN orders o ON o.order_id = e.order_id \
                          WHERE e.sequence > ?1 ORDER BY e.sequence LIMIT ?2"
                     ))?
-                    .query_map(params![after, limit], event_from_row)?
+                    .query_map(params![after, limit], |row| event_from_row(row))?
                     .collect(),
             })
             .await
@@ -268,11 +271,7 @@ impl Store for SqliteStore {
         self.readers
             .read(move |conn| {
                 conn.prepare_cached(DUE_FOR_EXPIRY)?
-                    .query_map(params![now.0, limit], |row| {
-                        parsed(row, "order_id", |raw: String| {
-                            OrderId::parse("order_id", &raw).ok()
-                        })
-                    })?
+                    .query_map(params![now.0, limit], |row| order_id_from_row(row))?
                     .collect()
             })
             .await
@@ -478,7 +477,10 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
             .prepare_cached(&format!(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = ?1"
             ))
-            .and_then(|mut stmt| stmt.query_row([key.as_str()], order_from_row).optional())
+            .and_then(|mut stmt| {
+                stmt.query_row([key.as_str()], |row| order_from_row(row))
+                    .optional()
+            })
             .map_err(db)?;
         if let Some(order) = existing {
             return if order.same_request_as(new) {
@@ -522,7 +524,10 @@ fn apply(
         .prepare_cached(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"
         ))
-        .and_then(|mut stmt| stmt.query_row([id.to_string()], order_from_row).optional())
+        .and_then(|mut stmt| {
+            stmt.query_row([id.to_string()], |row| order_from_row(row))
+                .optional()
+        })
         .map_err(db)?
         .ok_or(StoreError::NotFound)?;
     match order.status.decide(change.target)? {
@@ -570,74 +575,37 @@ fn append_event(tx: &rusqlite::Transaction<'_>, order: &Order) -> Result<u64, St
     Ok(tx.last_insert_rowid() as u64)
 }
 
-/// Reads column `name` and parses it into its domain type. The store only
-/// writes parsed values, so a value that does not parse means the file was
-/// changed behind its back: that is a conversion failure of the column.
-fn parsed<S: FromSql, T>(
-    row: &Row<'_>,
-    name: &str,
-    parse: impl FnOnce(S) -> Option<T>,
-) -> rusqlite::Result<T> {
-    let index = row.as_ref().column_index(name)?;
-    let data_type = row.get_ref(index)?.data_type();
-    parse(row.get(index)?).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            data_type,
-            format!("stored {name} is invalid").into(),
-        )
-    })
-}
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
 
-/// An order from a row with the columns of `orders` (or [`EVENT_COLUMNS`]).
-fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
-    Ok(Order {
-        id: parsed(row, "order_id", |raw: String| {
-            OrderId::parse("order_id", &raw).ok()
-        })?,
-        status: parsed(row, "status", |raw: String| OrderStatus::from_str_opt(&raw))?,
-        amount: parsed(row, "amount_minor", |minor| {
-            Amount::parse("amount_minor", minor).ok()
-        })?,
-        currency: parsed(row, "currency", |raw: String| {
-            Currency::parse("currency", &raw).ok()
-        })?,
-        description: parsed(row, "description", |raw: String| {
-            Description::parse("description", &raw).ok()
-        })?,
-        client_secret: ClientSecret::from_stored(row.get("client_secret")?),
-        idempotency_key: parsed(row, "idempotency_key", |raw: Option<String>| match raw {
-            None => Some(None),
-            Some(key) => IdempotencyKey::parse("idempotency_key", &key)
-                .ok()
-                .flatten()
-                .map(Some),
-        })?,
-        created_at: Timestamp(row.get("created_at")?),
-        updated_at: Timestamp(row.get("updated_at")?),
-        expires_at: Timestamp(row.get("expires_at")?),
-        reason: parsed(row, "reason", |raw: String| {
-            Reason::parse("reason", &raw).ok()
-        })?,
-        provider_reference: parsed(row, "provider_reference", |raw: String| {
-            ProviderReference::parse("provider_reference", &raw).ok()
-        })?,
-    })
-}
+    fn text(&self, name: &str) -> rusqlite::Result<String> {
+        self.get(name)
+    }
 
-/// An event from a row with [`EVENT_COLUMNS`].
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentEvent> {
-    Ok(PaymentEvent {
-        sequence: parsed(row, "sequence", |sequence: i64| {
-            u64::try_from(sequence).ok()
-        })?,
-        order: order_from_row(row)?,
-    })
+    fn optional_text(&self, name: &str) -> rusqlite::Result<Option<String>> {
+        self.get(name)
+    }
+
+    fn integer(&self, name: &str) -> rusqlite::Result<i64> {
+        self.get(name)
+    }
+
+    fn corrupt(&self, name: &str) -> rusqlite::Error {
+        match self.as_ref().column_index(name) {
+            Ok(index) => rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                format!("stored {name} is invalid").into(),
+            ),
+            Err(error) => error,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::OrderStatus;
 
     #[test]
     fn the_open_statuses_written_in_the_sql_are_those_the_state_machine_can_leave() {

@@ -3,11 +3,16 @@
 //!
 //! - `orders`: the unary RPCs, signed reports and the state machine's answers;
 //! - `watch`: WatchPayments streams: history then live, resume, shutdown;
-//! - `store`: the store and watcher under stress, restart and expiry;
+//! - `store`: the store and watcher under stress, restart and expiry, on
+//!   both backends (SQLite, PostgreSQL);
+//! - `postgres`: several PostgreSQL-store replicas on one database;
+//! - `replicas`: several payment-core binaries on one PostgreSQL database;
 //! - `grpcurl`: the built binary driven by grpcurl, SIGTERM and kill -9.
 
 mod grpcurl;
 mod helpers;
 mod orders;
+mod postgres;
+mod replicas;
 mod store;
 mod watch;

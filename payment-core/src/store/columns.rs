@@ -1,0 +1,90 @@
+//! Reading an order and an event back from a row, the same way for both
+//! stores: the columns are read by name through [`Columns`], which each
+//! store implements for its row type, and parsed into domain types here.
+//!
+//! The stores only write parsed values, so a value that does not parse
+//! means the database was changed behind the store's back: it is reported
+//! as a corrupt column, never passed on.
+
+use crate::domain::{
+    Amount, ClientSecret, Currency, Description, IdempotencyKey, Order, OrderId, OrderStatus,
+    PaymentEvent, ProviderReference, Reason, Timestamp,
+};
+
+/// A row whose columns can be read by name.
+pub(super) trait Columns {
+    type Error;
+    fn text(&self, name: &str) -> Result<String, Self::Error>;
+    fn optional_text(&self, name: &str) -> Result<Option<String>, Self::Error>;
+    fn integer(&self, name: &str) -> Result<i64, Self::Error>;
+    /// The error for a column holding a value the store never writes.
+    fn corrupt(&self, name: &str) -> Self::Error;
+}
+
+fn parsed<R: Columns, T>(row: &R, name: &str, value: Result<T, impl Sized>) -> Result<T, R::Error> {
+    value.map_err(|_| row.corrupt(name))
+}
+
+fn text<R: Columns, T, E>(
+    row: &R,
+    name: &'static str,
+    parse: impl FnOnce(&'static str, &str) -> Result<T, E>,
+) -> Result<T, R::Error> {
+    let raw = row.text(name)?;
+    parsed(row, name, parse(name, &raw))
+}
+
+/// The `order_id` column of a row.
+pub(super) fn order_id_from_row<R: Columns>(row: &R) -> Result<OrderId, R::Error> {
+    text(row, "order_id", OrderId::parse)
+}
+
+/// The `sequence` column of a row.
+pub(super) fn sequence_from_row<R: Columns>(row: &R) -> Result<u64, R::Error> {
+    let sequence = row.integer("sequence")?;
+    parsed(row, "sequence", u64::try_from(sequence))
+}
+
+/// An order from a row with the columns of `orders` (or an event row that
+/// names its columns like them).
+pub(super) fn order_from_row<R: Columns>(row: &R) -> Result<Order, R::Error> {
+    let status = row.text("status")?;
+    let idempotency_key = match row.optional_text("idempotency_key")? {
+        None => None,
+        Some(key) => Some(parsed(
+            row,
+            "idempotency_key",
+            IdempotencyKey::parse("idempotency_key", &key)
+                .ok()
+                .flatten()
+                .ok_or(()),
+        )?),
+    };
+    Ok(Order {
+        id: order_id_from_row(row)?,
+        status: parsed(row, "status", OrderStatus::from_str_opt(&status).ok_or(()))?,
+        amount: parsed(
+            row,
+            "amount_minor",
+            Amount::parse("amount_minor", row.integer("amount_minor")?),
+        )?,
+        currency: text(row, "currency", Currency::parse)?,
+        description: text(row, "description", Description::parse)?,
+        client_secret: ClientSecret::from_stored(row.text("client_secret")?),
+        idempotency_key,
+        created_at: Timestamp(row.integer("created_at")?),
+        updated_at: Timestamp(row.integer("updated_at")?),
+        expires_at: Timestamp(row.integer("expires_at")?),
+        reason: text(row, "reason", Reason::parse)?,
+        provider_reference: text(row, "provider_reference", ProviderReference::parse)?,
+    })
+}
+
+/// An event from a row of the event columns: `sequence`, and the order as
+/// of the event under the order's column names.
+pub(super) fn event_from_row<R: Columns>(row: &R) -> Result<PaymentEvent, R::Error> {
+    Ok(PaymentEvent {
+        sequence: sequence_from_row(row)?,
+        order: order_from_row(row)?,
+    })
+}
