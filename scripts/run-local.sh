@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
-# Runs the whole system on this machine with the embedded defaults:
-# payment-core (SQLite in ./data), mock-provider and one sse-gateway.
-# Ctrl-C stops all three. Settings come from the environment (see README).
+# Runs the whole system on this machine.
+#
+#   scripts/run-local.sh             embedded defaults: one payment-core on
+#                                    SQLite (./data), mock-provider, one gateway
+#   scripts/run-local.sh --postgres  two payment-core replicas sharing one
+#                                    PostgreSQL log; the gateway and the
+#                                    provider use both. Uses DATABASE_URL if it
+#                                    is a postgres:// URL, otherwise starts a
+#                                    throwaway server (Debian's postgresql) in
+#                                    a temp dir, removed on exit.
+#
+# Ctrl-C stops everything. Settings come from the environment (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+postgres=false
+case "${1:-}" in
+  "") ;;
+  --postgres) postgres=true ;;
+  *) sed -n '2,13p' "$0" >&2; exit 64 ;;
+esac
 
 PROFILE=${PROFILE:-debug}
 cargo_flags=()
@@ -12,28 +28,66 @@ echo "building (profile: $PROFILE)..." >&2
 cargo build "${cargo_flags[@]}" -p payment-core -p mock-provider -p sse-gateway
 bin="target/$PROFILE"
 
-mkdir -p data
-export DATABASE_URL=${DATABASE_URL:-sqlite://data/payment-core.db}
 export PAYMENT_CORE_LISTEN=${PAYMENT_CORE_LISTEN:-127.0.0.1:50051}
 export PROVIDER_LISTEN=${PROVIDER_LISTEN:-127.0.0.1:8081}
 export GATEWAY_LISTEN=${GATEWAY_LISTEN:-127.0.0.1:8080}
-export PAYMENT_CORE_URL=${PAYMENT_CORE_URL:-http://${PAYMENT_CORE_LISTEN}}
 export PROVIDER_PAGE_URL=${PROVIDER_PAGE_URL:-http://localhost:${PROVIDER_LISTEN##*:}/pay}
 export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
+SECOND_CORE_LISTEN=${SECOND_CORE_LISTEN:-127.0.0.1:50052}
 
 pids=()
+pg_dir=""
 stop() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "$pg_dir" ]; then
+    as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+  fi
 }
 trap stop INT TERM EXIT
 
-"$bin/payment-core" & pids+=($!)
-for _ in $(seq 1 100); do "$bin/payment-core" healthcheck 2>/dev/null && break; sleep 0.1; done
+# initdb refuses to run as root: as root, run the server as Debian's postgres user.
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_throwaway_postgres() {
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$pg_bin/initdb" ] || { echo "no PostgreSQL server found: apt-get install postgresql, or set DATABASE_URL=postgres://..." >&2; exit 1; }
+  pg_dir=$(mktemp -d /tmp/payments-pg.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
+  local port=${PG_PORT:-55432}
+  as_postgres "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust >/dev/null
+  as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+    -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
+  as_postgres "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U postgres payments
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/payments"
+  echo "throwaway PostgreSQL on 127.0.0.1:$port (removed on exit)" >&2
+}
+
+wait_healthy() { for _ in $(seq 1 150); do "$@" healthcheck 2>/dev/null && return; sleep 0.1; done; }
+
+if $postgres; then
+  case "${DATABASE_URL:-}" in postgres://*|postgresql://*) ;; *) start_throwaway_postgres ;; esac
+  export PAYMENT_CORE_URL=${PAYMENT_CORE_URL:-http://${PAYMENT_CORE_LISTEN},http://${SECOND_CORE_LISTEN}}
+  "$bin/payment-core" & pids+=($!)
+  PAYMENT_CORE_LISTEN=$SECOND_CORE_LISTEN "$bin/payment-core" & pids+=($!)
+  wait_healthy "$bin/payment-core"
+  PAYMENT_CORE_LISTEN=$SECOND_CORE_LISTEN wait_healthy "$bin/payment-core"
+  where="the PostgreSQL database ${DATABASE_URL##*@}, shared by the replicas on ${PAYMENT_CORE_LISTEN} and ${SECOND_CORE_LISTEN}"
+else
+  mkdir -p data
+  export DATABASE_URL=${DATABASE_URL:-sqlite://data/payment-core.db}
+  export PAYMENT_CORE_URL=${PAYMENT_CORE_URL:-http://${PAYMENT_CORE_LISTEN}}
+  "$bin/payment-core" & pids+=($!)
+  wait_healthy "$bin/payment-core"
+  where="${DATABASE_URL#sqlite://}"
+fi
 "$bin/mock-provider" & pids+=($!)
 "$bin/sse-gateway" & pids+=($!)
-for _ in $(seq 1 100); do "$bin/sse-gateway" healthcheck 2>/dev/null && break; sleep 0.1; done
+wait_healthy "$bin/sse-gateway"
 
 cat >&2 <<MSG
 
@@ -42,8 +96,9 @@ cat >&2 <<MSG
   Provider:   ${PROVIDER_PAGE_URL}/<order id>   (opened by the checkout as a popup)
   gRPC:       grpcurl -plaintext ${PAYMENT_CORE_LISTEN} list
 
-  Ctrl-C stops everything. Orders are kept in ${DATABASE_URL#sqlite://}.
+  Ctrl-C stops everything. Orders are kept in ${where}.
 
 MSG
-# Stop everything as soon as any one service exits.
-wait -n "${pids[@]}"
+# Stop everything as soon as any one service exits (with --postgres, a
+# killed replica is the exception: the other one carries on).
+if $postgres; then wait -n "${pids[@]:2}"; else wait -n "${pids[@]}"; fi
