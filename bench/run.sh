@@ -12,7 +12,8 @@
 # sse-gateway and loadgen), OUT_DIR (default bench/results), LOADGEN_ARGS
 # (extra loadgen flags), PERF=1 (record a cpu-clock profile of the gateway
 # and the core during the run into OUT_DIR/perf), KEEP=1 (keep the temp dir),
-# GW_WRAP / CORE_WRAP (a command prefix for the gateway / core, e.g.
+# CORE_DATABASE_URL (the core's store instead of a fresh SQLite file, e.g. an
+# empty PostgreSQL database), GW_WRAP / CORE_WRAP (a command prefix for the gateway / core, e.g.
 # "valgrind --tool=massif --massif-out-file=/tmp/gw.massif"), PROCESSES=K
 # (K gateway processes sharing the port with GATEWAY_REUSE_PORT, or K nginx
 # workers with `reuseport`; default 1; needed past one process's fd cap).
@@ -86,7 +87,7 @@ for target in $targets; do
   procs=""; (( PROCESSES > 1 )) && procs="-x$PROCESSES"
   label="$mode-$n${rate:+-$rate}${w:+-w$w}$procs-$target"
   if [[ $target == gateway ]]; then
-    PAYMENT_CORE_LISTEN=$CORE_ADDR DATABASE_URL="sqlite://$RUN/core.db" PROVIDER_SECRET=$SECRET \
+    PAYMENT_CORE_LISTEN=$CORE_ADDR DATABASE_URL="${CORE_DATABASE_URL:-sqlite://$RUN/core.db}" PROVIDER_SECRET=$SECRET \
       ORDER_TTL_SECS=3600 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
       ${CORE_WRAP:-} "$BIN_DIR/payment-core" >"$RUN/core.log" 2>&1 &
     core_pid=$!; PIDS+=("$core_pid")
