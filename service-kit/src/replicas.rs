@@ -53,14 +53,6 @@ impl<C: Clone> Replicas<C> {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
-    }
-
     /// Runs `call` on the preferred replica only, for calls that are not
     /// safe to repeat; an UNAVAILABLE answer still moves the next call on.
     pub async fn call_once<T, F, Fut>(&self, call: F) -> Result<T, Status>

@@ -1,7 +1,8 @@
 //! The gateway's own types, parsed once at the edge: order ids, statuses,
 //! orders as the JSON API shows them, and events rendered once for
-//! `text/event-stream`. No protobuf message reaches this module:
-//! [`crate::payment_core`] converts them into these.
+//! `text/event-stream`. No protobuf message reaches this module: the
+//! gRPC edge (the `payment_core` module, which uses this one) converts them
+//! into these.
 
 use std::fmt;
 

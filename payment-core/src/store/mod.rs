@@ -66,6 +66,19 @@ pub enum Applied {
     Unchanged(Order),
 }
 
+/// The SQL condition "the order can still change", as both stores' schemas
+/// and expiry queries must spell it: the statuses the state machine can
+/// leave. Their tests check their SQL contains it.
+#[cfg(test)]
+fn open_statuses_condition() -> String {
+    let open: Vec<String> = crate::domain::OrderStatus::ALL
+        .into_iter()
+        .filter(|status| !status.is_terminal())
+        .map(|status| format!("'{status}'"))
+        .collect();
+    format!("status IN ({})", open.join(", "))
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn create_order(&self, new: NewOrder) -> Result<Created, StoreError>;

@@ -605,16 +605,10 @@ impl Columns for Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::OrderStatus;
 
     #[test]
     fn the_open_statuses_written_in_the_sql_are_those_the_state_machine_can_leave() {
-        let open: Vec<String> = OrderStatus::ALL
-            .into_iter()
-            .filter(|status| !status.is_terminal())
-            .map(|status| format!("'{status}'"))
-            .collect();
-        let condition = format!("status IN ({})", open.join(", "));
+        let condition = super::super::open_statuses_condition();
         assert!(SCHEMA.contains(&condition), "index: {condition}");
         assert!(DUE_FOR_EXPIRY.contains(&condition), "query: {condition}");
     }
