@@ -26,7 +26,7 @@ cargo_flags=()
 [ "$PROFILE" = release ] && cargo_flags+=(--release)
 echo "building (profile: $PROFILE)..." >&2
 cargo build "${cargo_flags[@]}" -p payment-core -p mock-provider -p sse-gateway
-bin="target/$PROFILE"
+bin="${CARGO_TARGET_DIR:-target}/$PROFILE"
 
 export PAYMENT_CORE_LISTEN=${PAYMENT_CORE_LISTEN:-127.0.0.1:50051}
 export PROVIDER_LISTEN=${PROVIDER_LISTEN:-127.0.0.1:8081}
