@@ -1,8 +1,8 @@
 //! Orders and the events that record their changes.
 
 use super::{
-    Amount, ClientSecret, Currency, Description, IdempotencyKey, OrderId, OrderStatus,
-    ProviderReference, Reason, Timestamp,
+    Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, OrderId, OrderStatus,
+    ProviderReference, Reason, StatusConflict, Timestamp,
 };
 
 /// An order as stored.
@@ -28,6 +28,23 @@ impl Order {
         self.amount == new.amount
             && self.currency == new.currency
             && self.description == new.description
+    }
+
+    /// Makes `change` if the state machine allows it. On [`Decision::Move`]
+    /// the order takes the new status and reason, and the new reference if
+    /// one is given; on [`Decision::AlreadyThere`] it is left as it was.
+    /// `updated_at` never goes backwards, even if a replica's clock does.
+    pub fn change(&mut self, change: &StatusChange) -> Result<Decision, StatusConflict> {
+        let decision = self.status.decide(change.target)?;
+        if decision == Decision::Move {
+            self.status = change.target;
+            self.reason = change.reason.clone();
+            if let Some(reference) = &change.provider_reference {
+                self.provider_reference = reference.clone();
+            }
+            self.updated_at = change.at.max(self.updated_at);
+        }
+        Ok(decision)
     }
 }
 
@@ -105,5 +122,77 @@ impl Scope {
             Scope::Order(id) => event.order.id == *id,
             Scope::AllOrders => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order_updated_at(updated_at: i64) -> Order {
+        let mut order = NewOrder {
+            id: OrderId::new_random(),
+            amount: Amount::parse("amount_minor", 100).unwrap(),
+            currency: Currency::parse("currency", "EUR").unwrap(),
+            description: Description::parse("description", "tea").unwrap(),
+            idempotency_key: None,
+            client_secret: ClientSecret::generate(),
+            created_at: Timestamp(updated_at),
+            expires_at: Timestamp(updated_at + 60_000),
+        }
+        .into_order();
+        order.provider_reference = ProviderReference::parse("ref", "first").unwrap();
+        order
+    }
+
+    fn to(target: OrderStatus, at: i64, reference: Option<&str>) -> StatusChange {
+        StatusChange {
+            target,
+            reason: Reason::parse("reason", "why").unwrap(),
+            provider_reference: reference.map(|r| ProviderReference::parse("ref", r).unwrap()),
+            at: Timestamp(at),
+        }
+    }
+
+    #[test]
+    fn a_move_takes_the_new_status_reason_and_reference_and_keeps_the_old_reference_when_none_is_given()
+     {
+        let mut order = order_updated_at(1_000);
+        let moved = order.change(&to(OrderStatus::Processing, 2_000, None));
+        assert_eq!(moved, Ok(Decision::Move));
+        assert_eq!(order.status, OrderStatus::Processing);
+        assert_eq!(order.reason.as_str(), "why");
+        assert_eq!(order.provider_reference.as_str(), "first");
+        assert_eq!(order.updated_at, Timestamp(2_000));
+        order
+            .change(&to(OrderStatus::Succeeded, 3_000, Some("second")))
+            .unwrap();
+        assert_eq!(order.provider_reference.as_str(), "second");
+    }
+
+    #[test]
+    fn updated_at_never_goes_backwards_when_the_changing_clock_is_behind() {
+        let mut order = order_updated_at(5_000);
+        order
+            .change(&to(OrderStatus::Succeeded, 4_000, None))
+            .unwrap();
+        assert_eq!(order.updated_at, Timestamp(5_000));
+    }
+
+    #[test]
+    fn a_refused_or_repeated_change_leaves_the_order_as_it_was() {
+        let mut order = order_updated_at(1_000);
+        order.change(&to(OrderStatus::Failed, 2_000, None)).unwrap();
+        let before = order.clone();
+        assert!(
+            order
+                .change(&to(OrderStatus::Succeeded, 3_000, Some("x")))
+                .is_err()
+        );
+        assert_eq!(
+            order.change(&to(OrderStatus::Failed, 4_000, Some("y"))),
+            Ok(Decision::AlreadyThere)
+        );
+        assert_eq!(order, before);
     }
 }

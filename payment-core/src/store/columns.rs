@@ -11,6 +11,20 @@ use crate::domain::{
     PaymentEvent, ProviderReference, Reason, Timestamp,
 };
 
+/// An event joined with its order (`events e JOIN orders o`), named like the
+/// order's columns so that [`order_from_row`] reads it: the order as of the
+/// event. Its status, reason and reference are the event's, and its
+/// `updated_at` is the event's `occurred_at`.
+pub(super) const EVENT_COLUMNS: &str = "e.sequence AS sequence, e.status AS status, e.reason AS reason, \
+     e.provider_reference AS provider_reference, e.occurred_at AS updated_at, \
+     o.order_id AS order_id, o.amount_minor AS amount_minor, o.currency AS currency, \
+     o.description AS description, o.client_secret AS client_secret, \
+     o.idempotency_key AS idempotency_key, o.created_at AS created_at, o.expires_at AS expires_at";
+/// Every column of `orders`, in the order both stores bind them when they
+/// insert an order.
+pub(super) const ORDER_COLUMNS: &str = "order_id, amount_minor, currency, description, client_secret, \
+     idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference";
+
 /// A row whose columns can be read by name.
 pub(super) trait Columns {
     type Error;

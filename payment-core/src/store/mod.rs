@@ -14,6 +14,7 @@
 //! - [`Store::subscribe`] delivers committed events in sequence order;
 //! - a write is acknowledged only once it is durable.
 
+mod batch;
 mod columns;
 mod postgres;
 mod sqlite;
@@ -29,7 +30,7 @@ use crate::domain::{
     NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, StatusConflict, Timestamp,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("order not found")]
     NotFound,

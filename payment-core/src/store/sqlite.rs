@@ -28,24 +28,20 @@ use std::{
 };
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
 use super::{
     Applied, Created, Store, StoreError,
-    columns::{Columns, event_from_row, order_from_row, order_id_from_row},
+    batch::{MAX_BATCH, Outcome, WriteCommand, WriteQueue, answer, fail, take_queued},
+    columns::{
+        Columns, EVENT_COLUMNS, ORDER_COLUMNS, event_from_row, order_from_row, order_id_from_row,
+    },
 };
 use crate::domain::{
     Decision, IdempotencyKey, NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange,
     Timestamp,
 };
 
-/// Commands waiting for the writer. 1024 absorbs bursts well beyond what one
-/// batch commits; when it is full, callers wait in `send`, which pushes back
-/// on the gRPC handlers instead of growing memory.
-const WRITE_QUEUE: usize = 1024;
-/// Most commands committed in one transaction: bounds the latency of the
-/// first caller in a batch and the size of a rolled-back batch.
-const MAX_BATCH: usize = 256;
 /// Live events kept for receivers that fall behind. A receiver further
 /// behind than this gets `Lagged` and re-reads from the log, so the size only
 /// trades memory for how often slow watchers touch the database.
@@ -96,33 +92,9 @@ CREATE TRIGGER IF NOT EXISTS events_are_append_only_delete BEFORE DELETE ON even
 /// index's, so SQLite uses the index.
 const DUE_FOR_EXPIRY: &str = "SELECT order_id FROM orders WHERE status IN ('created', 'processing') \
      AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
-/// An event joined with its order, named like the order's columns so that
-/// [`order_from_row`] reads it: the order as of the event. Its status,
-/// reason and reference are the event's, and its `updated_at` is the
-/// event's `occurred_at`.
-const EVENT_COLUMNS: &str = "e.sequence AS sequence, e.status AS status, e.reason AS reason, \
-     e.provider_reference AS provider_reference, e.occurred_at AS updated_at, \
-     o.order_id AS order_id, o.amount_minor AS amount_minor, o.currency AS currency, \
-     o.description AS description, o.client_secret AS client_secret, \
-     o.idempotency_key AS idempotency_key, o.created_at AS created_at, o.expires_at AS expires_at";
-/// Every column of `orders`, in the order [`create`] binds them.
-const ORDER_COLUMNS: &str = "order_id, amount_minor, currency, description, client_secret, \
-     idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference";
-
-enum WriteCommand {
-    Create {
-        new: NewOrder,
-        reply: oneshot::Sender<Result<Created, StoreError>>,
-    },
-    Apply {
-        id: OrderId,
-        change: StatusChange,
-        reply: oneshot::Sender<Result<Applied, StoreError>>,
-    },
-}
 
 pub struct SqliteStore {
-    writer: mpsc::Sender<WriteCommand>,
+    writer: WriteQueue,
     readers: Arc<ReaderPool>,
     live: broadcast::Sender<Arc<PaymentEvent>>,
     /// Dropping it ends the checkpoint thread.
@@ -166,7 +138,7 @@ impl SqliteStore {
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
 
-        let (writer, commands) = mpsc::channel(WRITE_QUEUE);
+        let (writer, commands) = WriteQueue::new();
         let (live, _) = broadcast::channel(live_capacity.max(1));
         let publisher = live.clone();
         std::thread::Builder::new()
@@ -192,25 +164,12 @@ impl SqliteStore {
             _lock: lock,
         })
     }
-
-    async fn write<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteCommand,
-    ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(command(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_order(&self, new: NewOrder) -> Result<Created, StoreError> {
-        self.write(|reply| WriteCommand::Create { new, reply })
-            .await
+        self.writer.create(new).await
     }
 
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -226,8 +185,7 @@ impl Store for SqliteStore {
     }
 
     async fn apply(&self, id: OrderId, change: StatusChange) -> Result<Applied, StoreError> {
-        self.write(|reply| WriteCommand::Apply { id, change, reply })
-            .await
+        self.writer.apply(id, change).await
     }
 
     async fn events_after(
@@ -379,38 +337,10 @@ fn run_writer(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = commands.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match commands.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
-            }
-        }
+        take_queued(&mut commands, &mut batch);
         commit_batch(&mut conn, &mut batch, &live);
     }
     tracing::debug!("sqlite writer stopped");
-}
-
-enum Outcome {
-    Created(Result<Created, StoreError>),
-    Applied(Result<Applied, StoreError>),
-}
-
-impl Outcome {
-    fn database_error(&self) -> Option<&StoreError> {
-        match self {
-            Outcome::Created(Err(e @ StoreError::Database(_)))
-            | Outcome::Applied(Err(e @ StoreError::Database(_))) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn event(&self) -> Option<&PaymentEvent> {
-        match self {
-            Outcome::Created(Ok(Created::New(event)))
-            | Outcome::Applied(Ok(Applied::Moved(event))) => Some(event),
-            _ => None,
-        }
-    }
 }
 
 /// Runs `batch` in one transaction. Domain refusals (conflicts, unknown
@@ -445,29 +375,9 @@ fn commit_batch(
                 // No receivers is fine: nobody is watching right now.
                 let _ = live.send(Arc::new(event.clone()));
             }
-            for (command, outcome) in batch.drain(..).zip(outcomes) {
-                // A caller that went away (request cancelled) no longer needs the answer.
-                match (command, outcome) {
-                    (WriteCommand::Create { reply, .. }, Outcome::Created(result)) => {
-                        drop(reply.send(result))
-                    }
-                    (WriteCommand::Apply { reply, .. }, Outcome::Applied(result)) => {
-                        drop(reply.send(result))
-                    }
-                    _ => unreachable!("outcomes are built from the batch in order"),
-                }
-            }
+            answer(batch, outcomes);
         }
-        Err(error) => {
-            tracing::error!(%error, batch = batch.len(), "write batch rolled back");
-            for command in batch.drain(..) {
-                let failed = || StoreError::Database(error.to_string());
-                match command {
-                    WriteCommand::Create { reply, .. } => drop(reply.send(Err(failed()))),
-                    WriteCommand::Apply { reply, .. } => drop(reply.send(Err(failed()))),
-                }
-            }
-        }
+        Err(error) => fail(batch, &error),
     }
 }
 
@@ -530,17 +440,9 @@ fn apply(
         })
         .map_err(db)?
         .ok_or(StoreError::NotFound)?;
-    match order.status.decide(change.target)? {
-        Decision::AlreadyThere => return Ok(Applied::Unchanged(order)),
-        Decision::Move => {}
+    if order.change(change)? == Decision::AlreadyThere {
+        return Ok(Applied::Unchanged(order));
     }
-    order.status = change.target;
-    order.reason = change.reason.clone();
-    if let Some(reference) = &change.provider_reference {
-        order.provider_reference = reference.clone();
-    }
-    // Timestamps never go backwards, even if the clock does.
-    order.updated_at = change.at.max(order.updated_at);
     tx.prepare_cached(
         "UPDATE orders SET status = ?2, reason = ?3, provider_reference = ?4, updated_at = ?5 WHERE order_id = ?1",
     )
