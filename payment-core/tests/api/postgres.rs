@@ -126,13 +126,16 @@ async fn a_watcher_on_another_replica_skips_no_event_while_a_transaction_holding
         .iter()
         .map(|store| tokio::spawn(write_payments(store.clone(), 10)))
         .collect();
-    // Until the held transaction commits, the others either queue behind it
-    // (sequence order is commit order) or, were sequences taken without
-    // waiting, commit later sequences first.
-    testkit::eventually("the other writers are queued or done", || {
-        let done = writing.iter().all(tokio::task::JoinHandle::is_finished);
+    // Until the held transaction commits, the other replicas' writers either
+    // queue behind it (sequence order is commit order) or, were sequences
+    // taken without waiting, commit later sequences first. (The held
+    // replica's own writes wait in its queue, behind the held batch.)
+    testkit::eventually("the other replicas' writers are queued or done", || {
+        let done = writing[1..]
+            .iter()
+            .all(tokio::task::JoinHandle::is_finished);
         let admin = &admin;
-        async move { (done || lock_waiters(admin, None).await >= 3).then_some(()) }
+        async move { (done || lock_waiters(admin, None).await >= 2).then_some(()) }
     })
     .await;
     while let Ok(event) = rx.try_recv() {
@@ -205,7 +208,9 @@ async fn concurrent_creates_with_one_idempotency_key_on_two_replicas_make_one_or
         })
         .collect();
     let observer = database.connect().await;
-    wait_for_lock_waiters(&observer, None, 6).await;
+    // One batch per replica reaches the database; the rest wait in their
+    // replica's queue.
+    wait_for_lock_waiters(&observer, None, 2).await;
     blocker.rollback().await.unwrap();
 
     let mut new = Vec::new();
@@ -451,4 +456,130 @@ async fn connecting_to_an_unreachable_server_is_unavailable_so_callers_may_retry
     .err()
     .expect("no server there");
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+}
+
+/// Distinct transactions that wrote the events after `after` (rows written
+/// by one transaction share its `xmin`).
+async fn writing_transactions(admin: &tokio_postgres::Client, after: i64) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM events WHERE sequence > $1",
+            &[&after],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn commands_queued_together_on_one_replica_commit_as_one_transaction_and_each_sees_the_ones_before_it()
+ {
+    let database = TestDatabase::create().await;
+    let shutdown = CancellationToken::new();
+    let store = replica(&database, &shutdown).await;
+    let clock = Clock::system();
+    let paid = create(store.as_ref(), &clock).await.order;
+    let blocking = create(store.as_ref(), &clock).await.order;
+    let head_before = i64::try_from(store.head_sequence().await.unwrap()).unwrap();
+
+    // The writer's current batch waits for this session's lock on one
+    // order; everything sent meanwhile queues up behind it as the next batch.
+    let mut admin = database.connect().await;
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .execute(
+            "SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE",
+            &[&blocking.id.to_string()],
+        )
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .apply(blocking.id, change(OrderStatus::Canceled, &Clock::system()))
+                .await
+        }
+    });
+    let observer = database.connect().await;
+    wait_for_lock_waiters(&observer, None, 1).await;
+
+    let key = || IdempotencyKey::parse("idempotency_key", "cart-9").unwrap();
+    let keyed = NewOrder {
+        idempotency_key: key(),
+        ..new_order(&clock, 60_000)
+    };
+    let retried = NewOrder {
+        id: OrderId::new_random(),
+        ..keyed.clone()
+    };
+    let reused = NewOrder {
+        id: OrderId::new_random(),
+        amount: payment_core::domain::Amount::parse("amount_minor", 999_999).unwrap(),
+        ..keyed.clone()
+    };
+    let step = |target| change(target, &Clock::system());
+    let (created, retried, reused, processing, succeeded, late_failure, repeated, unknown, ()) = tokio::join!(
+        store.create_order(keyed.clone()),
+        store.create_order(retried),
+        store.create_order(reused),
+        store.apply(paid.id, step(OrderStatus::Processing)),
+        store.apply(paid.id, step(OrderStatus::Succeeded)),
+        store.apply(paid.id, step(OrderStatus::Failed)),
+        store.apply(paid.id, step(OrderStatus::Succeeded)),
+        store.apply(OrderId::new_random(), step(OrderStatus::Succeeded)),
+        async {
+            // Released once every command above is queued: they are sent in
+            // order before this future first runs.
+            blocker.rollback().await.unwrap();
+        },
+    );
+
+    let Created::New(created) = created.unwrap() else {
+        panic!("the first create with the key makes the order");
+    };
+    let Created::Existing(existing) = retried.unwrap() else {
+        panic!("the same request again gets the order the batch just made");
+    };
+    assert_eq!(existing, created.order);
+    assert!(matches!(reused, Err(StoreError::IdempotencyKeyReused)));
+    let Applied::Moved(processing) = processing.unwrap() else {
+        panic!("moves");
+    };
+    let Applied::Moved(succeeded) = succeeded.unwrap() else {
+        panic!("moves from the status the command before it wrote");
+    };
+    assert_eq!(processing.status(), OrderStatus::Processing);
+    assert_eq!(succeeded.status(), OrderStatus::Succeeded);
+    assert!(matches!(late_failure, Err(StoreError::Conflict(_))));
+    assert!(
+        matches!(repeated, Ok(Applied::Unchanged(ref order)) if order.status == OrderStatus::Succeeded)
+    );
+    assert!(matches!(unknown, Err(StoreError::NotFound)));
+    assert!(held.await.unwrap().is_ok());
+
+    let log = store
+        .events_after(payment_core::domain::Scope::AllOrders, 0, 100)
+        .await
+        .unwrap();
+    let sequences: Vec<u64> = log.iter().map(|event| event.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=6).collect::<Vec<u64>>(),
+        "dense, no event for a refusal"
+    );
+    assert_eq!(
+        [created.sequence, processing.sequence, succeeded.sequence],
+        [log[3].sequence, log[4].sequence, log[5].sequence],
+        "the batch's events in its commands' order, after the held change's"
+    );
+    assert_eq!(
+        store.get_order(paid.id).await.unwrap().unwrap().status,
+        OrderStatus::Succeeded
+    );
+    assert_eq!(
+        writing_transactions(&observer, head_before + 1).await,
+        1,
+        "the queued commands committed in one transaction"
+    );
 }
