@@ -4,11 +4,14 @@
 //! Layout, from the inside out:
 //! - [`domain`]: orders, parsed value types and the state machine. No
 //!   database, network, clock or protobuf messages.
-//! - [`store`]: the event store interface and its SQLite implementation;
+//! - [`store`]: the event store interface, its embedded SQLite store and
+//!   its PostgreSQL store for replicas sharing one log;
 //!   a status change and its event are one transaction, and the store fans
 //!   committed events out live, in sequence order.
 //! - [`watch`]: one watcher of the log, history then live, gap-free.
 //! - [`expiry`]: the background task that expires unpaid orders.
+//! - [`store_health`]: NOT_SERVING, and open watches ended, while the
+//!   store cannot be read.
 //! - [`grpc`]: the `payments.v1` services; protobuf stays here.
 //! - [`startup`], [`config`], [`clock`], [`healthcheck`]: running the
 //!   service (tracing and the signal handler come from `service-kit`).
@@ -21,6 +24,7 @@ pub mod grpc;
 pub mod healthcheck;
 pub mod startup;
 pub mod store;
+pub mod store_health;
 pub mod watch;
 
 pub use config::Config;

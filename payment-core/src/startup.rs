@@ -11,7 +11,6 @@ use payments_proto::payments::v1::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, transport::server::TcpIncoming};
-use tonic_health::ServingStatus;
 
 use crate::{
     clock::Clock,
@@ -19,6 +18,7 @@ use crate::{
     expiry,
     grpc::{CoreState, PaymentApi, ProviderApi},
     store::{PostgresStore, SqliteStore, Store},
+    store_health::{self, StoreOutages},
 };
 
 /// HTTP/2 pings keep long WatchPayments streams alive through idle-timeout
@@ -55,6 +55,7 @@ impl Application {
             provider_page_url: config.provider_page_url.trim_end_matches('/').into(),
             order_ttl: config.order_ttl(),
             slow_watcher_timeout: config.slow_watcher_timeout(),
+            store_outages: StoreOutages::default(),
             shutdown,
         };
         tracing::info!(%local_addr, database = %database.describe(), "payment-core bound");
@@ -98,9 +99,14 @@ impl Application {
             .build_v1alpha()
             .context("building reflection v1alpha")?;
 
-        let store_health = tokio::spawn(report_store_health(
+        let store_health = tokio::spawn(store_health::report(
             state.store.clone(),
             health.clone(),
+            &[
+                <PaymentServiceServer<PaymentApi> as NamedService>::NAME,
+                <ProviderServiceServer<ProviderApi> as NamedService>::NAME,
+            ],
+            state.store_outages.clone(),
             shutdown.child_token(),
         ));
         let expiry = tokio::spawn(expiry::run(
@@ -164,52 +170,6 @@ async fn open_store(
                 })?,
         ),
     })
-}
-
-/// How often the store is probed for the health service.
-const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Keeps the health service true to the store: NOT_SERVING while the store
-/// cannot be read (a replica cut off from PostgreSQL acknowledges nothing,
-/// so load balancers and gateways should go elsewhere), SERVING again once
-/// it can. Shutdown's NOT_SERVING is the drain's, set elsewhere.
-async fn report_store_health(
-    store: Arc<dyn Store>,
-    health: tonic_health::server::HealthReporter,
-    shutdown: CancellationToken,
-) {
-    let mut serving = true;
-    let mut probe = tokio::time::interval(STORE_PROBE_INTERVAL);
-    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = probe.tick() => {}
-        }
-        let reachable = tokio::time::timeout(STORE_PROBE_INTERVAL, store.head_sequence())
-            .await
-            .is_ok_and(|head| head.is_ok());
-        if reachable == serving || shutdown.is_cancelled() {
-            continue;
-        }
-        serving = reachable;
-        if serving {
-            tracing::info!("the store answers again; serving");
-        } else {
-            tracing::error!("the store does not answer; not serving until it does");
-        }
-        let status = if serving {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        for service in [
-            <PaymentServiceServer<PaymentApi> as NamedService>::NAME,
-            <ProviderServiceServer<ProviderApi> as NamedService>::NAME,
-        ] {
-            health.set_service_status(service, status).await;
-        }
-    }
 }
 
 /// The accepted connections, with Nagle's algorithm off. tonic ignores its

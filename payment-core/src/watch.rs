@@ -43,8 +43,13 @@ pub enum WatchEnd {
     TooSlow { resume_after: u64 },
     /// The server is shutting down.
     ShuttingDown { resume_after: u64 },
+    /// The store stopped answering: this replica's live feed has stopped.
+    StoreLost { resume_after: u64 },
     /// The log could not be read.
-    Failed(StoreError),
+    Failed {
+        error: StoreError,
+        resume_after: u64,
+    },
 }
 
 enum Flow {
@@ -118,7 +123,10 @@ impl Cursor<'_> {
                 .store
                 .events_after(self.scope, self.seen, PAGE_SIZE)
                 .await
-                .map_err(WatchEnd::Failed)?;
+                .map_err(|error| WatchEnd::Failed {
+                    error,
+                    resume_after: self.sent,
+                })?;
             let full_page = page.len() == PAGE_SIZE as usize;
             for event in page {
                 if let Flow::Completed = self.offer(Arc::new(event)).await? {
@@ -133,13 +141,15 @@ impl Cursor<'_> {
 }
 
 /// Streams the events of `scope` after `after` into `out` until the order
-/// ends, the client goes, it is too slow, or `shutdown` fires.
+/// ends, the client goes, it is too slow, `store_lost` fires (the store
+/// stopped answering) or `shutdown` fires.
 pub async fn watch(
     store: &dyn Store,
     scope: Scope,
     after: u64,
     out: mpsc::Sender<Arc<PaymentEvent>>,
     slow_timeout: Duration,
+    store_lost: CancellationToken,
     shutdown: CancellationToken,
 ) -> WatchEnd {
     let mut live = store.subscribe();
@@ -169,7 +179,12 @@ pub async fn watch(
                 };
             }
             Ok(_) => {}
-            Err(error) => return WatchEnd::Failed(error),
+            Err(error) => {
+                return WatchEnd::Failed {
+                    error,
+                    resume_after: cursor.sent,
+                };
+            }
         }
     }
 
@@ -177,6 +192,7 @@ pub async fn watch(
         let received = tokio::select! {
             biased;
             () = shutdown.cancelled() => return WatchEnd::ShuttingDown { resume_after: cursor.sent },
+            () = store_lost.cancelled() => return WatchEnd::StoreLost { resume_after: cursor.sent },
             () = cursor.out.closed() => return WatchEnd::ClientGone,
             received = live.recv() => received,
         };

@@ -1,7 +1,8 @@
 //! A fresh PostgreSQL database per test, on the server named by
 //! `TEST_POSTGRES_URL` (default `postgres://postgres:postgres@127.0.0.1:5432/postgres`,
 //! the server `.ci/run` starts). A server that cannot be reached fails the
-//! test: nothing is skipped.
+//! test: nothing is skipped. Tests that stop the server itself run a
+//! [`PrivateServer`].
 
 use tokio_postgres::NoTls;
 
@@ -128,4 +129,139 @@ impl Drop for TestDatabase {
             });
         });
     }
+}
+
+/// A PostgreSQL server of the test's own: `initdb` in a temporary
+/// directory, listening on a free loopback port. For tests that stop and
+/// restart the server itself, which the shared server's other tests must
+/// not feel. It runs Debian's server binaries (`apt-get install
+/// postgresql`; `.ci/run` installs them), as the `postgres` user when the
+/// test runs as root, because the server refuses to run as root.
+pub struct PrivateServer {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    /// The `postgres` database on this server, as the `postgres` user.
+    pub url: String,
+}
+
+impl PrivateServer {
+    /// Creates the cluster and starts the server; blocks until it accepts
+    /// connections.
+    pub fn start() -> Self {
+        let bin = server_binaries();
+        let dir = tempfile::Builder::new()
+            .prefix("test-pg-")
+            .tempdir()
+            .expect("temporary directory");
+        if running_as_root() {
+            run(std::process::Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path()));
+        }
+        let data = dir.path().join("data");
+        run(as_server_user(&bin.join("initdb"))
+            .args(["-U", "postgres", "-A", "trust", "--no-sync", "-D"])
+            .arg(&data));
+        let port = crate::free_port();
+        let server = Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+            port,
+        };
+        server.start_again();
+        server
+    }
+
+    /// Stops the server the way a crash or `kill -9` of the postmaster
+    /// does: no shutdown checkpoint, connections cut; the next start
+    /// replays the WAL.
+    pub fn stop_immediately(&self) {
+        run(self.pg_ctl().args(["-m", "immediate", "stop"]));
+    }
+
+    /// Starts the (stopped) server again; blocks until it accepts
+    /// connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        run(self
+            .pg_ctl()
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-o", &options, "start"]));
+    }
+
+    fn pg_ctl(&self) -> std::process::Command {
+        let mut command = as_server_user(&self.bin.join("pg_ctl"));
+        command
+            .arg("-w")
+            .arg("-D")
+            .arg(self.dir.path().join("data"));
+        command
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        // Already stopped is fine: the directory goes either way.
+        let _ = self
+            .pg_ctl()
+            .args(["-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The newest Debian PostgreSQL server's binaries.
+fn server_binaries() -> std::path::PathBuf {
+    let mut found: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "this test runs a PostgreSQL server of its own and needs Debian's server \
+             binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql; .ci/run installs it)"
+        )
+    })
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+fn as_server_user(program: &std::path::Path) -> std::process::Command {
+    if running_as_root() {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+fn run(command: &mut std::process::Command) {
+    let output = command.output().expect("runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -18,7 +18,7 @@ pub use error::ApiError;
 pub use payments::PaymentApi;
 pub use provider::ProviderApi;
 
-use crate::{clock::Clock, store::Store};
+use crate::{clock::Clock, store::Store, store_health::StoreOutages};
 
 /// What both services share.
 #[derive(Clone)]
@@ -29,6 +29,9 @@ pub struct CoreState {
     pub provider_page_url: Arc<str>,
     pub order_ttl: Duration,
     pub slow_watcher_timeout: Duration,
+    /// Outages of the store: open WatchPayments streams end with
+    /// UNAVAILABLE when one begins.
+    pub store_outages: StoreOutages,
     /// Fires at shutdown: open WatchPayments streams end with UNAVAILABLE.
     pub shutdown: CancellationToken,
 }

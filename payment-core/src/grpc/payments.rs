@@ -216,6 +216,7 @@ impl PaymentService for PaymentApi {
                 watch_request.after_sequence,
                 events_tx,
                 state.slow_watcher_timeout,
+                state.store_outages.next(),
                 state.shutdown.child_token(),
             )
             .await;
@@ -243,7 +244,23 @@ fn end_status(end: WatchEnd, scope: &Scope) -> Option<Status> {
         WatchEnd::ShuttingDown { resume_after } => Some(Status::unavailable(format!(
             "server is shutting down; watch again with after_sequence={resume_after}"
         ))),
-        WatchEnd::Failed(error) => Some(ApiError::from(error).into()),
+        WatchEnd::StoreLost { resume_after } => Some(Status::unavailable(format!(
+            "this replica lost its database; watch again, here or on another replica, \
+             with after_sequence={resume_after}"
+        ))),
+        WatchEnd::Failed {
+            error,
+            resume_after,
+        } => {
+            let status = Status::from(ApiError::from(error));
+            Some(Status::new(
+                status.code(),
+                format!(
+                    "{}; watch again with after_sequence={resume_after}",
+                    status.message()
+                ),
+            ))
+        }
     }
 }
 

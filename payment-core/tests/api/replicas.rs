@@ -13,7 +13,11 @@ use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 fn start_replica(database: &TestDatabase) -> Process {
-    testkit::start_payment_core_on(&database.url, PROVIDER_SECRET, free_port(), &[])
+    start_replica_on(&database.url)
+}
+
+fn start_replica_on(database_url: &str) -> Process {
+    testkit::start_payment_core_on(database_url, PROVIDER_SECRET, free_port(), &[])
 }
 
 async fn client(replica: &Process) -> PaymentServiceClient<Channel> {
@@ -33,16 +37,37 @@ async fn create(replica: &Process) -> Result<pb::Order, tonic::Status> {
 }
 
 async fn watch_all(replica: &Process) -> tonic::Streaming<pb::PaymentEvent> {
-    let request = pb::WatchPaymentsRequest {
-        selector: Some(Selector::AllOrders(true)),
-        after_sequence: 0,
-    };
-    client(replica)
-        .await
-        .watch_payments(request)
+    watch_all_after(replica.addr, 0)
         .await
         .expect("watch starts")
+}
+
+async fn watch_all_after(
+    addr: SocketAddr,
+    after_sequence: u64,
+) -> Result<tonic::Streaming<pb::PaymentEvent>, tonic::Status> {
+    let request = pb::WatchPaymentsRequest {
+        selector: Some(Selector::AllOrders(true)),
+        after_sequence,
+    };
+    let mut client = PaymentServiceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    Ok(client.watch_payments(request).await?.into_inner())
+}
+
+/// The last sequence in the log, as `replica` reads it.
+async fn head_sequence(replica: &Process) -> u64 {
+    client(replica)
+        .await
+        .list_events(pb::ListEventsRequest {
+            after_sequence: 0,
+            page_size: 1,
+        })
+        .await
+        .expect("head")
         .into_inner()
+        .head_sequence
 }
 
 async fn next_event(stream: &mut tonic::Streaming<pb::PaymentEvent>) -> pb::PaymentEvent {
@@ -131,16 +156,7 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged_and_watchers_
 
     let acknowledged = acknowledged.lock().await.clone();
     let mut seen = Vec::new();
-    let head = client(&c)
-        .await
-        .list_events(pb::ListEventsRequest {
-            after_sequence: 0,
-            page_size: 1,
-        })
-        .await
-        .expect("head")
-        .into_inner()
-        .head_sequence;
+    let head = head_sequence(&c).await;
     while seen.len() < head as usize {
         seen.push(next_event(&mut on_c).await);
     }
@@ -158,23 +174,20 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged_and_watchers_
     }
 }
 
-async fn serving(replica: &Process) -> bool {
+/// What `replica`'s health service says of the payment service: serving
+/// or not; `None` when it cannot be asked.
+async fn health_of(replica: &Process) -> Option<bool> {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let Ok(channel) = Channel::from_shared(format!("http://{}", replica.addr))
+    let channel = Channel::from_shared(format!("http://{}", replica.addr))
         .expect("valid URL")
         .connect()
         .await
-    else {
-        return false;
-    };
-    let mut health = HealthClient::new(channel);
+        .ok()?;
     let request = HealthCheckRequest {
         service: "payments.v1.PaymentService".into(),
     };
-    health
-        .check(request)
-        .await
-        .is_ok_and(|answer| answer.into_inner().status == 1)
+    let answer = HealthClient::new(channel).check(request).await.ok()?;
+    Some(answer.into_inner().status == 1)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,9 +196,11 @@ async fn a_replica_cut_off_from_its_database_stops_serving_refuses_writes_and_re
     let replica = start_replica(&database);
     let before = create(&replica).await.expect("created while connected");
     testkit::eventually("the replica serves", || async {
-        serving(&replica).await.then_some(())
+        (health_of(&replica).await == Some(true)).then_some(())
     })
     .await;
+    let mut open_watch = watch_all(&replica).await;
+    let seen = next_event(&mut open_watch).await;
 
     // The database goes away for this replica: no new sessions, and the
     // ones it has are cut, as in a network partition or a server restart.
@@ -199,11 +214,22 @@ async fn a_replica_cut_off_from_its_database_stops_serving_refuses_writes_and_re
         .await
         .expect("database cut off");
     testkit::eventually("the replica reports NOT_SERVING", || async {
-        (!serving(&replica).await).then_some(())
+        (health_of(&replica).await == Some(false)).then_some(())
     })
     .await;
     let refused = create(&replica).await.expect_err("nothing is acknowledged");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), open_watch.message())
+        .await
+        .expect("the open watch ends")
+        .expect_err("with a status");
+    assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended}");
+    assert!(
+        ended
+            .message()
+            .contains(&format!("after_sequence={}", seen.sequence)),
+        "the end says where to resume: {ended}"
+    );
 
     admin
         .batch_execute(&format!(
@@ -213,7 +239,7 @@ async fn a_replica_cut_off_from_its_database_stops_serving_refuses_writes_and_re
         .await
         .expect("database back");
     testkit::eventually("the replica serves again", || async {
-        serving(&replica).await.then_some(())
+        (health_of(&replica).await == Some(true)).then_some(())
     })
     .await;
     let after = testkit::eventually("writes are acknowledged again", || async {
@@ -227,5 +253,168 @@ async fn a_replica_cut_off_from_its_database_stops_serving_refuses_writes_and_re
         [first.order_id, second.order_id],
         [before.order_id, after.order_id],
         "what was acknowledged before is kept, and nothing was written while cut off"
+    );
+}
+
+/// A watcher of every order on `addr` that does what a gateway does when
+/// its stream ends: watches again after the last sequence it has. Collects
+/// the events, and the statuses that ended its streams, until `stop`.
+async fn resuming_watcher(
+    addr: SocketAddr,
+    events: Arc<Mutex<Vec<pb::PaymentEvent>>>,
+    ends: Arc<Mutex<Vec<tonic::Status>>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    // Bounded by `stop`; the count only guards against a spin.
+    for _ in 0..100_000 {
+        if stop.is_cancelled() {
+            return;
+        }
+        let after = events.lock().await.last().map_or(0, |event| event.sequence);
+        match watch_all_after(addr, after).await {
+            Ok(mut stream) => loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    message = stream.message() => match message {
+                        Ok(Some(event)) => events.lock().await.push(event),
+                        Ok(None) => break,
+                        Err(status) => {
+                            ends.lock().await.push(status);
+                            break;
+                        }
+                    },
+                }
+            },
+            Err(status) => ends.lock().await.push(status),
+        }
+        // The replica may still be without its database: try again soon.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restarted_under_load_loses_nothing_acknowledged_and_the_replicas_recover_by_themselves()
+ {
+    let server = testkit::postgres::PrivateServer::start();
+    let (a, b) = (start_replica_on(&server.url), start_replica_on(&server.url));
+    let addrs = [a.addr, b.addr];
+    let (stop, stop_watching) = (
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let (seen, ends) = (
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let watcher = tokio::spawn(resuming_watcher(
+        b.addr,
+        Arc::clone(&seen),
+        Arc::clone(&ends),
+        stop_watching.clone(),
+    ));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    // Four writers alternate between the replicas until told to stop; a
+    // refused create is retried after a pause, as a client would.
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (acknowledged, stop) = (Arc::clone(&acknowledged), stop.clone());
+            tokio::spawn(async move {
+                for round in 0..100_000 {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    let addr = addrs[(writer + round) % 2];
+                    let created = async {
+                        let mut client = PaymentServiceClient::connect(format!("http://{addr}"))
+                            .await
+                            .ok()?;
+                        let request = pb::CreateOrderRequest {
+                            amount_minor: 100,
+                            currency: "EUR".into(),
+                            ..Default::default()
+                        };
+                        client.create_order(request).await.ok()
+                    };
+                    match created.await {
+                        Some(answer) => {
+                            let order = answer.into_inner().order.expect("an order");
+                            acknowledged.lock().await.push(order.order_id);
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            })
+        })
+        .collect();
+    let acknowledged_count = || async { acknowledged.lock().await.len() };
+    testkit::eventually("creates acknowledged before the restart", || async {
+        (acknowledged_count().await >= 40).then_some(())
+    })
+    .await;
+
+    tokio::task::block_in_place(|| server.stop_immediately());
+    testkit::eventually("both replicas report NOT_SERVING", || async {
+        (health_of(&a).await == Some(false) && health_of(&b).await == Some(false)).then_some(())
+    })
+    .await;
+    let before_restart = acknowledged_count().await;
+    tokio::task::block_in_place(|| server.start_again());
+    testkit::eventually_within(
+        Duration::from_secs(30),
+        "both replicas serve again, by themselves",
+        || async {
+            (health_of(&a).await == Some(true) && health_of(&b).await == Some(true)).then_some(())
+        },
+    )
+    .await;
+    testkit::eventually_within(
+        Duration::from_secs(30),
+        "creates are acknowledged again on both replicas",
+        || async { (acknowledged_count().await >= before_restart + 40).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    for writer in writers {
+        writer.await.expect("writer ran");
+    }
+
+    let head = head_sequence(&a).await;
+    testkit::eventually(
+        "the watcher on B has every event up to the head",
+        || async {
+            (seen
+                .lock()
+                .await
+                .last()
+                .is_some_and(|event| event.sequence >= head))
+            .then_some(())
+        },
+    )
+    .await;
+    stop_watching.cancel();
+    watcher.await.expect("watcher ran");
+
+    let seen = seen.lock().await;
+    let sequences: Vec<u64> = seen.iter().map(|event| event.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=head).collect::<Vec<_>>(),
+        "B's watcher, resuming after each end, saw every event once, in order"
+    );
+    for order_id in acknowledged.lock().await.iter() {
+        assert!(
+            seen.iter().any(|event| &event.order_id == order_id),
+            "acknowledged order {order_id} survived the restart"
+        );
+    }
+    let ends = ends.lock().await;
+    assert!(
+        ends.iter()
+            .any(|status| status.code() == tonic::Code::Unavailable
+                && status.message().contains("after_sequence=")),
+        "the open watch was ended with UNAVAILABLE and its resume position: {ends:?}"
     );
 }

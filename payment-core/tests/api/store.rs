@@ -179,6 +179,7 @@ pub fn spawn_watcher(
             after,
             out,
             slow_timeout,
+            CancellationToken::new(),
             shutdown,
         )
         .await
