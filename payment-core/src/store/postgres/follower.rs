@@ -3,9 +3,11 @@
 //! the store's broadcast channel. Every replica's channel thus carries the
 //! same events in the same order, whoever wrote them.
 //!
-//! `NOTIFY` only says when to read: the follower also reads on a poll tick
-//! and after every (re)connect, because notifications sent while its
-//! connection was down are lost.
+//! A `NOTIFY` carries its batch's events when they fit ([`notification`]);
+//! the follower publishes those when they continue what it published, and
+//! otherwise reads the log. It also reads on a poll tick and after every
+//! (re)connect, because notifications sent while its connection was down
+//! are lost.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -14,7 +16,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::{NOTIFY_CHANNEL, db};
+use super::{
+    NOTIFY_CHANNEL, db,
+    notification::{self, Next},
+};
 use crate::{
     domain::PaymentEvent,
     store::{
@@ -76,23 +81,26 @@ pub(super) async fn follow(
 /// connection task forwards (closed when the connection ends).
 pub(super) struct Listening {
     client: tokio_postgres::Client,
-    hints: mpsc::Receiver<()>,
+    hints: mpsc::Receiver<String>,
 }
+
+/// Notification payloads waiting for the follower. When it is full, new
+/// ones are dropped: the follower then finds a batch missing at the next one
+/// it reads and reads the log, so the bound costs a query, never an event.
+const HINT_QUEUE: usize = 256;
 
 /// Opens the follower's own (unpooled) session and LISTENs on it.
 pub(super) async fn listen(config: &tokio_postgres::Config) -> Result<Listening, StoreError> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(db)?;
-    // Capacity 1: a pending hint already means "read soon", and that read
-    // covers every event committed before it; extra hints are dropped.
-    let (hint, hints) = mpsc::channel::<()>(1);
+    let (hint, hints) = mpsc::channel::<String>(HINT_QUEUE);
     // Ends when the connection fails or the client is dropped.
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    // Full: a read is already due. Closed: the session is over.
-                    let _ = hint.try_send(());
+                Ok(AsyncMessage::Notification(notification)) => {
+                    // Full: see HINT_QUEUE. Closed: the session is over.
+                    let _ = hint.try_send(notification.payload().to_owned());
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -110,10 +118,12 @@ pub(super) async fn listen(config: &tokio_postgres::Config) -> Result<Listening,
     Ok(Listening { client, hints })
 }
 
-/// One follower session: read the log after `published` now, on every
-/// notification and on every poll tick, until the connection fails.
-/// Dropping it (on shutdown) drops the client, which ends the connection
-/// task.
+/// One follower session until its connection fails: read the log after
+/// `published` now (this covers whatever committed while no session was
+/// listening), then publish each notification's events, or read the log
+/// when a notification does not continue what was published, and read it
+/// on every poll tick. Dropping it (on shutdown) drops the client, which
+/// ends the connection task.
 async fn follow_session(
     listening: Listening,
     live: &broadcast::Sender<Arc<PaymentEvent>>,
@@ -129,19 +139,34 @@ async fn follow_session(
         .map_err(db)?;
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    publish_new(&client, &read, live, published).await?;
     loop {
-        // Read first: this covers whatever committed while no session was
-        // listening (before LISTEN, notifications are not delivered).
-        publish_new(&client, &read, live, published).await?;
         tokio::select! {
             hinted = hints.recv() => {
-                if hinted.is_none() {
+                let Some(payload) = hinted else {
                     return Err(StoreError::Database("follower connection closed".into()));
+                };
+                match notification::next(&payload, *published) {
+                    Next::Publish(events) => {
+                        for event in events {
+                            publish(live, published, event);
+                        }
+                    }
+                    Next::Nothing => {}
+                    Next::ReadLog => publish_new(&client, &read, live, published).await?,
                 }
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => publish_new(&client, &read, live, published).await?,
         }
     }
+}
+
+/// Hands `event`, the one right after `published`, to this replica's
+/// watchers.
+fn publish(live: &broadcast::Sender<Arc<PaymentEvent>>, published: &mut u64, event: PaymentEvent) {
+    *published = event.sequence;
+    // No receivers is fine: nobody is watching right now.
+    let _ = live.send(Arc::new(event));
 }
 
 /// Publishes every event after `published`, page by page, in sequence
@@ -167,9 +192,7 @@ async fn publish_new(
                     "hole in the event log"
                 );
             }
-            *published = event.sequence;
-            // No receivers is fine: nobody is watching right now.
-            let _ = live.send(Arc::new(event));
+            publish(live, published, event);
         }
         if rows.len() < FOLLOW_PAGE {
             return Ok(());

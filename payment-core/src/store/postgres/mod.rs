@@ -16,8 +16,10 @@
 //! replicas; batching spreads it over every event of the batch.
 //!
 //! Fan-out: nothing is published by the writer. The [`follower`] task
-//! reads the log after the last sequence it published and publishes to this
-//! store's broadcast channel, woken by `NOTIFY` and a poll tick.
+//! publishes to this store's broadcast channel, in sequence order, the
+//! events each batch's `NOTIFY` carries, and reads the log after the last
+//! sequence it published whenever a notification does not continue it, on
+//! a poll tick and after a reconnect.
 //!
 //! Durability: a write is acknowledged after COMMIT returns, with
 //! `synchronous_commit = on` set on every session, so it is in the WAL on
@@ -41,6 +43,7 @@ use super::{
 use crate::domain::{NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, Timestamp};
 
 mod follower;
+mod notification;
 mod writer;
 
 mod embedded {
@@ -69,7 +72,8 @@ const POOL_APPLICATION_NAME: &str = "payment-core";
 /// The advisory lock key that serialises migrations across replicas
 /// ("payments" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7061_796d_656e_7473;
-/// The NOTIFY channel; the payload is the new sequence (informational only).
+/// The NOTIFY channel; the payload is the batch's last sequence and, when
+/// they fit, its events ([`notification`]).
 const NOTIFY_CHANNEL: &str = "payment_events";
 /// Live events kept for receivers that fall behind (as in the SQLite store).
 const LIVE_CHANNEL: usize = 8192;

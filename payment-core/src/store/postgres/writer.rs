@@ -31,7 +31,7 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 
-use super::{client, db};
+use super::{client, db, notification};
 use crate::{
     domain::{Decision, IdempotencyKey, NewOrder, Order, OrderId, PaymentEvent},
     store::{
@@ -63,7 +63,9 @@ const UPDATE_ORDERS: &str = "UPDATE orders o SET status = u.status, reason = u.r
 /// Step 6, one statement so that `log_head` is locked for one round trip
 /// plus the commit: take `$6` sequences, append the `$6` events (one per
 /// array position, in that order) with them, and queue one notification
-/// (sent by the server at commit). Returns the last sequence taken.
+/// (sent by the server at commit): the last sequence, then `$7`, the
+/// events as [`notification::events_json`] encodes them. Returns the last
+/// sequence taken.
 const APPEND_EVENTS: &str = "WITH head AS ( \
          UPDATE log_head SET sequence = sequence + $6 RETURNING sequence \
      ), appended AS ( \
@@ -74,7 +76,8 @@ const APPEND_EVENTS: &str = "WITH head AS ( \
               WITH ORDINALITY AS e(order_id, status, reason, provider_reference, occurred_at, position) \
          RETURNING sequence \
      ) \
-     SELECT max(sequence) AS sequence, pg_notify('payment_events', max(sequence)::text) \
+     SELECT max(sequence) AS sequence, \
+            pg_notify('payment_events', max(sequence)::text || ' ' || $7::text) \
      FROM appended";
 
 /// Runs until every sender of `commands` is dropped (the store is dropped).
@@ -446,6 +449,7 @@ async fn append_events(tx: &Transaction<'_>, events: &[&Order]) -> Result<u64, F
                 &text(|o| o.provider_reference.as_str()),
                 &occurred_at,
                 &count,
+                &notification::events_json(events),
             ],
         )
         .await?;
