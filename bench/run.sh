@@ -13,10 +13,15 @@
 # (extra loadgen flags), PERF=1 (record a cpu-clock profile of the gateway
 # and the core during the run into OUT_DIR/perf), KEEP=1 (keep the temp dir),
 # CORE_DATABASE_URL (the core's store instead of a fresh SQLite file, e.g. an
-# empty PostgreSQL database), GW_WRAP / CORE_WRAP (a command prefix for the gateway / core, e.g.
+# empty PostgreSQL database), CORE_REPLICAS=K (K payment-core replicas on
+# that PostgreSQL database, on consecutive ports from CORE_ADDR's; the
+# gateway and order creation use the first, reports go to the others, so
+# every event crosses replicas; REPORT_TO=all spreads reports over every
+# replica instead), GW_WRAP / CORE_WRAP (a command prefix for the gateway / core, e.g.
 # "valgrind --tool=massif --massif-out-file=/tmp/gw.massif"), PROCESSES=K
 # (K gateway processes sharing the port with GATEWAY_REUSE_PORT, or K nginx
-# workers with `reuseport`; default 1; needed past one process's fd cap).
+# workers with `reuseport`; default 1; needed past one process's fd cap),
+# RESULT_SUFFIX (added to the result file's name, for repeated runs).
 # Exit status: loadgen's (0 = nothing lost, nothing duplicated).
 set -euo pipefail
 
@@ -30,7 +35,10 @@ SECRET=bench-provider-secret
 TIMEOUT=${TIMEOUT:-900}
 PROCESSES=${PROCESSES:-1}
 
-usage() { sed -n '2,16p' "$0" >&2; exit 64; }
+CORE_REPLICAS=${CORE_REPLICAS:-1}
+REPORT_TO=${REPORT_TO:-others}
+
+usage() { sed -n '2,22p' "$0" >&2; exit 64; }
 
 mode=${1:-}; shift || true
 case "$mode" in
@@ -42,6 +50,10 @@ case "$mode" in
   *) usage ;;
 esac
 [[ $targets == both ]] && targets="gateway nchan"
+if (( CORE_REPLICAS > 1 )) && [[ ${CORE_DATABASE_URL:-} != postgres* ]]; then
+  echo "bench: CORE_REPLICAS=$CORE_REPLICAS needs CORE_DATABASE_URL=postgres://... (replicas share one PostgreSQL log)" >&2
+  exit 64
+fi
 for bin in loadgen payment-core sse-gateway; do
   [[ -x $BIN_DIR/$bin ]] || { echo "bench: $BIN_DIR/$bin missing; build with: cargo build --release -p loadgen -p sse-gateway -p payment-core" >&2; exit 2; }
 done
@@ -70,6 +82,14 @@ wait_http() { # url, seconds
   done
 }
 
+wait_tcp() { # host:port, seconds
+  local deadline=$((SECONDS + $2))
+  until (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; do
+    (( SECONDS < deadline )) || { echo "bench: $1 not listening after $2 s" >&2; tail -n 20 "$RUN"/*.log >&2; return 1; }
+    sleep 0.2
+  done
+}
+
 machine() {
   echo "bench: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r), fd cap $(ulimit -Hn)" >&2
 }
@@ -87,10 +107,19 @@ for target in $targets; do
   procs=""; (( PROCESSES > 1 )) && procs="-x$PROCESSES"
   label="$mode-$n${rate:+-$rate}${w:+-w$w}$procs-$target"
   if [[ $target == gateway ]]; then
-    PAYMENT_CORE_LISTEN=$CORE_ADDR DATABASE_URL="${CORE_DATABASE_URL:-sqlite://$RUN/core.db}" PROVIDER_SECRET=$SECRET \
-      ORDER_TTL_SECS=3600 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
-      ${CORE_WRAP:-} "$BIN_DIR/payment-core" >"$RUN/core.log" 2>&1 &
-    core_pid=$!; PIDS+=("$core_pid")
+    [[ ${CORE_DATABASE_URL:-} == postgres* ]] && label+="-postgres"
+    (( CORE_REPLICAS > 1 )) && label+="-r$CORE_REPLICAS${REPORT_TO/others/}"
+    core_pids=(); core_urls=()
+    for i in $(seq 0 $((CORE_REPLICAS - 1))); do
+      addr="${CORE_ADDR%:*}:$(( ${CORE_ADDR##*:} + i ))"
+      PAYMENT_CORE_LISTEN=$addr DATABASE_URL="${CORE_DATABASE_URL:-sqlite://$RUN/core.db}" PROVIDER_SECRET=$SECRET \
+        ORDER_TTL_SECS=3600 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
+        ${CORE_WRAP:-} "$BIN_DIR/payment-core" >"$RUN/core-$i.log" 2>&1 &
+      core_pids+=($!); PIDS+=($!); core_urls+=("http://$addr")
+    done
+    core_pid=${core_pids[0]}
+    report_urls=("${core_urls[@]}")
+    (( CORE_REPLICAS > 1 )) && [[ $REPORT_TO == others ]] && report_urls=("${core_urls[@]:1}")
     gw_pids=()
     for i in $(seq 1 "$PROCESSES"); do
       GATEWAY_LISTEN=$GW_ADDR PAYMENT_CORE_URL="http://$CORE_ADDR" ADMIN_TOKEN=bench-admin \
@@ -103,12 +132,13 @@ for target in $targets; do
     # With several processes on one port, each answer comes from any one of
     # them: go on once many answers in a row said ready.
     for _ in $(seq 1 $((PROCESSES > 1 ? 10 * PROCESSES : 1))); do wait_http "http://$GW_ADDR/readyz" 30; done
+    for url in "${core_urls[@]}"; do wait_tcp "${url#http://}" 30; done
     profile "$gw_pid" gateway; profile "$core_pid" core
     set +e
     PROVIDER_SECRET=$SECRET timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target gateway --url "http://$GW_ADDR" \
-      --core-url "http://$CORE_ADDR" -n "$n" "${extra[@]}" \
-      "${gw_pids[@]/#/--server-pid=}" --core-pid "$core_pid" --label "$label" \
-      --json "$OUT_DIR/$label.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
+      --core-url "http://$CORE_ADDR" "${report_urls[@]/#/--report-url=}" -n "$n" "${extra[@]}" \
+      "${gw_pids[@]/#/--server-pid=}" "${core_pids[@]/#/--core-pid=}" --label "$label" \
+      --json "$OUT_DIR/$label${RESULT_SUFFIX:-}.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
     rc=$?; set -e
   else
     command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] \
@@ -130,7 +160,7 @@ for target in $targets; do
     set +e
     timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target nchan --url "http://127.0.0.1:$NCHAN_PORT" \
       -n "$n" "${extra[@]}" "${workers[@]/#/--server-pid=}" --label "$label" \
-      --json "$OUT_DIR/$label.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
+      --json "$OUT_DIR/$label${RESULT_SUFFIX:-}.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
     rc=$?; set -e
   fi
   if [[ ${PERF:-0} == 1 ]]; then

@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// payment-core's gRPC endpoint (gateway target; loopback only).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub core_url: String,
+    /// Where reports go instead of `--core-url` (repeatable: the report
+    /// channels are spread over them in turn), e.g. other replicas than the
+    /// gateway's, to measure events crossing replicas.
+    #[arg(long = "report-url")]
+    pub report_urls: Vec<String>,
     /// Secret the provider signs reports with.
     #[arg(long, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
     pub provider_secret: String,
@@ -91,9 +96,9 @@ pub struct RunArgs {
     /// pid(s) of the server holding the SSE connections (gateway, or the nginx worker).
     #[arg(long = "server-pid")]
     pub server_pids: Vec<u32>,
-    /// pid of payment-core.
-    #[arg(long)]
-    pub core_pid: Option<u32>,
+    /// pid(s) of payment-core (repeatable: every replica of the run).
+    #[arg(long = "core-pid")]
+    pub core_pids: Vec<u32>,
     /// Write the summary as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -859,7 +864,7 @@ async fn publish_nchan(nchan: &mut KeepAlive, order: &Order) -> anyhow::Result<b
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let addr = check_args(&args)?;
     let mut summary = Summary::planned(&args);
-    let core_pids: Vec<u32> = args.core_pid.into_iter().collect();
+    let core_pids = args.core_pids.clone();
 
     // 1. Orders (or channels).
     progress(&format!(
@@ -926,6 +931,9 @@ fn check_args(args: &RunArgs) -> anyhow::Result<SocketAddr> {
     let addr = loopback_addr(&args.url)?;
     if args.target == Target::Gateway {
         loopback_addr(&args.core_url)?;
+        for url in report_urls(args) {
+            loopback_addr(url)?;
+        }
     }
     ensure!(args.connections > 0, "--connections must be > 0");
     ensure!(
@@ -1131,8 +1139,11 @@ async fn connect_reporter(args: &RunArgs, addr: SocketAddr) -> anyhow::Result<Re
     Ok(match args.target {
         Target::Gateway => {
             let mut clients = Vec::new();
-            for _ in 0..args.report_channels.clamp(1, 64) {
-                let channel = Channel::from_shared(args.core_url.clone())?
+            for url in report_urls(args)
+                .cycle()
+                .take(args.report_channels.clamp(1, 64))
+            {
+                let channel = Channel::from_shared(url.to_owned())?
                     .tcp_nodelay(true)
                     .connect()
                     .await
@@ -1143,6 +1154,16 @@ async fn connect_reporter(args: &RunArgs, addr: SocketAddr) -> anyhow::Result<Re
         }
         Target::Nchan => Reporter::Nchan(addr),
     })
+}
+
+/// Where reports go: `--report-url`s, or the core the orders were made on.
+fn report_urls(args: &RunArgs) -> impl Iterator<Item = &str> + Clone {
+    let urls: &[String] = if args.report_urls.is_empty() {
+        std::slice::from_ref(&args.core_url)
+    } else {
+        &args.report_urls
+    };
+    urls.iter().map(String::as_str)
 }
 
 /// Step 4: tells every worker to close, waits for it (killing one that does

@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one benchmark and print (and optionally write) its summary.
-    Run(coordinator::RunArgs),
+    Run(Box<coordinator::RunArgs>),
     /// Internal: one process holding a share of the connections.
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -57,7 +57,7 @@ pub fn mono_ns() -> u64 {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => coordinator::main(args),
+        Command::Run(args) => coordinator::main(*args),
         Command::Worker(args) => worker::main(args),
     };
     match result {
