@@ -583,3 +583,41 @@ async fn commands_queued_together_on_one_replica_commit_as_one_transaction_and_e
         "the queued commands committed in one transaction"
     );
 }
+
+#[tokio::test]
+async fn a_write_stuck_behind_a_lock_a_stalled_peer_holds_gives_up_at_the_statement_timeout_and_writes_nothing()
+ {
+    let database = TestDatabase::create().await;
+    let shutdown = CancellationToken::new();
+    let store = replica(&database, &shutdown).await;
+    let clock = Clock::system();
+    let order = create(store.as_ref(), &clock).await.order;
+    // A peer that took the log head and stalled, as a hung replica would.
+    let mut admin = database.connect().await;
+    let stalled = admin.transaction().await.unwrap();
+    stalled
+        .execute("SELECT sequence FROM log_head FOR UPDATE", &[])
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let refused = store
+        .apply(order.id, change(OrderStatus::Succeeded, &clock))
+        .await
+        .expect_err("the write cannot finish while the head is held");
+    assert!(
+        matches!(refused, StoreError::Unavailable(_)),
+        "retryable, so callers try again or elsewhere: {refused:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded by the session's statement timeout, not by the peer"
+    );
+    stalled.rollback().await.unwrap();
+    assert_eq!(
+        store.get_order(order.id).await.unwrap().unwrap().status,
+        OrderStatus::Created,
+        "the refused change wrote nothing"
+    );
+    assert_eq!(store.head_sequence().await.unwrap(), 1);
+}
