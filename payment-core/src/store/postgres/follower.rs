@@ -17,7 +17,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    NOTIFY_CHANNEL, db,
+    db,
     notification::{self, Next},
 };
 use crate::{
@@ -28,9 +28,9 @@ use crate::{
     },
 };
 
-/// The fallback read interval. Notifications are lost only around a
-/// reconnect (after which the follower reads anyway), so this tick is a
-/// backstop: a quarter second bounds the extra latency of an event whose
+/// The fallback read interval. Notifications are lost around a reconnect
+/// (after which the follower reads anyway) or dropped by a full
+/// [`HINT_QUEUE`], so this tick is a backstop: a quarter second bounds the extra latency of an event whose
 /// hint went missing well below what a shopper notices, and costs one empty
 /// primary-key range scan four times a second per replica.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -47,6 +47,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// the last one stopped.
 pub(super) async fn follow(
     config: tokio_postgres::Config,
+    channel: Arc<str>,
     first: Listening,
     live: broadcast::Sender<Arc<PaymentEvent>>,
     mut published: u64,
@@ -60,7 +61,7 @@ pub(super) async fn follow(
             ended = async {
                 let listening = match session.take() {
                     Some(listening) => listening,
-                    None => listen(&config).await?,
+                    None => listen(&config, &channel).await?,
                 };
                 backoff = RECONNECT_MIN;
                 follow_session(listening, &live, &mut published).await
@@ -86,11 +87,15 @@ pub(super) struct Listening {
 
 /// Notification payloads waiting for the follower. When it is full, new
 /// ones are dropped: the follower then finds a batch missing at the next one
-/// it reads and reads the log, so the bound costs a query, never an event.
+/// it reads and reads the log, so the bound costs a query (or, if the
+/// dropped one ended a burst, up to a poll interval), never an event.
 const HINT_QUEUE: usize = 256;
 
 /// Opens the follower's own (unpooled) session and LISTENs on it.
-pub(super) async fn listen(config: &tokio_postgres::Config) -> Result<Listening, StoreError> {
+pub(super) async fn listen(
+    config: &tokio_postgres::Config,
+    channel: &str,
+) -> Result<Listening, StoreError> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(db)?;
     let (hint, hints) = mpsc::channel::<String>(HINT_QUEUE);
     // Ends when the connection fails or the client is dropped.
@@ -112,7 +117,7 @@ pub(super) async fn listen(config: &tokio_postgres::Config) -> Result<Listening,
         // Dropping `hint` here tells the session its connection is gone.
     });
     client
-        .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+        .batch_execute(&format!("LISTEN \"{channel}\""))
         .await
         .map_err(db)?;
     Ok(Listening { client, hints })

@@ -72,9 +72,6 @@ const POOL_APPLICATION_NAME: &str = "payment-core";
 /// The advisory lock key that serialises migrations across replicas
 /// ("payments" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7061_796d_656e_7473;
-/// The NOTIFY channel; the payload is the batch's last sequence and, when
-/// they fit, its events ([`notification`]).
-const NOTIFY_CHANNEL: &str = "payment_events";
 /// Live events kept for receivers that fall behind (as in the SQLite store).
 const LIVE_CHANNEL: usize = 8192;
 /// Open orders due at `$1`, at most `$2`; its condition is the partial
@@ -119,6 +116,13 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name(POOL_APPLICATION_NAME);
         }
+        // A connection whose peer vanished (a partition, a dead host) is
+        // noticed in about half a minute instead of the OS's two hours.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
 
         migrate(&config).await?;
 
@@ -139,11 +143,12 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Database(format!("building the connection pool: {e}")))?;
 
+        let channel = notify_channel(&pool).await?;
         // The follower is listening before `connect` returns, so a store
         // that cannot follow the log fails here, not later in the
         // background; and no session is left half-open by a caller that
         // stops polling right after connecting.
-        let first = follower::listen(&follower_config).await?;
+        let first = follower::listen(&follower_config, &channel).await?;
         // The follower starts at the head: events before it are history,
         // which watchers read from the log themselves.
         let head = head(&pool).await?;
@@ -151,13 +156,14 @@ impl PostgresStore {
         let stop = shutdown.child_token();
         tokio::spawn(follower::follow(
             follower_config,
+            Arc::clone(&channel),
             first,
             live.clone(),
             head,
             stop.clone(),
         ));
         let (writer, commands) = WriteQueue::new();
-        tokio::spawn(writer::run(pool.clone(), commands));
+        tokio::spawn(writer::run(pool.clone(), channel, commands));
         Ok(Self {
             pool,
             writer,
@@ -185,6 +191,30 @@ async fn head(pool: &Pool) -> Result<u64, StoreError> {
         .map_err(db)?;
     let row = client.query_one(&statement, &[]).await.map_err(db)?;
     sequence_from_row(&row)
+}
+
+/// The log's NOTIFY channel: random per log (see the migration that adds
+/// it), so only roles that can read `log_head` can listen to or forge its
+/// notifications, which carry events.
+async fn notify_channel(pool: &Pool) -> Result<Arc<str>, StoreError> {
+    let client = client(pool).await?;
+    let row = client
+        .query_one("SELECT notify_channel FROM log_head", &[])
+        .await
+        .map_err(db)?;
+    let channel: String = column(&row, "notify_channel")?;
+    // It is written into LISTEN as an identifier: only what the migration
+    // generates is accepted.
+    if channel.is_empty()
+        || !channel
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(StoreError::Database(format!(
+            "log_head.notify_channel {channel:?} is not a channel name this store made"
+        )));
+    }
+    Ok(channel.into())
 }
 
 /// Runs the embedded migrations under a session-level advisory lock, so
@@ -308,9 +338,8 @@ impl Store for PostgresStore {
     }
 }
 
-/// A database error with the server's message (tokio-postgres's own
-/// `Display` says only "db error").
-/// A database error as the store's: the server refusing a statement is a
+/// A database error as the store's, with the server's message
+/// (tokio-postgres's own `Display` says only "db error"): the server refusing a statement is a
 /// database error; a connection that is gone, a server shutting down or
 /// refusing sessions, or a statement cancelled by its timeout is
 /// [`StoreError::Unavailable`], which callers may retry elsewhere.

@@ -28,31 +28,33 @@ const MAX_EVENTS_JSON: usize = 7900;
 /// The events part of a batch's payload (the database puts the last
 /// sequence in front): `events` as JSON, or nothing when they do not fit.
 pub(super) fn events_json(events: &[&Order]) -> String {
-    let array: Vec<Value> = events
-        .iter()
-        .map(|order| {
-            json!({
-                "order_id": order.id.to_string(),
-                "status": order.status.as_str(),
-                "reason": order.reason.as_str(),
-                "provider_reference": order.provider_reference.as_str(),
-                "updated_at": order.updated_at.0,
-                "amount_minor": order.amount.minor(),
-                "currency": order.currency.as_str(),
-                "description": order.description.as_str(),
-                "client_secret": order.client_secret.as_str(),
-                "idempotency_key": order.idempotency_key.as_ref().map(IdempotencyKey::as_str),
-                "created_at": order.created_at.0,
-                "expires_at": order.expires_at.0,
-            })
-        })
-        .collect();
-    let encoded = Value::Array(array).to_string();
-    if encoded.len() <= MAX_EVENTS_JSON {
-        encoded
-    } else {
-        String::new()
+    let mut encoded = String::from("[");
+    for (i, order) in events.iter().enumerate() {
+        if i > 0 {
+            encoded.push(',');
+        }
+        let event = json!({
+            "order_id": order.id.to_string(),
+            "status": order.status.as_str(),
+            "reason": order.reason.as_str(),
+            "provider_reference": order.provider_reference.as_str(),
+            "updated_at": order.updated_at.0,
+            "amount_minor": order.amount.minor(),
+            "currency": order.currency.as_str(),
+            "description": order.description.as_str(),
+            "client_secret": order.client_secret.as_str(),
+            "idempotency_key": order.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+            "created_at": order.created_at.0,
+            "expires_at": order.expires_at.0,
+        });
+        encoded.push_str(&event.to_string());
+        // Checked as it grows: a large batch stops encoding at the limit.
+        if encoded.len() >= MAX_EVENTS_JSON {
+            return String::new();
+        }
     }
+    encoded.push(']');
+    encoded
 }
 
 /// What a follower that has published up to `published` should do with a

@@ -2,8 +2,8 @@
 //! [`crate::store::batch`]), one transaction per batch, built from a fixed
 //! number of set-based statements whatever the batch size:
 //!
-//! 1. lock the rows of every order the batch changes (`FOR UPDATE`, in id
-//!    order) and read them;
+//! 1. lock the rows of every order a status change of the batch names
+//!    (`FOR UPDATE`, in the order of `ORDER BY order_id`) and read them;
 //! 2. read the orders that already hold the batch's idempotency keys;
 //! 3. decide every command in the batch's order with the state machine,
 //!    against those locked rows (in memory, no I/O);
@@ -25,9 +25,13 @@
 //! what makes that affordable: the serialised tail (one statement and the
 //! commit's WAL flush) is paid once per batch, not once per event.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{Object, Pool, Transaction};
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 
@@ -43,8 +47,14 @@ use crate::{
 
 /// Attempts per batch when PostgreSQL aborts it as a deadlock victim or a
 /// serialization failure: both leave nothing written, and a second attempt
-/// meets the other transaction committed.
+/// meets the other transaction committed. (With the lock order above this
+/// should not happen; the retry is a backstop.)
 const ATTEMPTS: u32 = 3;
+/// The most one attempt may take. The server bounds each statement
+/// (`statement_timeout`), but not a connection that died without closing:
+/// without this, the writer, and every write queued behind it, would wait
+/// for TCP to notice.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Step 4, after `INSERT INTO orders ({ORDER_COLUMNS})`: each array is one
 /// column, in [`ORDER_COLUMNS`] order. A key taken meanwhile by another
@@ -63,9 +73,13 @@ const UPDATE_ORDERS: &str = "UPDATE orders o SET status = u.status, reason = u.r
 /// Step 6, one statement so that `log_head` is locked for one round trip
 /// plus the commit: take `$6` sequences, append the `$6` events (one per
 /// array position, in that order) with them, and queue one notification
-/// (sent by the server at commit): the last sequence, then `$7`, the
-/// events as [`notification::events_json`] encodes them. Returns the last
-/// sequence taken.
+/// (sent by the server at commit) on the log's channel `$8`: the last
+/// sequence, then `$7`, the events as [`notification::events_json`] encodes
+/// them. The events are left out once the server's notification queue is a
+/// tenth full: a listener that stopped reading (a frozen replica) keeps the
+/// queue from being trimmed, and when it is full every commit fails; without
+/// events a notification is a few bytes, which buys days instead of hours.
+/// Returns the last sequence taken.
 const APPEND_EVENTS: &str = "WITH head AS ( \
          UPDATE log_head SET sequence = sequence + $6 RETURNING sequence \
      ), appended AS ( \
@@ -77,16 +91,18 @@ const APPEND_EVENTS: &str = "WITH head AS ( \
          RETURNING sequence \
      ) \
      SELECT max(sequence) AS sequence, \
-            pg_notify('payment_events', max(sequence)::text || ' ' || $7::text) \
+            pg_notify($8::text, max(sequence)::text || ' ' || \
+                CASE WHEN pg_notification_queue_usage() < 0.1 THEN $7::text ELSE '' END) \
      FROM appended";
 
-/// Runs until every sender of `commands` is dropped (the store is dropped).
-pub(super) async fn run(pool: Pool, mut commands: mpsc::Receiver<WriteCommand>) {
+/// Runs until every sender of `commands` is dropped (the store is
+/// dropped); notifies on `channel`, the log's private channel.
+pub(super) async fn run(pool: Pool, channel: Arc<str>, mut commands: mpsc::Receiver<WriteCommand>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = commands.recv().await {
         batch.push(first);
         take_queued(&mut commands, &mut batch);
-        commit_with_retries(&pool, &mut batch).await;
+        commit_with_retries(&pool, &channel, &mut batch).await;
     }
     tracing::debug!("postgres writer stopped");
 }
@@ -118,16 +134,40 @@ impl From<StoreError> for Failure {
     }
 }
 
-async fn commit_with_retries(pool: &Pool, batch: &mut Vec<WriteCommand>) {
+async fn commit_with_retries(pool: &Pool, channel: &str, batch: &mut Vec<WriteCommand>) {
     let mut attempt = 1;
     loop {
-        match commit(pool, batch).await {
+        let attempted = match client(pool).await {
+            Err(error) => Err(Failure::Failed(error)),
+            Ok(mut client) => {
+                match tokio::time::timeout(BATCH_TIMEOUT, commit(&mut client, channel, batch)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => {
+                        // The connection may be dead without an error to
+                        // show for it: close it rather than pool it again.
+                        drop(Object::take(client));
+                        Err(Failure::Failed(StoreError::Unavailable(
+                            "the database did not finish the write in time; its outcome is unknown"
+                                .into(),
+                        )))
+                    }
+                }
+            }
+        };
+        match attempted {
             Ok(outcomes) => return answer(batch, outcomes),
             Err(Failure::Retryable(error)) if attempt < ATTEMPTS => {
                 tracing::warn!(%error, attempt, batch = batch.len(), "write batch aborted by the server; retrying");
                 attempt += 1;
             }
-            Err(Failure::Retryable(error)) => return fail(batch, &db(error)),
+            Err(Failure::Retryable(error)) => {
+                let error = StoreError::Unavailable(format!(
+                    "aborted by the database {ATTEMPTS} times: {}",
+                    db(error)
+                ));
+                return fail(batch, &error);
+            }
             Err(Failure::Failed(error)) => return fail(batch, &error),
         }
     }
@@ -150,16 +190,21 @@ enum Plan {
 
 /// One attempt at committing `batch`: the steps of the module
 /// documentation.
-async fn commit(pool: &Pool, batch: &[WriteCommand]) -> Result<Vec<Outcome>, Failure> {
-    let mut client = client(pool).await?;
+async fn commit(
+    client: &mut Object,
+    channel: &str,
+    batch: &[WriteCommand],
+) -> Result<Vec<Outcome>, Failure> {
     // Returning early drops the transaction, which rolls it back.
     let tx = client.transaction().await?;
 
     let mut orders = lock_orders(&tx, batch).await?;
     let mut by_key = orders_by_key(&tx, batch.iter().filter_map(create_key)).await?;
 
-    // Step 3: in memory, in the batch's order, so that a later command sees
-    // what an earlier one did.
+    // Step 3: in memory, in the batch's order, so that a later change sees
+    // what an earlier one did to the same order. (A change of an order
+    // created in this same batch cannot occur: its id is known only once
+    // the create is answered, after commit.)
     let mut events: Vec<Order> = Vec::new();
     let mut changed: HashSet<OrderId> = HashSet::new();
     let mut new_orders: Vec<Order> = Vec::new();
@@ -229,7 +274,7 @@ async fn commit(pool: &Pool, batch: &[WriteCommand]) -> Result<Vec<Outcome>, Fai
     // Step 6. Dropped creates leave holes in `events`; `sequences[i]` is
     // the sequence of `events[i]` among those appended.
     let appended: Vec<&Order> = events.iter().filter(|order| kept(order)).collect();
-    let last = append_events(&tx, &appended).await?;
+    let last = append_events(&tx, channel, &appended).await?;
     let mut next = last + 1 - appended.len() as u64;
     let sequences: Vec<Option<u64>> = events
         .iter()
@@ -308,6 +353,7 @@ async fn lock_orders(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
+    // Only to drop repeats: the lock order is the statement's ORDER BY.
     ids.sort_unstable();
     ids.dedup();
     let statement = tx
@@ -430,7 +476,11 @@ async fn update_orders<'o>(
 /// Step 6: appends one event per order snapshot in `events`, in that
 /// order; returns the last sequence taken (the head, when there is nothing
 /// to append).
-async fn append_events(tx: &Transaction<'_>, events: &[&Order]) -> Result<u64, Failure> {
+async fn append_events(
+    tx: &Transaction<'_>,
+    channel: &str,
+    events: &[&Order],
+) -> Result<u64, Failure> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -450,6 +500,7 @@ async fn append_events(tx: &Transaction<'_>, events: &[&Order]) -> Result<u64, F
                 &occurred_at,
                 &count,
                 &notification::events_json(events),
+                &channel,
             ],
         )
         .await?;
@@ -458,10 +509,10 @@ async fn append_events(tx: &Transaction<'_>, events: &[&Order]) -> Result<u64, F
 
 #[cfg(test)]
 mod tests {
-    use super::{super::NOTIFY_CHANNEL, *};
+    use super::*;
 
     #[test]
-    fn the_notify_channel_in_the_append_statement_is_the_one_the_follower_listens_on() {
-        assert!(APPEND_EVENTS.contains(&format!("pg_notify('{NOTIFY_CHANNEL}'")));
+    fn the_append_statement_notifies_on_the_channel_it_is_given() {
+        assert!(APPEND_EVENTS.contains("pg_notify($8::text,"));
     }
 }
