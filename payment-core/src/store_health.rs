@@ -1,10 +1,12 @@
 //! Keeping the service true to its store: a probe reads the store every
-//! second. While it cannot, the replica is NOT_SERVING on grpc.health.v1
-//! (it acknowledges nothing, so load balancers and gateways should go
+//! second. Once it has failed twice in a row (one slow probe under load is
+//! not an outage, and ending every watch for it would add a reconnect storm
+//! to the load), the replica is NOT_SERVING on grpc.health.v1 (it
+//! acknowledges nothing, so load balancers and gateways should go
 //! elsewhere) and every open WatchPayments stream is ended with UNAVAILABLE
 //! and its resume position (its live feed has stopped, and a watcher left
-//! open would look healthy while missing every event). Once the store
-//! answers again, it serves again.
+//! open would look healthy while missing every event). Once a probe
+//! succeeds, it serves again.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -18,6 +20,8 @@ use crate::store::Store;
 
 /// How often the store is probed, and how long one probe may take.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Failed probes in a row that make an outage.
+const FAILURES_FOR_OUTAGE: u32 = 2;
 
 /// Tells watchers when the store is found unreachable.
 #[derive(Clone, Default)]
@@ -60,6 +64,7 @@ pub async fn report(
     shutdown: CancellationToken,
 ) {
     let mut serving = true;
+    let mut failures = 0;
     let mut probe = tokio::time::interval(PROBE_INTERVAL);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,10 +75,12 @@ pub async fn report(
         let reachable = tokio::time::timeout(PROBE_INTERVAL, store.head_sequence())
             .await
             .is_ok_and(|head| head.is_ok());
-        if reachable == serving || shutdown.is_cancelled() {
+        failures = if reachable { 0 } else { failures + 1 };
+        let up = failures < FAILURES_FOR_OUTAGE;
+        if up == serving || shutdown.is_cancelled() {
             continue;
         }
-        serving = reachable;
+        serving = up;
         let status = if serving {
             tracing::info!("the store answers again; serving");
             outages.end();
