@@ -5,7 +5,11 @@
 //!
 //! A domain refusal (unknown order, status conflict, reused idempotency key)
 //! writes nothing and is answered on its own; a database error rolls the
-//! whole batch back and every caller in it gets that error.
+//! whole batch back and every caller in it gets that error. One case is
+//! unknowable: a connection lost while COMMIT was under way may have
+//! committed. Its callers get UNAVAILABLE and retry; a retried report or an
+//! idempotency-keyed create then finds what was committed (creates without a
+//! key can make a second order, which is what the key is for).
 
 use tokio::sync::{mpsc, oneshot};
 

@@ -355,15 +355,19 @@ fn commit_batch(
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        let outcomes: Vec<Outcome> = batch
-            .iter()
-            .map(|command| match command {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for command in batch.iter() {
+            let outcome = match command {
                 WriteCommand::Create { new, .. } => Outcome::Created(create(&tx, new)),
                 WriteCommand::Apply { id, change, .. } => Outcome::Applied(apply(&tx, *id, change)),
-            })
-            .collect();
-        if let Some(error) = outcomes.iter().find_map(Outcome::database_error) {
-            return Err(StoreError::Database(error.to_string()));
+            };
+            // Stop at the first failure: some (a full disk) roll the
+            // transaction back on their own, and the commands after it
+            // would then commit one by one, outside the batch.
+            if let Some(error) = outcome.database_error() {
+                return Err(error.clone());
+            }
+            outcomes.push(outcome);
         }
         tx.commit().map_err(db)?;
         Ok(outcomes)
