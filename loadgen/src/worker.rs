@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use payments_proto::payments::v1::OrderStatus;
+use payments_proto::{contract::HEARTBEAT_EVENT, payments::v1::OrderStatus};
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -394,6 +394,9 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
             watch.last_id.clone_from(&parser.last_id);
         }
         for event in events.drain(..) {
+            if target == Target::Gateway && event.event == HEARTBEAT_EVENT {
+                continue;
+            }
             ctx.counters.events.fetch_add(1, Relaxed);
             if target == Target::Gateway {
                 let seq: u64 = event

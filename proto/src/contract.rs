@@ -37,6 +37,14 @@ pub const ORDER_STATUSES: [OrderStatus; 6] = [
     OrderStatus::Expired,
 ];
 
+/// The SSE `event:` name of the gateway's heartbeat. Its `data` is
+/// `{"interval_ms":N}`: a stream sends one when it opens and one after every
+/// `N` ms without another frame, so a page that hears nothing for a few
+/// intervals knows its connection is dead and reopens it. It has no `id:`
+/// (the resume point stays the last order event's), and is never an
+/// order's status.
+pub const HEARTBEAT_EVENT: &str = "heartbeat";
+
 impl OrderStatus {
     /// Whether the payment is over: no event follows one in this status.
     pub fn is_terminal(self) -> bool {

@@ -27,7 +27,8 @@ pub struct Config {
     /// Token for the merchant dashboard and its all-orders stream.
     #[arg(long, env = "ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
     pub admin_token: String,
-    /// Seconds between SSE heartbeat comments.
+    /// Seconds of silence after which an SSE stream sends a heartbeat event
+    /// (pages reconnect after about 2.5 intervals without a byte).
     #[arg(long, env = "HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
     /// Reconnect delay the browser is told in the SSE `retry:` field.

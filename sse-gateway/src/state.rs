@@ -11,6 +11,8 @@ use std::{
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use payments_proto::contract::HEARTBEAT_EVENT;
+
 use crate::{config::Config, hub::Hub, metrics::Metrics, payment_core::PaymentCore};
 
 /// Cheap to clone: `Arc`s and small values.
@@ -30,10 +32,13 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// This gateway's name in `/metrics` and the `X-Gateway-Instance` header.
     pub instance: Arc<str>,
-    /// Silence after which an event stream sends a heartbeat comment.
+    /// Silence after which an event stream sends a heartbeat.
     pub heartbeat: Duration,
     /// The `retry:` frame every event stream opens with, rendered once.
     pub retry_frame: Bytes,
+    /// The heartbeat event (see [`HEARTBEAT_EVENT`]), rendered once: sent
+    /// when a stream opens and after each `heartbeat` of silence.
+    pub heartbeat_frame: Bytes,
     /// Fires at shutdown: open SSE responses end so browsers reconnect elsewhere.
     pub shutdown: CancellationToken,
 }
@@ -51,6 +56,11 @@ impl AppState {
             instance: config.instance.as_str().into(),
             heartbeat: config.heartbeat(),
             retry_frame: format!("retry: {}\n\n", config.sse_retry().as_millis()).into(),
+            heartbeat_frame: format!(
+                "event: {HEARTBEAT_EVENT}\ndata: {{\"interval_ms\":{}}}\n\n",
+                config.heartbeat().as_millis()
+            )
+            .into(),
             shutdown: CancellationToken::new(),
         }
     }

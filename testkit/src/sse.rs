@@ -25,6 +25,20 @@ pub struct Frame {
     pub data_lines: usize,
 }
 
+impl Frame {
+    /// Whether this is the gateway's heartbeat event.
+    pub fn is_heartbeat(&self) -> bool {
+        self.event.as_deref() == Some(payments_proto::contract::HEARTBEAT_EVENT)
+    }
+
+    /// The interval a heartbeat announces.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        let data = self.data.as_deref()?.strip_prefix("{\"interval_ms\":")?;
+        let millis = data.strip_suffix('}')?.parse().ok()?;
+        self.is_heartbeat().then(|| Duration::from_millis(millis))
+    }
+}
+
 pub struct SseConnection {
     pub status: u16,
     pub headers: HashMap<String, String>,
@@ -210,10 +224,12 @@ impl SseConnection {
         }
     }
 
-    /// The next frame that is an event (skipping comments and bare retry).
+    /// The next frame that is an event (skipping comments, bare retry and
+    /// heartbeats).
     pub async fn next_event(&mut self, bound: Duration) -> std::io::Result<Option<Frame>> {
         loop {
             match self.next_frame(bound).await? {
+                Some(frame) if frame.is_heartbeat() => continue,
                 Some(frame) if frame.data.is_some() || frame.event.is_some() => {
                     return Ok(Some(frame));
                 }

@@ -3,7 +3,8 @@
 //! Every stream starts with a `retry:` frame, then sends the history the
 //! client has not seen (after `Last-Event-ID`), then live events from the
 //! hub, each with `id:` = the core's sequence and `event:` = the status.
-//! Heartbeat comments keep idle connections open through proxies.
+//! Heartbeat events keep idle connections open through proxies and let
+//! pages detect a dead one.
 //!
 //! The connection registers with the hub *before* it reads history from the
 //! core, and skips any live event whose sequence it already sent: an event
@@ -114,23 +115,28 @@ pub async fn dashboard_events(
 
 fn retry_later(state: &AppState, cause: &str) -> Response {
     tracing::warn!(%cause, "cannot serve the event stream now; telling the browser to retry");
-    sse_response(state, stream::empty())
+    // Only the reconnect delay: the response ends at once, so there is no
+    // connection for a heartbeat to vouch for.
+    sse_body_response(state, stream::iter([state.retry_frame.clone()]))
 }
-
-/// A comment line: ignored by EventSource, but it keeps proxies and load
-/// balancers from closing an idle connection.
-const HEARTBEAT: Bytes = Bytes::from_static(b":\n\n");
 
 fn sse_response(
     state: &AppState,
     frames: impl Stream<Item = Bytes> + Send + Unpin + 'static,
 ) -> Response {
-    let body = WithHeartbeat::new(
-        stream::once(std::future::ready(state.retry_frame.clone())).chain(frames),
-        state.heartbeat,
-    )
-    // Shutdown ends the response so the browser reconnects to another gateway.
-    .take_until(state.shutdown.clone().cancelled_owned());
+    // The heartbeat goes first too: the page learns the interval its
+    // watchdog needs before anything else can go wrong.
+    let opening = [state.retry_frame.clone(), state.heartbeat_frame.clone()];
+    sse_body_response(state, stream::iter(opening).chain(frames))
+}
+
+fn sse_body_response(
+    state: &AppState,
+    frames: impl Stream<Item = Bytes> + Send + Unpin + 'static,
+) -> Response {
+    let body = WithHeartbeat::new(frames, state.heartbeat, state.heartbeat_frame.clone())
+        // Shutdown ends the response so the browser reconnects to another gateway.
+        .take_until(state.shutdown.clone().cancelled_owned());
     (
         [
             (
@@ -148,20 +154,28 @@ fn sse_response(
         .into_response()
 }
 
-/// The frames of one response, with a heartbeat comment whenever nothing
-/// else was sent for the heartbeat interval. It plays the part of axum's
-/// `Sse` + `KeepAlive`, for frames rendered once per event (see
-/// [`WireEvent`]) instead of once per connection.
+/// The frames of one response, with a heartbeat whenever nothing else was
+/// sent for the heartbeat interval. It plays the part of axum's `Sse` +
+/// `KeepAlive`, for frames rendered once per event (see [`WireEvent`])
+/// instead of once per connection. The heartbeat is an event, not a
+/// comment: it keeps proxies from closing an idle connection, and pages see
+/// it (EventSource hides comments) and can tell a quiet stream from a dead
+/// one.
 struct WithHeartbeat<S> {
     frames: S,
     heartbeat: Interval,
+    frame: Bytes,
 }
 
 impl<S> WithHeartbeat<S> {
-    fn new(frames: S, period: Duration) -> Self {
+    fn new(frames: S, period: Duration, frame: Bytes) -> Self {
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Self { frames, heartbeat }
+        Self {
+            frames,
+            heartbeat,
+            frame,
+        }
     }
 }
 
@@ -178,7 +192,7 @@ impl<S: Stream<Item = Bytes> + Unpin> Stream for WithHeartbeat<S> {
             Poll::Pending => {}
         }
         match self.heartbeat.poll_tick(cx) {
-            Poll::Ready(_) => Poll::Ready(Some(Ok(HEARTBEAT))),
+            Poll::Ready(_) => Poll::Ready(Some(Ok(self.frame.clone()))),
             Poll::Pending => Poll::Pending,
         }
     }

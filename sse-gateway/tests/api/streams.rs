@@ -30,6 +30,12 @@ async fn the_stream_is_framed_by_the_whatwg_rules() {
     let first = stream.next_frame(BOUND).await.unwrap().unwrap();
     assert_eq!(first.retry, Some(2000), "a retry: line comes first");
     assert!(first.data.is_none());
+    let opening = stream.next_frame(BOUND).await.unwrap().unwrap();
+    assert_eq!(
+        opening.heartbeat_interval(),
+        Some(Duration::from_secs(1)),
+        "then a heartbeat, so the page knows the interval at once: {opening:?}"
+    );
 
     let created = stream.expect_event().await;
     assert_eq!(created.event.as_deref(), Some("created"));
@@ -51,15 +57,20 @@ async fn the_stream_is_framed_by_the_whatwg_rules() {
     );
     assert!(body["occurred_at"].as_str().unwrap().ends_with('Z'));
 
-    // Idle: a heartbeat comment arrives within the interval.
+    // Idle: a heartbeat event, announcing the interval, arrives within it.
     let heartbeat = stream
         .next_frame(Duration::from_secs(3))
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        heartbeat.data.is_none() && !heartbeat.comments.is_empty(),
+    assert_eq!(
+        heartbeat.heartbeat_interval(),
+        Some(Duration::from_secs(1)),
         "{heartbeat:?}"
+    );
+    assert_eq!(
+        heartbeat.id, None,
+        "a heartbeat does not move the resume point"
     );
 
     system
