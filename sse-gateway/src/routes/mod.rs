@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::checkout))
         .route("/dashboard", get(pages::dashboard))
         .route("/assets/style.css", get(pages::stylesheet))
+        .route("/assets/live-stream.js", get(pages::live_stream_script))
         .route("/api/orders", post(orders::create_order))
         .route("/api/orders/{id}", get(orders::get_order))
         .route(ORDER_EVENTS, get(streams::order_events))

@@ -1,4 +1,5 @@
-//! The checkout page, the merchant dashboard and their stylesheet: plain
+//! The checkout page, the merchant dashboard, their stylesheet and their
+//! live-stream script (EventSource with a watchdog): plain
 //! HTML, CSS and JavaScript compiled into the binary, so there is no build
 //! step and nothing to deploy beside it.
 
@@ -10,6 +11,7 @@ use axum::{
 const CHECKOUT: &str = include_str!("../../assets/checkout.html");
 const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
 const STYLE: &str = include_str!("../../assets/style.css");
+const LIVE_STREAM: &str = include_str!("../../assets/live-stream.js");
 
 fn no_cache(mut response: Response) -> Response {
     response
@@ -28,4 +30,15 @@ pub async fn dashboard() -> Response {
 
 pub async fn stylesheet() -> Response {
     no_cache(([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response())
+}
+
+/// EventSource with a watchdog, shared by both pages.
+pub async fn live_stream_script() -> Response {
+    no_cache(
+        (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            LIVE_STREAM,
+        )
+            .into_response(),
+    )
 }

@@ -39,7 +39,18 @@ fn post_orders(content_type: Option<&str>, body: impl Into<Body>) -> Request<Bod
 async fn the_checkout_page_is_served_without_the_core() {
     let (status, body) = call(Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("new EventSource"));
+    assert!(body.contains("openLiveStream("));
+    let (status, script) = call(
+        Request::get("/assets/live-stream.js")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        script.contains("new EventSource"),
+        "the page's stream script"
+    );
 }
 
 #[tokio::test]
