@@ -11,6 +11,7 @@
 //! - [`sse`]: a minimal SSE client over a raw TCP socket that keeps every
 //!   byte the server sent, for checking the framing itself.
 
+pub mod nginx;
 pub mod postgres;
 pub mod sse;
 
@@ -85,6 +86,27 @@ impl Process {
         let process = Self { child, addr };
         wait_for_port(addr, Duration::from_secs(20));
         process
+    }
+
+    /// Freezes the process (SIGSTOP): alive, its sockets open and still
+    /// accepting connections in the kernel, but it answers nothing, as a
+    /// hung or paused process does.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {}", self.child.id());
     }
 
     /// Kills the process hard, as a crash would, and waits for it.

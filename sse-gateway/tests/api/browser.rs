@@ -28,13 +28,13 @@ impl Drop for Driver {
     }
 }
 
-struct Browser {
-    client: Client,
+pub struct Browser {
+    pub client: Client,
     _driver: Driver,
     _profile: tempfile::TempDir,
 }
 
-async fn start_browser() -> Browser {
+pub async fn start_browser() -> Browser {
     let port = free_port();
     let driver = Driver(
         Command::new("chromedriver")
@@ -82,11 +82,12 @@ struct Shop {
     _dir: tempfile::TempDir,
 }
 
-async fn open_shop() -> Shop {
-    let dir = tempfile::tempdir().unwrap();
+/// payment-core over a SQLite file in `dir`, with payment URLs on the
+/// mock-provider, and the mock-provider reporting to it: (core, provider).
+pub fn start_core_and_provider(dir: &std::path::Path) -> (Process, Process) {
     let (core_port, provider_port) = (free_port(), free_port());
     let core = testkit::start_payment_core_with(
-        &dir.path().join("core.db"),
+        &dir.join("core.db"),
         testkit::PROVIDER_SECRET,
         core_port,
         &[(
@@ -100,10 +101,17 @@ async fn open_shop() -> Shop {
         provider_addr,
         &[
             ("PROVIDER_LISTEN", provider_addr.to_string()),
-            ("PAYMENT_CORE_URL", format!("http://127.0.0.1:{core_port}")),
+            ("PAYMENT_CORE_URL", format!("http://{}", core.addr)),
             ("PROVIDER_SECRET", testkit::PROVIDER_SECRET.to_owned()),
         ],
     );
+    (core, provider)
+}
+
+async fn open_shop() -> Shop {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, provider) = start_core_and_provider(dir.path());
+    let core_port = core.addr.port();
     let gateway = spawn_gateway(core_port, |_| {}).await;
     Shop {
         gateway,
@@ -114,7 +122,7 @@ async fn open_shop() -> Shop {
     }
 }
 
-async fn status_of(client: &Client) -> (String, String) {
+pub async fn status_of(client: &Client) -> (String, String) {
     let status = client.find(Locator::Id("status")).await.unwrap();
     let name = status
         .attr("data-status")
@@ -125,16 +133,14 @@ async fn status_of(client: &Client) -> (String, String) {
     (name, reason)
 }
 
-/// Fills the checkout, clicks Pay, and returns (checkout window, provider popup).
-async fn start_payment(
+/// Opens the checkout at `site`, fills it, clicks Pay, and returns
+/// (checkout window, provider popup).
+pub async fn start_payment(
     client: &Client,
-    shop: &Shop,
+    site: SocketAddr,
     amount: &str,
 ) -> (fantoccini::wd::WindowHandle, fantoccini::wd::WindowHandle) {
-    client
-        .goto(&format!("http://{}/", shop.gateway.addr))
-        .await
-        .unwrap();
+    client.goto(&format!("http://{site}/")).await.unwrap();
     // A reload would drop this marker: the result must arrive without one.
     client
         .execute("window.__noReload = true; return true;", vec![])
@@ -184,7 +190,11 @@ async fn start_payment(
 
 /// Clicks `button` in the provider popup, waits for its result page, and
 /// returns to the checkout window.
-async fn decide_in_popup(client: &Client, button: &str, checkout: fantoccini::wd::WindowHandle) {
+pub async fn decide_in_popup(
+    client: &Client,
+    button: &str,
+    checkout: fantoccini::wd::WindowHandle,
+) {
     client
         .find(Locator::Id(button))
         .await
@@ -199,7 +209,7 @@ async fn decide_in_popup(client: &Client, button: &str, checkout: fantoccini::wd
     client.switch_to_window(checkout).await.unwrap();
 }
 
-async fn text_of(client: &Client, id: &str) -> String {
+pub async fn text_of(client: &Client, id: &str) -> String {
     client
         .find(Locator::Id(id))
         .await
@@ -209,7 +219,7 @@ async fn text_of(client: &Client, id: &str) -> String {
         .unwrap()
 }
 
-async fn wait_for_final_status(client: &Client, expected: &str) -> String {
+pub async fn wait_for_final_status(client: &Client, expected: &str) -> String {
     let (_, reason) = eventually(Duration::from_secs(15), expected, || async {
         let (status, reason) = status_of(client).await;
         (status == expected).then_some((status, reason))
@@ -228,7 +238,7 @@ async fn a_shopper_pays_in_the_provider_popup_and_the_checkout_shows_success_at_
     let shop = open_shop().await;
     let browser = start_browser().await;
     let client = &browser.client;
-    let (checkout, _popup) = start_payment(client, &shop, "12.50").await;
+    let (checkout, _popup) = start_payment(client, shop.gateway.addr, "12.50").await;
 
     let amount = text_of(client, "amount").await;
     assert_eq!(amount, "12.50 EUR", "the provider shows the order's amount");
@@ -248,7 +258,7 @@ async fn a_declined_payment_shows_its_reason_on_the_checkout() {
     let shop = open_shop().await;
     let browser = start_browser().await;
     let client = &browser.client;
-    let (checkout, _popup) = start_payment(client, &shop, "30").await;
+    let (checkout, _popup) = start_payment(client, shop.gateway.addr, "30").await;
 
     let reason = client.find(Locator::Id("decline-reason")).await.unwrap();
     reason.select_by_value("insufficient funds").await.unwrap();
@@ -262,7 +272,7 @@ async fn a_declined_payment_shows_its_reason_on_the_checkout() {
 }
 
 /// The `data-status` of the dashboard row for `order_id`, if the row exists.
-async fn dashboard_status(client: &Client, order_id: &str) -> Option<String> {
+pub async fn dashboard_status(client: &Client, order_id: &str) -> Option<String> {
     let selector = format!("tr[data-order-id=\"{order_id}\"] td.status");
     let cell = client.find(Locator::Css(&selector)).await.ok()?;
     cell.attr("data-status").await.ok().flatten()

@@ -5,11 +5,14 @@
 //! - [`orders`], [`streams`]: the JSON API and the event streams over real
 //!   sockets, with the real payment-core binary behind;
 //! - [`resilience`]: crashes, shutdowns, moves between gateways;
-//! - [`browser`]: headless Chromium through the checkout and the dashboard.
+//! - [`browser`]: headless Chromium through the checkout and the dashboard;
+//! - [`frozen_gateway`]: the same behind the project's nginx, with the
+//!   page's gateway frozen mid-stream.
 
 mod browser;
 mod core_seam;
 mod fake_core;
+mod frozen_gateway;
 mod helpers;
 mod orders;
 mod resilience;
