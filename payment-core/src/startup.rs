@@ -102,7 +102,10 @@ impl Application {
         let store_health = tokio::spawn(store_health::report(
             state.store.clone(),
             health.clone(),
+            // "" is the server as a whole, which `payment-core healthcheck`
+            // (the container health check) asks about.
             &[
+                "",
                 <PaymentServiceServer<PaymentApi> as NamedService>::NAME,
                 <ProviderServiceServer<ProviderApi> as NamedService>::NAME,
             ],

@@ -174,6 +174,17 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged_and_watchers_
     }
 }
 
+/// `payment-core healthcheck` against `replica`, as a container's health
+/// check runs it: whether it exits 0.
+fn container_healthcheck(replica: &Process) -> bool {
+    std::process::Command::new(testkit::binary_path("payment-core"))
+        .arg("healthcheck")
+        .env("PAYMENT_CORE_LISTEN", replica.addr.to_string())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// What `replica`'s health service says of the payment service: serving
 /// or not; `None` when it cannot be asked.
 async fn health_of(replica: &Process) -> Option<bool> {
@@ -219,6 +230,10 @@ async fn a_replica_cut_off_from_its_database_stops_serving_refuses_writes_and_re
     .await;
     let refused = create(&replica).await.expect_err("nothing is acknowledged");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    assert!(
+        !container_healthcheck(&replica),
+        "the container health check fails too"
+    );
     let ended = tokio::time::timeout(Duration::from_secs(10), open_watch.message())
         .await
         .expect("the open watch ends")
@@ -242,6 +257,7 @@ async fn a_replica_cut_off_from_its_database_stops_serving_refuses_writes_and_re
         (health_of(&replica).await == Some(true)).then_some(())
     })
     .await;
+    assert!(container_healthcheck(&replica), "and passes again");
     let after = testkit::eventually("writes are acknowledged again", || async {
         create(&replica).await.ok()
     })
