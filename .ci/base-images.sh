@@ -4,6 +4,9 @@
 # container registry can be reached (nothing can be pulled).
 #
 #   debian:bookworm-slim       always (runtime stages and the nginx image)
+#   postgres:15-bookworm       always (docker-compose.replicated.yml): built from
+#                              docker/postgres.Dockerfile on the debian stand-in,
+#                              with the official image's interface
 #   rust:1.95-slim-bookworm    only with --with-rust (or BASE_IMAGES_WITH_RUST=1):
 #                              needed only for the multi-stage *source* build path;
 #                              CI uses the prebuilt path and does not need it.
@@ -31,6 +34,7 @@ SUITE=bookworm
 DEBIAN_IMAGE=debian:bookworm-slim
 RUST_VERSION=${RUST_STANDIN_VERSION:-1.95}
 RUST_IMAGE=rust:${RUST_VERSION}-slim-bookworm
+POSTGRES_IMAGE=postgres:15-bookworm
 WITH_RUST=${BASE_IMAGES_WITH_RUST:-0}
 # a cached rootfs older than this is debootstrapped again (security updates)
 MAX_AGE_DAYS=${BASE_IMAGE_MAX_AGE_DAYS:-30}
@@ -252,10 +256,25 @@ EOF
   log "$RUST_IMAGE ready"
 }
 
+# postgres:15-bookworm: Debian's postgresql-15 on the debian image, with
+# the official image's interface (docker/postgres.Dockerfile).
+build_postgres() {
+  if [[ $FORCE == 0 ]] && have_image "$POSTGRES_IMAGE"; then
+    log "$POSTGRES_IMAGE present, not rebuilding"; return
+  fi
+  log "building $POSTGRES_IMAGE from docker/postgres.Dockerfile"
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  DOCKER_BUILDKIT=0 docker build -q -f "$root/docker/postgres.Dockerfile" -t "$POSTGRES_IMAGE" "$root/docker" >/dev/null
+  docker run --rm --entrypoint postgres "$POSTGRES_IMAGE" --version
+  log "$POSTGRES_IMAGE ready"
+}
+
 command -v docker >/dev/null || { log "docker CLI not found"; exit 1; }
 docker info >/dev/null 2>&1 || { log "docker engine not reachable"; exit 1; }
 
 build_debian
+build_postgres
 if [[ $WITH_RUST == 1 ]]; then
   build_rust
 fi

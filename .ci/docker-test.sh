@@ -11,7 +11,11 @@
 #     nginx with Last-Event-ID, the result arrives exactly once, no id repeats
 #  5. restart payment-core, then re-create its container: the first order is
 #     still `succeeded` (SQLite on the named volume)
-#  6. `compose down -v` always (trap), with logs when something failed
+#  6. the replicated stack (docker-compose.replicated.yml: PostgreSQL, two
+#     payment-core replicas): a payment through nginx; one with a replica
+#     killed (-9); one with a replica cut off from the database (NOT_SERVING,
+#     then back by itself); one after restarting PostgreSQL
+#  7. `compose down -v` always (trap), with logs when something failed
 #
 # Needs: root (debootstrap), docker engine, docker compose v2 or
 # docker-compose v1, cargo, curl, python3. Every wait is bounded.
@@ -58,7 +62,10 @@ else
 fi
 COMPOSE_V2=0
 if "${COMPOSE[@]}" version 2>/dev/null | grep -Eq 'v?2\.[0-9]+\.[0-9]+'; then COMPOSE_V2=1; fi
-compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
+# The compose command of the stack under test; phase 6 adds the replicated
+# file. An array, not only a function, because `timeout` runs commands.
+COMPOSE_CMD=("${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml")
+compose() { "${COMPOSE_CMD[@]}" "$@"; }
 
 # ------------------------------------------------------------------ ports ---
 port_free() {
@@ -90,6 +97,7 @@ pick_port() { # NAME DEFAULT
 pick_port HTTP_PORT 8080
 pick_port PROVIDER_PORT 8081
 pick_port GRPC_PORT 50051
+pick_port GRPC_PORT_2 50052
 export BIND_ADDRESS=${BIND_ADDRESS:-127.0.0.1}
 export PROVIDER_PAGE_URL=${PROVIDER_PAGE_URL:-http://localhost:${PROVIDER_PORT}/pay}
 export IMAGE_TAG BUILD_FROM=prebuilt
@@ -108,7 +116,7 @@ dump_logs() {
     probe exit={{.ExitCode}} {{.Output}}{{end}}{{end}}' "$c" >&2 2>&1 || true
   done
   echo "---------------- compose logs (last 150 lines each) ----------------" >&2
-  timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" logs --no-color --tail=150 >&2 2>&1 || true
+  timeout 60 "${COMPOSE_CMD[@]}" logs --no-color --tail=150 >&2 2>&1 || true
   local f
   for f in "$WORK"/*.sse "$WORK"/*.err "$WORK"/*.json "$WORK"/report-*.out "$WORK"/pay-page.*; do
     [[ -f "$f" ]] || continue
@@ -127,7 +135,7 @@ cleanup() {
   fi
   if [[ $STACK_UP -eq 1 && "${KEEP_UP:-0}" != 1 ]]; then
     log "compose down -v"
-    timeout 180 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" down -v --remove-orphans -t 10 >/dev/null 2>&1 \
+    timeout 180 "${COMPOSE_CMD[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 \
       || echo "compose down failed or timed out" >&2
   fi
   if [[ "${KEEP_WORK:-0}" == 1 ]]; then echo "transcripts kept in $WORK"; else rm -rf "$WORK"; fi
@@ -242,14 +250,16 @@ run_logged() {
 create_order() { # NAME DESCRIPTION
   local out="$WORK/$1.json"
   local code
+  # With a key, as the checkout page sends one: a create is then safe to
+  # repeat on another core replica.
   code=$(curl -sS -m 20 -o "$out" -w '%{http_code}' -X POST "$BASE/api/orders" \
-           -H 'Content-Type: application/json' \
+           -H 'Content-Type: application/json' -H "Idempotency-Key: docker-test-$1-$$-$RANDOM" \
            -d "{\"amount_minor\":1999,\"currency\":\"EUR\",\"description\":\"$2\"}") || true
   [[ "$code" =~ ^20[01]$ ]] || fail "POST /api/orders answered HTTP $code: $(head -c 500 "$out" 2>/dev/null)"
 }
 
 report() { # ORDER_ID OUTCOME
-  timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" exec -T mock-provider \
+  timeout 60 "${COMPOSE_CMD[@]}" exec -T mock-provider \
     mock-provider report --order "$1" --outcome "$2" >"$WORK/report-$1.out" 2>&1
 }
 
@@ -281,15 +291,15 @@ run_logged build-nginx timeout 900 docker build --force-rm -f docker/nginx.Docke
 ok "images payments-push/{payment-core,sse-gateway,mock-provider,nginx}:$IMAGE_TAG built"
 
 log "2. compose up (project $PROJECT, ports http=$HTTP_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]})"
-timeout 120 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" down -v --remove-orphans >/dev/null 2>&1 || true
+timeout 120 "${COMPOSE_CMD[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 STACK_UP=1
 SERVICES=(payment-core mock-provider gateway-1 gateway-2 nginx)
 if [[ $COMPOSE_V2 == 1 ]]; then
-  timeout $((UP_TIMEOUT + 30)) "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
+  timeout $((UP_TIMEOUT + 30)) "${COMPOSE_CMD[@]}" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
     || fail "compose up --wait did not get every service healthy within ${UP_TIMEOUT}s"
 else
   # compose v1 has no --wait; it does honour depends_on: service_healthy
-  timeout "$UP_TIMEOUT" "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" up -d --no-build \
+  timeout "$UP_TIMEOUT" "${COMPOSE_CMD[@]}" up -d --no-build \
     || fail "compose up did not finish within ${UP_TIMEOUT}s (a dependency never became healthy?)"
 fi
 wait_healthy 120 "${SERVICES[@]}" || fail "not every service is healthy"
@@ -348,7 +358,7 @@ wait_until 10 "a first event with an id on stream A" has_id "$WORK/s2a.sse" \
   || echo "note: no event with an id on stream A yet (GET /pay answered $(cat "$WORK/pay-page.code"))" >&2
 SERVING=$(header_of "$WORK/s2a.sse" X-Gateway-Instance)
 stop_gateway() {
-  timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" stop -t 10 "$1" >/dev/null 2>&1
+  timeout 60 "${COMPOSE_CMD[@]}" stop -t 10 "$1" >/dev/null 2>&1
 }
 if [[ "$SERVING" == gateway-1 || "$SERVING" == gateway-2 ]]; then
   echo "stream A is served by $SERVING (X-Gateway-Instance)"
@@ -361,7 +371,7 @@ else
   stop_gateway gateway-1
   STOPPED=gateway-1
   if ! wait_until 20 "stream A to break" gone "$s2a_PID"; then
-    timeout 60 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" start gateway-1 >/dev/null
+    timeout 60 "${COMPOSE_CMD[@]}" start gateway-1 >/dev/null
     wait_healthy 120 gateway-1
     stop_gateway gateway-2
     STOPPED=gateway-2
@@ -391,7 +401,7 @@ ok "order 2: resumed through nginx${SERVED_B:+ on $SERVED_B} with Last-Event-ID 
 
 # ============================================ 5. payment-core restart ====
 log "5. restart payment-core, order 1 still succeeded"
-timeout 120 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" restart -t 15 payment-core >/dev/null
+timeout 120 "${COMPOSE_CMD[@]}" restart -t 15 payment-core >/dev/null
 ALIVE=()
 for s in payment-core mock-provider nginx gateway-1 gateway-2; do [[ $s == "$STOPPED" ]] || ALIVE+=("$s"); done
 wait_healthy 180 "${ALIVE[@]}"
@@ -406,12 +416,78 @@ wait_until 60 "GET /api/orders/$ORDER1 to say succeeded" order1_succeeded \
   || fail "after the restart order 1 is not succeeded: $(cat "$WORK/order1-after.json" 2>/dev/null)"
 ok "after 'restart payment-core' order 1 is still succeeded"
 # a new container (not just a restart) must find the data on the named volume
-timeout 180 "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" up -d --no-build --no-deps --force-recreate payment-core >/dev/null 2>&1 \
+timeout 180 "${COMPOSE_CMD[@]}" up -d --no-build --no-deps --force-recreate payment-core >/dev/null 2>&1 \
   || fail "could not re-create payment-core"
 wait_healthy 180 "${ALIVE[@]}"
 rm -f "$WORK/order1-after.json"
 wait_until 60 "GET /api/orders/$ORDER1 to say succeeded" order1_succeeded \
   || fail "after re-creating payment-core order 1 is not succeeded: $(cat "$WORK/order1-after.json" 2>/dev/null)"
 ok "after re-creating the payment-core container order 1 is still succeeded (SQLite on the named volume)"
+
+# ============================== 6. the replicated stack (PostgreSQL) ====
+log "6. replicated stack: PostgreSQL and two payment-core replicas"
+timeout 180 "${COMPOSE_CMD[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 || true
+COMPOSE_CMD+=(-f "$ROOT/docker-compose.replicated.yml")
+SERVICES=(postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx)
+if [[ $COMPOSE_V2 == 1 ]]; then
+  timeout $((UP_TIMEOUT + 30)) "${COMPOSE_CMD[@]}" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
+    || fail "replicated stack: compose up --wait did not get every service healthy within ${UP_TIMEOUT}s"
+else
+  timeout "$UP_TIMEOUT" "${COMPOSE_CMD[@]}" up -d --no-build \
+    || fail "replicated stack: compose up did not finish within ${UP_TIMEOUT}s"
+fi
+wait_healthy 180 "${SERVICES[@]}" || fail "replicated stack: not every service is healthy"
+ok "replicated stack healthy: ${SERVICES[*]}"
+
+# pay_through_nginx NAME: an order through nginx, its stream, a report;
+# `event: succeeded` exactly once
+pay_through_nginx() {
+  local name=$1 order secret events pid
+  create_order "$name" "docker test $name"
+  order=$(json_get "$WORK/$name.json" order_id id) || fail "$name: no order id"
+  secret=$(json_get "$WORK/$name.json" client_secret) || fail "$name: no client_secret"
+  events=$(json_get "$WORK/$name.json" events_url || echo "/api/orders/$order/events?client_secret=$secret")
+  open_sse "$name" "$BASE$(path_of "$events")"
+  pid=$SSE_PID
+  wait_until 20 "$name: stream answers 200" http_status_200 "$WORK/$name.sse" || fail "$name: stream did not open"
+  report "$order" succeeded || fail "$name: report failed: $(cat "$WORK/report-$order.out")"
+  wait_until 30 "$name: event: succeeded" has_event "$WORK/$name.sse" succeeded \
+    || fail "$name: no 'event: succeeded' ($(sse_summary "$WORK/$name.sse"))"
+  wait_until 15 "$name: stream to end" gone "$pid" || true
+  kill "$pid" 2>/dev/null || true
+  [[ $(sse_count "$WORK/$name.sse" succeeded) -eq 1 ]] || fail "$name: 'event: succeeded' more than once"
+}
+core_serving() { "${COMPOSE_CMD[@]}" exec -T "$1" payment-core healthcheck; }
+core_not_serving() { ! core_serving "$1"; }
+
+pay_through_nginx order3
+ok "order 3 paid through nginx with the core on PostgreSQL"
+
+docker kill -s KILL "$(container_of payment-core)" >/dev/null || fail "could not kill payment-core"
+pay_through_nginx order4
+ok "order 4 paid while replica payment-core was killed (-9): gateways and the provider used payment-core-2"
+timeout 60 "${COMPOSE_CMD[@]}" start payment-core >/dev/null 2>&1 || fail "could not start payment-core again"
+wait_healthy 120 payment-core || fail "payment-core did not come back"
+ok "payment-core back after the kill"
+
+DB_NETWORK=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{println $name}}{{end}}' \
+  "$(container_of postgres)" | grep -m1 '_db$') || fail "no _db network on postgres"
+docker network disconnect "$DB_NETWORK" "$(container_of payment-core)" || fail "could not cut payment-core off the database"
+wait_until 30 "payment-core to report NOT_SERVING without its database" core_not_serving payment-core \
+  || fail "payment-core still SERVING 30 s after losing its database"
+ok "payment-core cut off from PostgreSQL reports NOT_SERVING"
+pay_through_nginx order5
+ok "order 5 paid while payment-core was cut off from the database"
+docker network connect "$DB_NETWORK" "$(container_of payment-core)" || fail "could not reconnect payment-core"
+wait_until 60 "payment-core to serve again" core_serving payment-core || fail "payment-core did not recover by itself"
+ok "payment-core serves again once the database is reachable"
+
+timeout 120 "${COMPOSE_CMD[@]}" restart -t 30 postgres >/dev/null || fail "could not restart postgres"
+wait_until 60 "payment-core to serve after the PostgreSQL restart" core_serving payment-core \
+  || fail "payment-core did not recover from the PostgreSQL restart"
+wait_until 60 "payment-core-2 to serve after the PostgreSQL restart" core_serving payment-core-2 \
+  || fail "payment-core-2 did not recover from the PostgreSQL restart"
+pay_through_nginx order6
+ok "order 6 paid after restarting PostgreSQL; both replicas recovered by themselves"
 
 log "all checks passed"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Entry point of the postgres:15-bookworm stand-in (docker/postgres.Dockerfile):
+# on an empty PGDATA, create the cluster with POSTGRES_USER / POSTGRES_PASSWORD
+# and the database POSTGRES_DB, as the official image does; then run the
+# server in the foreground, listening on every interface.
+set -euo pipefail
+
+if [[ "${1:-}" != postgres ]]; then exec "$@"; fi
+shift
+
+: "${POSTGRES_USER:=postgres}"
+: "${POSTGRES_DB:=$POSTGRES_USER}"
+
+if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
+  if [[ -z "${POSTGRES_PASSWORD:-}" ]]; then
+    echo "error: the database is uninitialized and POSTGRES_PASSWORD is not set" >&2
+    exit 1
+  fi
+  pwfile=$(mktemp)
+  printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  rm -f "$pwfile"
+  printf 'host all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
+  if [[ "$POSTGRES_DB" != postgres ]]; then
+    pg_ctl -D "$PGDATA" -w -o "-c listen_addresses=''" start >/dev/null
+    psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
+      -c "CREATE DATABASE \"$POSTGRES_DB\"" >/dev/null
+    pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
+  fi
+  echo "database cluster initialised in $PGDATA" >&2
+fi
+
+exec postgres -c listen_addresses='*' "$@"
