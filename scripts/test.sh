@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the Rust tests (unit, integration, real
-# binaries, grpcurl, headless Chromium), the benchmark smoke run, and the
-# Docker end-to-end check. What they need is listed in the README; .ci/run
+# binaries, grpcurl, headless Chromium), the benchmark smoke run, the Docker
+# end-to-end check and the fault drill. What they need is listed in the README; .ci/run
 # installs it on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,8 @@ BIN_DIR=target/debug bench/smoke.sh
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   echo "== docker compose end to end" >&2
   .ci/docker-test.sh
+  echo "== fault drill: the replicated stack under kills, a partition, a freeze, a database restart" >&2
+  .ci/drill.sh
 elif [ "${CI:-}" = true ]; then
   echo "CI=true but no Docker engine is reachable: the compose check cannot run" >&2
   exit 1

@@ -65,6 +65,15 @@ pub struct RunArgs {
     /// Reports in flight at most.
     #[arg(long, default_value_t = 256)]
     pub report_concurrency: usize,
+    /// Attempts per report: a failed one is sent again over the next
+    /// report channel (to the next `--report-url`) after 200 ms. Reports
+    /// are idempotent, so a repeat after an unknown outcome is safe. 1 for
+    /// benchmarks; more for fault drills.
+    #[arg(long, default_value_t = 1)]
+    pub report_attempts: u32,
+    /// Reconnects allowed per SSE connection before it counts as failed.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
     /// gRPC (HTTP/2) connections the reports are spread over.
     #[arg(long, default_value_t = 4)]
     pub report_channels: usize,
@@ -273,6 +282,8 @@ pub struct Summary {
     pub lost: u64,
     pub duplicated: u64,
     pub missing_created: u64,
+    /// Terminal events other than the result reported.
+    pub wrong_result: u64,
     pub reconnects: u64,
     pub early_terminal: u64,
     pub ok: bool,
@@ -600,6 +611,8 @@ fn worker_command(
         .arg((args.connect_concurrency / workers).max(1).to_string())
         .arg("--timeout")
         .arg(args.timeout.to_string())
+        .arg("--max-attempts")
+        .arg(args.max_attempts.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -666,6 +679,7 @@ fn totals(shared: &Shared) -> Status {
         total.terms += s.terms;
         total.missing_created += s.missing_created;
         total.no_content += s.no_content;
+        total.wrong_result += s.wrong_result;
         if s.first_connect_ns != 0
             && (total.first_connect_ns == 0 || s.first_connect_ns < total.first_connect_ns)
         {
@@ -694,6 +708,8 @@ struct ReportRun {
     unchanged: AtomicU64,
     max_lag_us: AtomicU64,
     first_ns: AtomicU64,
+    /// `--report-attempts`.
+    attempts: u32,
 }
 
 /// What `report_all` measured.
@@ -728,6 +744,7 @@ async fn report_all(
         unchanged: AtomicU64::new(0),
         max_lag_us: AtomicU64::new(0),
         first_ns: AtomicU64::new(0),
+        attempts: args.report_attempts.max(1),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..args.report_concurrency.clamp(1, 4096) {
@@ -785,7 +802,19 @@ async fn report_task(task: usize, run: Arc<ReportRun>) -> Vec<u64> {
         let sent = mono_ns();
         let _ = run.first_ns.compare_exchange(0, sent, Relaxed, Relaxed);
         run.shared.report_ns[k].store(sent, Relaxed);
-        let result = sender.send(k, &run.orders[k]).await;
+        let mut result = sender.send(k, &run.orders[k]).await;
+        let mut attempt = 1;
+        while result.is_err() && attempt < run.attempts {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            sender = Sender::for_task(&run.reporter, task + attempt as usize);
+            result = sender.send(k, &run.orders[k]).await;
+            attempt += 1;
+        }
+        // A repeat that finds the order already paid: an earlier attempt's
+        // outcome was unknown, and it had committed.
+        if attempt > 1 && matches!(result, Ok(false)) {
+            result = Ok(true);
+        }
         call_us.push((mono_ns() - sent) / 1000);
         match result {
             Ok(true) => {}
@@ -906,6 +935,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     summary.events_received = total.events;
     summary.reconnects = total.reconnects;
     summary.missing_created = total.missing_created;
+    summary.wrong_result = total.wrong_result;
     summary.duplicated = total.dups.max(shared.dups.load(Relaxed));
 
     // 5. Latency, lost and duplicated.
@@ -918,6 +948,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     summary.report_call = percentiles(call_us);
     summary.ok = summary.lost == 0
         && summary.duplicated == 0
+        && summary.wrong_result == 0
         && summary.early_terminal == 0
         && summary.report_errors == 0
         && summary.reports_unchanged == 0
@@ -1411,8 +1442,8 @@ fn load_rows(s: &Summary) -> Vec<(&'static str, String)> {
         (
             "lost / duplicated",
             format!(
-                "{} / {} (reconnects {}, spurious {})",
-                s.lost, s.duplicated, s.reconnects, s.early_terminal
+                "{} / {} (reconnects {}, spurious {}, wrong result {})",
+                s.lost, s.duplicated, s.reconnects, s.early_terminal, s.wrong_result
             ),
         ),
     ]

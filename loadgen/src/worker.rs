@@ -71,6 +71,9 @@ pub struct Status {
     pub terms: u64,
     pub missing_created: u64,
     pub no_content: u64,
+    /// Terminal events that were not the result reported (`succeeded`).
+    #[serde(default)]
+    pub wrong_result: u64,
     pub first_connect_ns: u64,
     pub last_ready_ns: u64,
 }
@@ -85,6 +88,7 @@ struct Counters {
     terms: AtomicU64,
     missing_created: AtomicU64,
     no_content: AtomicU64,
+    wrong_result: AtomicU64,
     first_connect_ns: AtomicU64,
     last_ready_ns: AtomicU64,
 }
@@ -100,6 +104,7 @@ impl Counters {
             terms: self.terms.load(Relaxed),
             missing_created: self.missing_created.load(Relaxed),
             no_content: self.no_content.load(Relaxed),
+            wrong_result: self.wrong_result.load(Relaxed),
             first_connect_ns: self.first_connect_ns.load(Relaxed),
             last_ready_ns: self.last_ready_ns.load(Relaxed),
         }
@@ -145,7 +150,17 @@ struct Watch {
     got_terminal: bool,
     ready: bool,
     permit: Option<OwnedSemaphorePermit>,
+    /// The gateway's heartbeat interval, as its heartbeat event announces
+    /// it: a stream silent for WATCHDOG_INTERVALS of them is given up and
+    /// reopened, as the gateway's own pages do.
+    heartbeat: Duration,
 }
+
+/// Heartbeat intervals of silence after which a stream is reopened (the
+/// pages' `assets/live-stream.js` uses the same).
+const WATCHDOG_INTERVALS: f64 = 2.5;
+/// The gateway's default heartbeat, until a stream announces its own.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 
 enum End {
     /// Saw the terminal event (and, for the gateway, the end of the response).
@@ -254,6 +269,7 @@ async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     got_terminal: false,
                     ready: false,
                     permit: Some(permit),
+                    heartbeat: DEFAULT_HEARTBEAT,
                 };
                 let _ =
                     ctx.counters
@@ -330,6 +346,19 @@ async fn watch_loop(mut watch: Watch, ctx: Arc<Ctx>) {
     }
 }
 
+/// What the coordinator reports for every order.
+const REPORTED_RESULT: &str = "succeeded";
+
+/// The interval a heartbeat event's data (`{"interval_ms":N}`) announces.
+fn heartbeat_interval(data: &str) -> Option<Duration> {
+    let millis: u64 = data
+        .strip_prefix("{\"interval_ms\":")?
+        .strip_suffix('}')?
+        .parse()
+        .ok()?;
+    (millis > 0).then(|| Duration::from_millis(millis))
+}
+
 fn is_terminal(target: Target, event: &SseEvent) -> bool {
     match target {
         Target::Gateway => {
@@ -367,8 +396,9 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
     );
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::with_capacity(512);
+    let watchdog = watch.heartbeat.mul_f64(WATCHDOG_INTERVALS);
     let head = tokio::time::timeout(
-        Duration::from_secs(30),
+        watchdog.min(Duration::from_secs(30)),
         http::read_head(&mut stream, &mut raw),
     )
     .await
@@ -395,6 +425,9 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
         }
         for event in events.drain(..) {
             if target == Target::Gateway && event.event == HEARTBEAT_EVENT {
+                if let Some(interval) = heartbeat_interval(&event.data) {
+                    watch.heartbeat = interval;
+                }
                 continue;
             }
             ctx.counters.events.fetch_add(1, Relaxed);
@@ -423,6 +456,16 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
                 }
                 watch.got_terminal = true;
                 ctx.counters.terms.fetch_add(1, Relaxed);
+                if target == Target::Gateway && event.event != REPORTED_RESULT {
+                    ctx.counters.wrong_result.fetch_add(1, Relaxed);
+                    ctx.error(
+                        watch.i,
+                        format!(
+                            "saw {:?}, but {REPORTED_RESULT:?} was reported",
+                            event.event
+                        ),
+                    );
+                }
                 let _ = ctx.out.send(OutLine::Term {
                     i: watch.i,
                     ns: mono_ns(),
@@ -447,7 +490,13 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
                 Err(_) => bail!("response did not end after the terminal event"),
             }
         } else {
-            read.await?
+            // A stream silent this long is dead (a frozen gateway, a proxy
+            // holding a dead upstream): reopen it, resuming after the last id.
+            let watchdog = watch.heartbeat.mul_f64(WATCHDOG_INTERVALS);
+            match tokio::time::timeout(watchdog, read).await {
+                Ok(n) => n?,
+                Err(_) => bail!("stream silent for {watchdog:?}"),
+            }
         };
         if n == 0 {
             break;
@@ -458,5 +507,21 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
         Ok(End::Finished)
     } else {
         bail!("stream ended before the terminal event")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_takes_its_interval_from_the_gateways_heartbeat_and_ignores_anything_else() {
+        assert_eq!(
+            heartbeat_interval("{\"interval_ms\":2000}"),
+            Some(Duration::from_secs(2))
+        );
+        for other in ["{\"interval_ms\":0}", "{\"interval_ms\":-1}", "{}", "2000", ""] {
+            assert_eq!(heartbeat_interval(other), None, "{other}");
+        }
     }
 }

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# The fault drill: the replicated stack in containers (docker-compose.yml +
+# docker-compose.replicated.yml: PostgreSQL, two payment-core replicas, two
+# gateways behind nginx, the mock provider) takes PAYMENTS payments through
+# nginx while the drill breaks it, one piece at a time. loadgen creates the
+# orders through nginx, watches each with a client that behaves like the
+# pages (EventSource that reconnects with Last-Event-ID to whichever gateway
+# nginx picks, and reopens a stream silent for 2.5 heartbeats), and reports
+# each payment to either replica, trying the other when one fails.
+#
+# Faults, in order, while the reports run:
+#   kill -9 payment-core, start it again 8 s later
+#   payment-core-2 cut off from the database network for 20 s
+#   kill -9 gateway-1, start it again 5 s later
+#   gateway-2 frozen (docker pause) for 15 s, beyond the watchdog
+#   PostgreSQL restarted
+#
+# It passes when every watcher saw its order's result exactly once, no
+# watcher saw an id twice or out of order, each result seen is the one
+# reported, and every report the core acknowledged is in the database. It
+# prints the counts and the longest wait for a result after its report.
+#
+# Needs the images .ci/docker-test.sh builds (payments-push/*:$IMAGE_TAG,
+# postgres:15-bookworm) and a release loadgen (built here). Every wait is
+# bounded. Environment: PAYMENTS (2000), RATE (15 per second: the faults
+# take about two minutes and all fall while reports run), IMAGE_TAG
+# (local), KEEP_UP=1 (leave the stack running).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+PAYMENTS=${PAYMENTS:-2000}
+RATE=${RATE:-15}
+PROJECT=payments-push-drill
+WORK=$(mktemp -d /tmp/drill.XXXXXX)
+export IMAGE_TAG=${IMAGE_TAG:-local} BUILD_FROM=prebuilt BIND_ADDRESS=127.0.0.1
+# Short heartbeats: loadgen's watchdog (2.5 of them) fires in 5 s.
+export HEARTBEAT_SECS=2
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export HTTP_PORT=$(free_port) PROVIDER_PORT=$(free_port) GRPC_PORT=$(free_port) GRPC_PORT_2=$(free_port)
+export PROVIDER_PAGE_URL=http://localhost:$PROVIDER_PORT/pay
+
+if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
+COMPOSE+=(-p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.replicated.yml")
+log() { printf '[drill %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+container_of() { "${COMPOSE[@]}" ps -q "$1" | head -n1; }
+FAULTS=0
+fault() { FAULTS=$((FAULTS + 1)); log "fault $FAULTS: $*"; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  [[ -n "${LOADGEN_PID:-}" ]] && kill "$LOADGEN_PID" 2>/dev/null
+  docker unpause "$(container_of gateway-2)" >/dev/null 2>&1
+  if [[ $rc -ne 0 ]]; then
+    "${COMPOSE[@]}" ps >&2
+    timeout 60 "${COMPOSE[@]}" logs --no-color --tail=60 >&2 2>&1
+    tail -n 40 "$WORK/loadgen.log" >&2 2>/dev/null
+  fi
+  [[ "${KEEP_UP:-0}" == 1 ]] || timeout 180 "${COMPOSE[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+healthy() { # SERVICE...
+  local s c
+  for s in "$@"; do
+    c=$(container_of "$s")
+    [[ -n "$c" && $(docker inspect -f '{{.State.Health.Status}}' "$c" 2>/dev/null) == healthy ]] || return 1
+  done
+}
+wait_until() { # SECONDS WHAT COMMAND...
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { log "timed out waiting for: $what"; return 1; }
+    sleep 1
+  done
+}
+core_serving() { "${COMPOSE[@]}" exec -T "$1" payment-core healthcheck; }
+core_not_serving() { ! core_serving "$1"; }
+
+log "building loadgen"
+cargo build --release --locked -p loadgen >/dev/null 2>&1 || cargo build --release --locked -p loadgen
+LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen
+
+log "starting the replicated stack (project $PROJECT, nginx on $HTTP_PORT)"
+timeout 120 "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+timeout 300 "${COMPOSE[@]}" up -d --no-build >/dev/null
+SERVICES=(postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx)
+wait_until 240 "every service healthy" healthy "${SERVICES[@]}"
+
+log "$PAYMENTS payments at $RATE/s through nginx"
+"$LOADGEN" run --target gateway --url "http://127.0.0.1:$HTTP_PORT" \
+  --core-url "http://127.0.0.1:$GRPC_PORT" \
+  --report-url "http://127.0.0.1:$GRPC_PORT" --report-url "http://127.0.0.1:$GRPC_PORT_2" \
+  --provider-secret dev-provider-secret-change-me \
+  -n "$PAYMENTS" --rate "$RATE" --report-attempts 150 --max-attempts 200 \
+  --create-concurrency 8 --connect-concurrency 64 --drain-secs 90 --timeout 900 \
+  --label drill --json "$WORK/drill.json" >"$WORK/loadgen.log" 2>&1 &
+LOADGEN_PID=$!
+wait_until 300 "loadgen to start reporting" grep -q "reporting" "$WORK/loadgen.log"
+
+sleep 10
+fault "kill -9 payment-core"
+docker kill -s KILL "$(container_of payment-core)" >/dev/null
+sleep 8
+"${COMPOSE[@]}" start payment-core >/dev/null 2>&1
+wait_until 90 "payment-core healthy again" healthy payment-core
+
+DB_NETWORK=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{println $name}}{{end}}' \
+  "$(container_of postgres)" | grep -m1 '_db$')
+fault "payment-core-2 cut off from the database for 20 s"
+docker network disconnect "$DB_NETWORK" "$(container_of payment-core-2)"
+wait_until 30 "payment-core-2 to report NOT_SERVING" core_not_serving payment-core-2
+sleep 16
+docker network connect "$DB_NETWORK" "$(container_of payment-core-2)"
+wait_until 60 "payment-core-2 to serve again" core_serving payment-core-2
+
+fault "kill -9 gateway-1"
+docker kill -s KILL "$(container_of gateway-1)" >/dev/null
+sleep 5
+"${COMPOSE[@]}" start gateway-1 >/dev/null 2>&1
+wait_until 60 "gateway-1 healthy again" healthy gateway-1
+
+fault "gateway-2 frozen (docker pause) for 15 s"
+docker pause "$(container_of gateway-2)" >/dev/null
+sleep 15
+docker unpause "$(container_of gateway-2)" >/dev/null
+
+fault "PostgreSQL restarted"
+timeout 120 "${COMPOSE[@]}" restart -t 30 postgres >/dev/null 2>&1
+wait_until 60 "payment-core to serve after the restart" core_serving payment-core
+wait_until 60 "payment-core-2 to serve after the restart" core_serving payment-core-2
+
+log "faults done; waiting for loadgen"
+set +e
+wait "$LOADGEN_PID"
+LOADGEN_RC=$?
+set -e
+LOADGEN_PID=
+grep -vE '^\[loadgen' "$WORK/loadgen.log" >&2 || true
+
+read -r LOST DUP WRONG RECONNECTS REPORT_ERRORS ACKED MAX_WAIT < <(python3 - "$WORK/drill.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+acked = d["reports"] - d["report_errors"]
+print(d["lost"], d["duplicated"], d.get("wrong_result", 0), d["reconnects"], d["report_errors"], acked,
+      d["report_to_browser"]["max_ms"])
+PY
+)
+IN_DB=$("${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
+  "SELECT count(*) FROM orders WHERE status = 'succeeded'" | tr -d '\r')
+EVENTS=$("${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
+  "SELECT count(*) FROM events WHERE status = 'succeeded'" | tr -d '\r')
+
+echo "drill: $PAYMENTS payments, $FAULTS faults, $RECONNECTS reconnects; lost $LOST, duplicated $DUP," \
+     "wrong result $WRONG; reports acknowledged $ACKED (errors $REPORT_ERRORS), paid in the database $IN_DB" \
+     "(succeeded events $EVENTS); longest wait for a result after its report ${MAX_WAIT} ms"
+status=0
+[[ $LOADGEN_RC -eq 0 ]] || { echo "drill: loadgen failed (exit $LOADGEN_RC)" >&2; status=1; }
+[[ $LOST -eq 0 && $DUP -eq 0 && $WRONG -eq 0 ]] || { echo "drill: a watcher lost, repeated or misread a result" >&2; status=1; }
+[[ $IN_DB -eq $ACKED && $EVENTS -eq $ACKED ]] || { echo "drill: acknowledged $ACKED, in the database $IN_DB ($EVENTS events)" >&2; status=1; }
+[[ $ACKED -eq $PAYMENTS ]] || { echo "drill: only $ACKED of $PAYMENTS reports were acknowledged" >&2; status=1; }
+exit "$status"
