@@ -284,6 +284,11 @@ pub struct Summary {
     pub missing_created: u64,
     /// Terminal events other than the result reported.
     pub wrong_result: u64,
+    /// The longest a watcher waited for its result after the report was
+    /// acknowledged (0 when every result came before its acknowledgement).
+    /// Unlike report→browser, it leaves out the time a report spent being
+    /// refused and retried.
+    pub max_wait_after_ack_ms: f64,
     pub reconnects: u64,
     pub early_terminal: u64,
     pub ok: bool,
@@ -294,6 +299,8 @@ struct Shared {
     term_ns: Vec<AtomicU64>,
     /// Per order: ns the report was sent, 0 = not yet.
     report_ns: Vec<AtomicU64>,
+    /// Per order: ns the report's acknowledgement arrived, 0 = not (yet).
+    acked_ns: Vec<AtomicU64>,
     dups: AtomicU64,
     terms: AtomicU64,
     statuses: Mutex<Vec<Status>>,
@@ -815,6 +822,9 @@ async fn report_task(task: usize, run: Arc<ReportRun>) -> Vec<u64> {
         if attempt > 1 && matches!(result, Ok(false)) {
             result = Ok(true);
         }
+        if result.is_ok() {
+            run.shared.acked_ns[k].store(mono_ns(), Relaxed);
+        }
         call_us.push((mono_ns() - sent) / 1000);
         match result {
             Ok(true) => {}
@@ -940,6 +950,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     // 5. Latency, lost and duplicated.
     let arrivals = match_arrivals(&shared, load, args.samples.is_some());
+    summary.max_wait_after_ack_ms = max_wait_after_ack(&shared) as f64 / 1e6;
     if let Some(path) = &args.samples {
         std::fs::write(path, &arrivals.samples)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -1004,6 +1015,7 @@ impl Shared {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             report_ns: (0..summary.orders).map(|_| AtomicU64::new(0)).collect(),
+            acked_ns: (0..summary.orders).map(|_| AtomicU64::new(0)).collect(),
             dups: AtomicU64::new(0),
             terms: AtomicU64::new(0),
             statuses: Mutex::new(vec![Status::default(); summary.workers]),
@@ -1282,6 +1294,25 @@ fn match_arrivals(shared: &Shared, load: bool, keep_samples: bool) -> Arrivals {
     arrivals
 }
 
+/// The longest, over connections, from their order's acknowledged report
+/// to their terminal event, in ns.
+fn max_wait_after_ack(shared: &Shared) -> u64 {
+    let order_count = shared.acked_ns.len().max(1);
+    shared
+        .term_ns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, term)| {
+            let (term, acked) = (
+                term.load(Relaxed),
+                shared.acked_ns[i % order_count].load(Relaxed),
+            );
+            (term != 0 && acked != 0).then(|| term.saturating_sub(acked))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Terminal events, their rate and latency, and what was lost.
 fn score(args: &RunArgs, arrivals: Arrivals, no_content: u64, load: bool, summary: &mut Summary) {
     summary.terminal_events = arrivals.latencies.len();
@@ -1445,6 +1476,10 @@ fn load_rows(s: &Summary) -> Vec<(&'static str, String)> {
                 "{} / {} (reconnects {}, spurious {}, wrong result {})",
                 s.lost, s.duplicated, s.reconnects, s.early_terminal, s.wrong_result
             ),
+        ),
+        (
+            "longest wait after ack",
+            format!("{:.2} ms", s.max_wait_after_ack_ms),
         ),
     ]
 }

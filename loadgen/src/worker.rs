@@ -520,7 +520,13 @@ mod tests {
             heartbeat_interval("{\"interval_ms\":2000}"),
             Some(Duration::from_secs(2))
         );
-        for other in ["{\"interval_ms\":0}", "{\"interval_ms\":-1}", "{}", "2000", ""] {
+        for other in [
+            "{\"interval_ms\":0}",
+            "{\"interval_ms\":-1}",
+            "{}",
+            "2000",
+            "",
+        ] {
             assert_eq!(heartbeat_interval(other), None, "{other}");
         }
     }
