@@ -1,6 +1,6 @@
 //! A gateway frozen mid-stream (SIGSTOP: alive, connections open, silent)
 //! behind the project's nginx configuration. nginx gives up on a stream
-//! silent for three heartbeats, so even a bare EventSource recovers; and
+//! silent for two heartbeats, so even a bare EventSource recovers; and
 //! behind a proxy that waits longer, the pages' own watchdog notices the
 //! missing heartbeats, reopens the stream, lands on the other gateway and
 //! resumes after the last event it had.
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The heartbeat of these gateways: the pages reopen a stream after 2.5 of
-/// them without a byte, and nginx gives up on one after 3.
+/// them without a byte, and nginx gives up on one after 2.
 const HEARTBEAT_SECS: u64 = 1;
 /// How long a page may take to show an event its frozen gateway holds:
 /// the watchdog (2.5 heartbeats), perhaps a second round if nginx's
@@ -36,8 +36,8 @@ struct ShopBehindNginx {
     _dir: tempfile::TempDir,
 }
 
-/// `nginx_read_timeout`: what replaces the event routes' three heartbeats
-/// (`45s` in docker/nginx.conf, for the default 15 s heartbeat).
+/// `nginx_read_timeout`: what replaces the event routes' two heartbeats
+/// (`30s` in docker/nginx.conf, for the default 15 s heartbeat).
 fn open_shop_behind_nginx(nginx_read_timeout: &str) -> ShopBehindNginx {
     let dir = tempfile::tempdir().unwrap();
     let (core, provider) = start_core_and_provider(dir.path());
@@ -62,8 +62,8 @@ fn open_shop_behind_nginx(nginx_read_timeout: &str) -> ShopBehindNginx {
     let nginx = Nginx::start(
         [gateways[0].addr, gateways[1].addr],
         &[
-            ("proxy_read_timeout 45s;", read_timeout.as_str()),
-            ("proxy_send_timeout 45s;", send_timeout.as_str()),
+            ("proxy_read_timeout 30s;", read_timeout.as_str()),
+            ("proxy_send_timeout 30s;", send_timeout.as_str()),
         ],
     );
     ShopBehindNginx {
@@ -119,9 +119,9 @@ async fn wait_live(client: &Client) {
     .await;
 }
 
-/// Three of our heartbeats, as docker/nginx.conf has three of the default.
-fn three_heartbeats() -> String {
-    format!("{}s", 3 * HEARTBEAT_SECS)
+/// Two of our heartbeats, as docker/nginx.conf has two of the default.
+fn two_heartbeats() -> String {
+    format!("{}s", 2 * HEARTBEAT_SECS)
 }
 
 /// A proxy that would wait on a silent upstream for an hour: only the
@@ -129,8 +129,8 @@ fn three_heartbeats() -> String {
 const PATIENT_PROXY: &str = "1h";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn nginx_ends_an_event_stream_whose_gateway_is_silent_for_three_heartbeats() {
-    let shop = open_shop_behind_nginx(&three_heartbeats());
+async fn nginx_ends_an_event_stream_whose_gateway_is_silent_for_two_heartbeats() {
+    let shop = open_shop_behind_nginx(&two_heartbeats());
     let order = create_order(
         &reqwest::Client::new(),
         shop.gateways[0].addr,
