@@ -6,7 +6,8 @@
 #   debian:bookworm-slim       always (runtime stages and the nginx image)
 #   postgres:15-bookworm       always (docker-compose.replicated.yml): built from
 #                              docker/postgres.Dockerfile on the debian stand-in,
-#                              with the official image's interface
+#                              with the official image's interface (--force
+#                              replaces this one too)
 #   rust:1.95-slim-bookworm    only with --with-rust (or BASE_IMAGES_WITH_RUST=1):
 #                              needed only for the multi-stage *source* build path;
 #                              CI uses the prebuilt path and does not need it.

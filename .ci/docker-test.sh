@@ -443,6 +443,7 @@ ok "replicated stack healthy: ${SERVICES[*]}"
 # `event: succeeded` exactly once
 pay_through_nginx() {
   local name=$1 order secret events pid
+  wait_until 60 "both gateways ready" gateways_ready || fail "$name: a gateway has no stream from a core"
   create_order "$name" "docker test $name"
   order=$(json_get "$WORK/$name.json" order_id id) || fail "$name: no order id"
   secret=$(json_get "$WORK/$name.json" client_secret) || fail "$name: no client_secret"
@@ -457,8 +458,14 @@ pay_through_nginx() {
   kill "$pid" 2>/dev/null || true
   [[ $(sse_count "$WORK/$name.sse" succeeded) -eq 1 ]] || fail "$name: 'event: succeeded' more than once"
 }
-core_serving() { "${COMPOSE_CMD[@]}" exec -T "$1" payment-core healthcheck; }
+core_serving() { timeout 20 "${COMPOSE_CMD[@]}" exec -T "$1" payment-core healthcheck; }
 core_not_serving() { ! core_serving "$1"; }
+# both gateways have their stream from a core open (their healthcheck asks
+# /readyz): a stream opened before that would get a lone retry: frame
+gateways_ready() {
+  timeout 20 "${COMPOSE_CMD[@]}" exec -T gateway-1 sse-gateway healthcheck \
+    && timeout 20 "${COMPOSE_CMD[@]}" exec -T gateway-2 sse-gateway healthcheck
+}
 
 pay_through_nginx order3
 ok "order 3 paid through nginx with the core on PostgreSQL"

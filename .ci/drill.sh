@@ -38,13 +38,14 @@ export IMAGE_TAG=${IMAGE_TAG:-local} BUILD_FROM=prebuilt BIND_ADDRESS=127.0.0.1
 # Short heartbeats: loadgen's watchdog (2.5 of them) fires in 5 s.
 export HEARTBEAT_SECS=2
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-export HTTP_PORT=$(free_port) PROVIDER_PORT=$(free_port) GRPC_PORT=$(free_port) GRPC_PORT_2=$(free_port)
+HTTP_PORT=$(free_port); PROVIDER_PORT=$(free_port); GRPC_PORT=$(free_port); GRPC_PORT_2=$(free_port)
+export HTTP_PORT PROVIDER_PORT GRPC_PORT GRPC_PORT_2
 export PROVIDER_PAGE_URL=http://localhost:$PROVIDER_PORT/pay
 
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 COMPOSE+=(-p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.replicated.yml")
 log() { printf '[drill %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-container_of() { "${COMPOSE[@]}" ps -q "$1" | head -n1; }
+container_of() { timeout 30 "${COMPOSE[@]}" ps -q "$1" | head -n1; }
 FAULTS=0
 fault() { FAULTS=$((FAULTS + 1)); log "fault $FAULTS: $*"; }
 
@@ -54,7 +55,7 @@ cleanup() {
   [[ -n "${LOADGEN_PID:-}" ]] && kill "$LOADGEN_PID" 2>/dev/null
   docker unpause "$(container_of gateway-2)" >/dev/null 2>&1
   if [[ $rc -ne 0 ]]; then
-    "${COMPOSE[@]}" ps >&2
+    timeout 30 "${COMPOSE[@]}" ps >&2
     timeout 60 "${COMPOSE[@]}" logs --no-color --tail=60 >&2 2>&1
     tail -n 40 "$WORK/loadgen.log" >&2 2>/dev/null
   fi
@@ -79,7 +80,7 @@ wait_until() { # SECONDS WHAT COMMAND...
     sleep 1
   done
 }
-core_serving() { "${COMPOSE[@]}" exec -T "$1" payment-core healthcheck; }
+core_serving() { timeout 20 "${COMPOSE[@]}" exec -T "$1" payment-core healthcheck; }
 core_not_serving() { ! core_serving "$1"; }
 
 log "building loadgen"
@@ -101,13 +102,17 @@ log "$PAYMENTS payments at $RATE/s through nginx"
   --create-concurrency 8 --connect-concurrency 64 --drain-secs 90 --timeout 900 \
   --label drill --json "$WORK/drill.json" >"$WORK/loadgen.log" 2>&1 &
 LOADGEN_PID=$!
-wait_until 300 "loadgen to start reporting" grep -q "reporting" "$WORK/loadgen.log"
+reporting() {
+  kill -0 "$LOADGEN_PID" 2>/dev/null || { log "loadgen exited before reporting"; exit 1; }
+  grep -q "reporting" "$WORK/loadgen.log"
+}
+wait_until 300 "loadgen to start reporting" reporting
 
 sleep 10
 fault "kill -9 payment-core"
 docker kill -s KILL "$(container_of payment-core)" >/dev/null
 sleep 8
-"${COMPOSE[@]}" start payment-core >/dev/null 2>&1
+timeout 60 "${COMPOSE[@]}" start payment-core >/dev/null 2>&1
 wait_until 90 "payment-core healthy again" healthy payment-core
 
 DB_NETWORK=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{println $name}}{{end}}' \
@@ -122,7 +127,7 @@ wait_until 60 "payment-core-2 to serve again" core_serving payment-core-2
 fault "kill -9 gateway-1"
 docker kill -s KILL "$(container_of gateway-1)" >/dev/null
 sleep 5
-"${COMPOSE[@]}" start gateway-1 >/dev/null 2>&1
+timeout 60 "${COMPOSE[@]}" start gateway-1 >/dev/null 2>&1
 wait_until 60 "gateway-1 healthy again" healthy gateway-1
 
 fault "gateway-2 frozen (docker pause) for 15 s"
@@ -151,9 +156,9 @@ print(d["lost"], d["duplicated"], d["wrong_result"], d["reconnects"], d["report_
       d["max_wait_after_ack_ms"], d["report_to_browser"]["max_ms"])
 PY
 )
-IN_DB=$("${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
+IN_DB=$(timeout 30 "${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
   "SELECT count(*) FROM orders WHERE status = 'succeeded'" | tr -d '\r')
-EVENTS=$("${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
+EVENTS=$(timeout 30 "${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
   "SELECT count(*) FROM events WHERE status = 'succeeded'" | tr -d '\r')
 
 echo "drill: $PAYMENTS payments, $FAULTS faults, $RECONNECTS reconnects; lost $LOST, duplicated $DUP," \

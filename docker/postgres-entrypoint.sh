@@ -5,6 +5,8 @@
 # server in the foreground, listening on every interface.
 set -euo pipefail
 
+# As the official image: options alone are the server's.
+if [[ "${1:-}" == -* ]]; then set -- postgres "$@"; fi
 if [[ "${1:-}" != postgres ]]; then exec "$@"; fi
 shift
 
@@ -18,7 +20,7 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
   fi
   pwfile=$(mktemp)
   printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
-  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" \
+  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
   printf 'host all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"

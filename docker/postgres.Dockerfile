@@ -8,8 +8,14 @@
 # (a volume), port 5432, password (scram-sha-256) logins from the network,
 # `pg_isready` for health checks, SIGINT to stop (fast shutdown).
 FROM debian:bookworm-slim
-RUN apt-get update \
+# No cluster from the package (the entrypoint makes one in PGDATA), and no
+# service started during the build.
+RUN mkdir -p /etc/postgresql-common \
+ && echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.conf \
+ && printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
+ && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15 \
+ && rm -f /usr/sbin/policy-rc.d \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /var/lib/postgresql/data /var/run/postgresql \
  && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql \

@@ -67,7 +67,8 @@ pub struct RunArgs {
     pub report_concurrency: usize,
     /// Attempts per report: a failed one is sent again over the next
     /// report channel (to the next `--report-url`) after 200 ms. Reports
-    /// are idempotent, so a repeat after an unknown outcome is safe. 1 for
+    /// to payment-core are idempotent, so a repeat after an unknown outcome
+    /// is safe (not so nchan's publishes: gateway target only). 1 for
     /// benchmarks; more for fault drills.
     #[arg(long, default_value_t = 1)]
     pub report_attempts: u32,
@@ -796,7 +797,8 @@ async fn report_progress(run: Arc<ReportRun>) {
 /// answers each call's duration in µs.
 async fn report_task(task: usize, run: Arc<ReportRun>) -> Vec<u64> {
     let mut call_us = Vec::new();
-    let mut sender = Sender::for_task(&run.reporter, task);
+    let mut channel = task;
+    let mut sender = Sender::for_task(&run.reporter, channel);
     loop {
         let k = run.next.fetch_add(1, Relaxed);
         if k >= run.orders.len() {
@@ -813,7 +815,10 @@ async fn report_task(task: usize, run: Arc<ReportRun>) -> Vec<u64> {
         let mut attempt = 1;
         while result.is_err() && attempt < run.attempts {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            sender = Sender::for_task(&run.reporter, task + attempt as usize);
+            // The next channel after the one that failed (channels take the
+            // report URLs in turn, so this is the next replica).
+            channel += 1;
+            sender = Sender::for_task(&run.reporter, channel);
             result = sender.send(k, &run.orders[k]).await;
             attempt += 1;
         }
@@ -978,6 +983,10 @@ fn check_args(args: &RunArgs) -> anyhow::Result<SocketAddr> {
         }
     }
     ensure!(args.connections > 0, "--connections must be > 0");
+    ensure!(
+        args.report_attempts <= 1 || args.target == Target::Gateway,
+        "--report-attempts > 1 needs --target gateway: a repeated nchan publish is a second message"
+    );
     ensure!(
         args.watchers_per_order > 0,
         "--watchers-per-order must be > 0"

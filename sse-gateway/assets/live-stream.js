@@ -25,9 +25,10 @@ function openLiveStream(url, { types, onEvent, onOpen, onError, onStall }) {
   let source = null;
   let lastEventId = "";
   let heartbeatMs = DEFAULT_HEARTBEAT_MS;
-  let lastHeard = Date.now();
+  let lastHeard = performance.now();
   let closed = false;
-  const heard = () => { lastHeard = Date.now(); };
+  // performance.now(): a wall clock set back would silence the watchdog.
+  const heard = () => { lastHeard = performance.now(); };
 
   function connect() {
     const target = new URL(url, location.href);
@@ -64,7 +65,7 @@ function openLiveStream(url, { types, onEvent, onOpen, onError, onStall }) {
   const watchdog = setInterval(() => {
     // CLOSED: the server refused the stream; the page decides what next.
     if (closed || !source || source.readyState === EventSource.CLOSED) return;
-    if (Date.now() - lastHeard > WATCHDOG_INTERVALS * heartbeatMs) {
+    if (performance.now() - lastHeard > WATCHDOG_INTERVALS * heartbeatMs) {
       source.close();
       onStall?.();
       connect();
