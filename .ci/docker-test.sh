@@ -291,19 +291,24 @@ run_logged build-nginx timeout 900 docker build --force-rm -f docker/nginx.Docke
 ok "images payments-push/{payment-core,sse-gateway,mock-provider,nginx}:$IMAGE_TAG built"
 
 log "2. compose up (project $PROJECT, ports http=$HTTP_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]})"
-timeout 120 "${COMPOSE_CMD[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
-STACK_UP=1
-SERVICES=(payment-core mock-provider gateway-1 gateway-2 nginx)
-if [[ $COMPOSE_V2 == 1 ]]; then
-  timeout $((UP_TIMEOUT + 30)) "${COMPOSE_CMD[@]}" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
-    || fail "compose up --wait did not get every service healthy within ${UP_TIMEOUT}s"
-else
-  # compose v1 has no --wait; it does honour depends_on: service_healthy
-  timeout "$UP_TIMEOUT" "${COMPOSE_CMD[@]}" up -d --no-build \
-    || fail "compose up did not finish within ${UP_TIMEOUT}s (a dependency never became healthy?)"
-fi
-wait_healthy 120 "${SERVICES[@]}" || fail "not every service is healthy"
-ok "all services healthy: ${SERVICES[*]}"
+# stack_up WHAT SERVICE...: `compose up` of COMPOSE_CMD's stack (after a
+# `down -v` of what may be left), until every SERVICE is healthy
+stack_up() {
+  local what=$1; shift
+  timeout 180 "${COMPOSE_CMD[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 || true
+  STACK_UP=1
+  if [[ $COMPOSE_V2 == 1 ]]; then
+    timeout $((UP_TIMEOUT + 30)) "${COMPOSE_CMD[@]}" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
+      || fail "$what: compose up --wait did not get every service healthy within ${UP_TIMEOUT}s"
+  else
+    # compose v1 has no --wait; it does honour depends_on: service_healthy
+    timeout "$UP_TIMEOUT" "${COMPOSE_CMD[@]}" up -d --no-build \
+      || fail "$what: compose up did not finish within ${UP_TIMEOUT}s (a dependency never became healthy?)"
+  fi
+  wait_healthy 180 "$@" || fail "$what: not every service is healthy"
+  ok "$what: all services healthy: $*"
+}
+stack_up "SQLite stack" payment-core mock-provider gateway-1 gateway-2 nginx
 # the published gRPC port answers grpc.health.v1.Health/Check (empty request)
 grpc_health() {
   printf '\0\0\0\0\0' >"$WORK/grpc-req.bin"
@@ -426,18 +431,10 @@ ok "after re-creating the payment-core container order 1 is still succeeded (SQL
 
 # ============================== 6. the replicated stack (PostgreSQL) ====
 log "6. replicated stack: PostgreSQL and two payment-core replicas"
+# down the SQLite stack first: the replicated one reuses its service names
 timeout 180 "${COMPOSE_CMD[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 || true
 COMPOSE_CMD+=(-f "$ROOT/docker-compose.replicated.yml")
-SERVICES=(postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx)
-if [[ $COMPOSE_V2 == 1 ]]; then
-  timeout $((UP_TIMEOUT + 30)) "${COMPOSE_CMD[@]}" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
-    || fail "replicated stack: compose up --wait did not get every service healthy within ${UP_TIMEOUT}s"
-else
-  timeout "$UP_TIMEOUT" "${COMPOSE_CMD[@]}" up -d --no-build \
-    || fail "replicated stack: compose up did not finish within ${UP_TIMEOUT}s"
-fi
-wait_healthy 180 "${SERVICES[@]}" || fail "replicated stack: not every service is healthy"
-ok "replicated stack healthy: ${SERVICES[*]}"
+stack_up "replicated stack" postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx
 
 # pay_through_nginx NAME: an order through nginx, its stream, a report;
 # `event: succeeded` exactly once

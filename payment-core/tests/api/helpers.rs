@@ -136,16 +136,7 @@ impl TestApp {
     }
 
     pub async fn head_sequence(&self) -> u64 {
-        self.payments
-            .clone()
-            .list_events(pb::ListEventsRequest {
-                after_sequence: 0,
-                page_size: 1,
-            })
-            .await
-            .expect("events listed")
-            .into_inner()
-            .head_sequence
+        head_sequence_of(self.payments.clone()).await
     }
 
     pub async fn watch(
@@ -195,4 +186,17 @@ pub fn violated_field(status: &tonic::Status) -> String {
     let details = status.get_error_details();
     let bad_request = details.bad_request().expect("BadRequest details");
     bad_request.field_violations[0].field.clone()
+}
+
+/// The last sequence in the log, as the payment-core behind `client` reads it.
+pub async fn head_sequence_of(mut client: PaymentServiceClient<Channel>) -> u64 {
+    client
+        .list_events(pb::ListEventsRequest {
+            after_sequence: 0,
+            page_size: 1,
+        })
+        .await
+        .expect("events listed")
+        .into_inner()
+        .head_sequence
 }

@@ -19,7 +19,10 @@ use testkit::postgres::TestDatabase;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{change, clock_ahead_by, create, new_order, spawn_watcher, write_payments};
+use crate::store::{
+    apply_failing_change_and_check_it_left_nothing, change, clock_ahead_by, create, new_order,
+    spawn_watcher, write_payments,
+};
 
 /// The advisory lock key the injected trigger below waits on.
 const HOLD_LOCK: i64 = 4242;
@@ -381,28 +384,12 @@ async fn a_status_change_whose_event_cannot_be_written_is_rolled_back_and_takes_
         )
         .await
         .unwrap();
-    let failing = StatusChange {
-        reason: Reason::parse("reason", "boom").unwrap(),
-        ..change(OrderStatus::Failed, &clock)
-    };
-    let error = store.apply(order.id, failing).await.unwrap_err();
+    let error =
+        apply_failing_change_and_check_it_left_nothing(store.as_ref(), order.id, &clock).await;
     assert!(
         matches!(&error, StoreError::Database(message) if message.contains("injected failure")),
         "{error:?}"
     );
-
-    let stored = store.get_order(order.id).await.unwrap().unwrap();
-    assert_eq!(
-        stored.status,
-        OrderStatus::Created,
-        "no status without its event"
-    );
-    assert_eq!(store.head_sequence().await.unwrap(), 1);
-    let paid = store
-        .apply(order.id, change(OrderStatus::Succeeded, &clock))
-        .await
-        .unwrap();
-    assert!(matches!(paid, Applied::Moved(event) if event.sequence == 2));
 }
 
 #[tokio::test]

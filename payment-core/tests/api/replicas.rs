@@ -58,16 +58,7 @@ async fn watch_all_after(
 
 /// The last sequence in the log, as `replica` reads it.
 async fn head_sequence(replica: &Process) -> u64 {
-    client(replica)
-        .await
-        .list_events(pb::ListEventsRequest {
-            after_sequence: 0,
-            page_size: 1,
-        })
-        .await
-        .expect("head")
-        .into_inner()
-        .head_sequence
+    crate::helpers::head_sequence_of(client(replica).await).await
 }
 
 async fn next_event(stream: &mut tonic::Streaming<pb::PaymentEvent>) -> pb::PaymentEvent {

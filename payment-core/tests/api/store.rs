@@ -652,14 +652,26 @@ async fn a_status_change_whose_event_cannot_be_written_is_rolled_back_and_the_or
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
         )
         .unwrap();
+    let error = apply_failing_change_and_check_it_left_nothing(&store, order.id, &clock).await;
+    assert!(matches!(error, StoreError::Database(_)), "{error:?}");
+}
+
+/// Applies a change whose event insert fails (reason `boom`; the caller
+/// made the store fail on it), checks it left neither a status nor a
+/// sequence behind and that the next change takes sequence 2; answers the
+/// store's error.
+pub async fn apply_failing_change_and_check_it_left_nothing(
+    store: &dyn Store,
+    order: OrderId,
+    clock: &Clock,
+) -> StoreError {
     let failing = StatusChange {
         reason: Reason::parse("reason", "boom").unwrap(),
-        ..change(OrderStatus::Failed, &clock)
+        ..change(OrderStatus::Failed, clock)
     };
-    let error = store.apply(order.id, failing).await.unwrap_err();
-    assert!(matches!(error, StoreError::Database(_)), "{error:?}");
+    let error = store.apply(order, failing).await.unwrap_err();
 
-    let stored = store.get_order(order.id).await.unwrap().unwrap();
+    let stored = store.get_order(order).await.unwrap().unwrap();
     assert_eq!(
         stored.status,
         OrderStatus::Created,
@@ -667,10 +679,11 @@ async fn a_status_change_whose_event_cannot_be_written_is_rolled_back_and_the_or
     );
     assert_eq!(store.head_sequence().await.unwrap(), 1);
     let paid = store
-        .apply(order.id, change(OrderStatus::Succeeded, &clock))
+        .apply(order, change(OrderStatus::Succeeded, clock))
         .await
         .unwrap();
     assert!(matches!(paid, Applied::Moved(event) if event.sequence == 2));
+    error
 }
 
 #[tokio::test]
