@@ -615,3 +615,72 @@ async fn a_write_stuck_behind_a_lock_a_stalled_peer_holds_gives_up_at_the_statem
     );
     assert_eq!(store.head_sequence().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn each_write_transaction_sends_one_notification_not_one_per_event() {
+    let database = TestDatabase::create().await;
+    let shutdown = CancellationToken::new();
+    let store = replica(&database, &shutdown).await;
+    let head_before = i64::try_from(store.head_sequence().await.unwrap()).unwrap();
+
+    // A session of the test listening on the log's channel.
+    let (listener, mut connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let notified = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let notified = Arc::clone(&notified);
+        async move {
+            use futures::StreamExt;
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                    notified.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let channel: String = listener
+        .query_one("SELECT notify_channel FROM log_head", &[])
+        .await
+        .unwrap()
+        .get(0);
+    listener
+        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .await
+        .unwrap();
+
+    // Many payments from several tasks: batches of various sizes.
+    let writers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(write_payments(store.clone(), 10)))
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let admin = database.connect().await;
+    let transactions = writing_transactions(&admin, head_before).await;
+    let events: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM events WHERE sequence > $1",
+            &[&head_before],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 4 * 10 * 3);
+    let transactions = usize::try_from(transactions).unwrap();
+    testkit::eventually("a notification per write transaction", || {
+        let notified = Arc::clone(&notified);
+        async move {
+            (notified.load(std::sync::atomic::Ordering::SeqCst) >= transactions).then_some(())
+        }
+    })
+    .await;
+    // A round trip on the listening session: whatever else was sent is in.
+    listener.batch_execute("SELECT 1").await.unwrap();
+    assert_eq!(
+        notified.load(std::sync::atomic::Ordering::SeqCst),
+        transactions,
+        "one NOTIFY per transaction ({events} events)"
+    );
+}
