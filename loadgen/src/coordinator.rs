@@ -1,5 +1,6 @@
 //! `loadgen run`: set-up, measurement and the summary.
 
+use service_kit::core_client::{ApiKey, KeyedChannel};
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     process::Stdio,
@@ -42,6 +43,9 @@ pub struct RunArgs {
     /// payment-core's gRPC endpoint (gateway target; loopback only).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub core_url: String,
+    /// API key for `--create-via grpc` (role `merchant`).
+    #[arg(long, env = "PAYMENT_CORE_API_KEY", default_value = payments_proto::contract::dev::MERCHANT_API_KEY, hide_default_value = true)]
+    pub core_api_key: String,
     /// Where reports go instead of `--core-url` (repeatable: the report
     /// channels are spread over them in turn), e.g. other replicas than the
     /// gateway's, to measure events crossing replicas.
@@ -400,9 +404,14 @@ async fn create_orders(
     });
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.create_concurrency.clamp(1, 512) {
-        let (via, core_url, slots) = (args.create_via, args.core_url.clone(), Arc::clone(&slots));
+        let (via, core_url, api_key, slots) = (
+            args.create_via,
+            args.core_url.clone(),
+            args.core_api_key.clone(),
+            Arc::clone(&slots),
+        );
         tasks.spawn(async move {
-            let creator = OrderCreator::connect(via, core_url, addr).await?;
+            let creator = OrderCreator::connect(via, core_url, &api_key, addr).await?;
             fill_slots(creator, &slots).await
         });
     }
@@ -476,14 +485,22 @@ async fn fill_slots(mut creator: OrderCreator, slots: &Slots) -> anyhow::Result<
 
 /// Creates orders through the gateway's API or straight over gRPC.
 enum OrderCreator {
-    Grpc(PaymentServiceClient<Channel>),
+    Grpc(PaymentServiceClient<KeyedChannel>),
     Api(KeepAlive),
 }
 
 impl OrderCreator {
-    async fn connect(via: CreateVia, core_url: String, addr: SocketAddr) -> anyhow::Result<Self> {
+    async fn connect(
+        via: CreateVia,
+        core_url: String,
+        api_key: &str,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Self> {
         Ok(match via {
-            CreateVia::Grpc => Self::Grpc(PaymentServiceClient::connect(core_url).await?),
+            CreateVia::Grpc => Self::Grpc(PaymentServiceClient::with_interceptor(
+                Channel::from_shared(core_url)?.connect().await?,
+                ApiKey::new(api_key)?,
+            )),
             CreateVia::Api => Self::Api(KeepAlive::new(addr)),
         })
     }
@@ -513,7 +530,7 @@ impl OrderCreator {
 }
 
 async fn create_via_grpc(
-    grpc: &mut PaymentServiceClient<Channel>,
+    grpc: &mut PaymentServiceClient<KeyedChannel>,
     o: usize,
 ) -> anyhow::Result<Order> {
     let order = grpc

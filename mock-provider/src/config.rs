@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use payments_proto::contract::dev;
+use service_kit::core_client::CoreClientTls;
 
 /// How to reach payment-core and sign for it: shared by `serve` and `report`.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,6 +22,13 @@ pub struct CoreConfig {
     /// Shared secret for signing reports (HMAC-SHA256).
     #[arg(long, global = true, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
     pub provider_secret: String,
+    /// API key for payment-core's PaymentService (role `reader`: the
+    /// payment page reads the order it shows). Defaults to the public
+    /// development key.
+    #[arg(long, global = true, env = "PAYMENT_CORE_API_KEY", default_value = dev::PROVIDER_API_KEY, hide_default_value = true, hide_env_values = true)]
+    pub payment_core_api_key: String,
+    #[command(flatten)]
+    pub payment_core_tls: CoreClientTls,
 }
 
 #[derive(Debug, Clone, clap::Args)]

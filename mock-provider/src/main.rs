@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
             outcome,
             reason,
         }) => {
-            let reporter = Reporter::new(&cli.core.payment_core_url, &cli.core.provider_secret)?;
+            let reporter = Reporter::new(&cli.core)?;
             // This is a command's answer to its user, not a service log.
             match reporter.report(&order, outcome, &reason).await {
                 Ok((order, changed)) => {

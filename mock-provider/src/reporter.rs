@@ -3,6 +3,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::config::CoreConfig;
+
 use payments_proto::{
     payments::v1::{
         self as pb, payment_service_client::PaymentServiceClient,
@@ -10,7 +12,10 @@ use payments_proto::{
     },
     signature,
 };
-use service_kit::replicas::Replicas;
+use service_kit::{
+    core_client::{self, ApiKey, KeyedChannel},
+    replicas::Replicas,
+};
 use tonic::{Code, transport::Channel};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,7 +73,7 @@ impl From<Outcome> for pb::PaymentOutcome {
 /// One replica's two services, over one channel.
 #[derive(Clone)]
 struct Replica {
-    payments: PaymentServiceClient<Channel>,
+    payments: PaymentServiceClient<KeyedChannel>,
     provider: ProviderServiceClient<Channel>,
 }
 
@@ -82,16 +87,21 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// `core_urls`: one or more comma-separated replica URLs.
-    pub fn new(core_urls: &str, secret: &str) -> anyhow::Result<Self> {
-        let replicas = service_kit::replicas::parse_urls(core_urls)?
+    /// To the replicas `core` lists, signing with its secret.
+    pub fn new(core: &CoreConfig) -> anyhow::Result<Self> {
+        let api_key = ApiKey::new(&core.payment_core_api_key)?;
+        let secret = core.provider_secret.as_str();
+        let replicas = core_client::endpoints(&core.payment_core_url, &core.payment_core_tls)?
             .into_iter()
             .map(|endpoint| {
                 let channel = endpoint
                     .connect_timeout(Duration::from_secs(3))
                     .connect_lazy();
                 Replica {
-                    payments: PaymentServiceClient::new(channel.clone()),
+                    payments: PaymentServiceClient::with_interceptor(
+                        channel.clone(),
+                        api_key.clone(),
+                    ),
                     provider: ProviderServiceClient::new(channel),
                 }
             })

@@ -27,8 +27,14 @@ impl Application {
                 "PROVIDER_SECRET is the public development default; payment-core must not accept it in production."
             );
         }
-        let reporter = Reporter::new(&core.payment_core_url, &core.provider_secret)
-            .context("PAYMENT_CORE_URL")?;
+        if core.payment_core_api_key == dev::PROVIDER_API_KEY {
+            tracing::warn!(
+                "PAYMENT_CORE_API_KEY is the public development key; set the provider's own key in production."
+            );
+        }
+        let reporter = Reporter::new(&core).context(
+            "payment-core client (PAYMENT_CORE_URL, PAYMENT_CORE_API_KEY, PAYMENT_CORE_CA_FILE)",
+        )?;
         let listener = TcpListener::bind(serve.listen)
             .await
             .with_context(|| format!("binding {}", serve.listen))?;

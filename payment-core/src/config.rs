@@ -2,7 +2,12 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use anyhow::Context;
 use payments_proto::contract::dev;
+use service_kit::core_client::CoreClientTls;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::auth::ApiKeys;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -24,6 +29,31 @@ pub struct Config {
     /// logs a warning at startup when it is in use.
     #[arg(long, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
     pub provider_secret: String,
+    /// The API keys PaymentService accepts, hashed: entries
+    /// `name:merchant:role[+role]:sha256-hex` separated by commas (roles:
+    /// merchant, gateway, reader). `payment-core api-key` makes one. Unset
+    /// (and no file): the public development keys, with a warning.
+    #[arg(long, env = "PAYMENT_CORE_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// A file of API key entries, one per line (`#` comments allowed),
+    /// instead of `PAYMENT_CORE_API_KEYS`.
+    #[arg(long, env = "PAYMENT_CORE_API_KEYS_FILE", conflicts_with = "api_keys")]
+    pub api_keys_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS; with `TLS_KEY_FILE`, gRPC is served
+    /// over TLS only.
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `TLS_CERT_FILE`.
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates: when set, every client must present a
+    /// certificate signed by one of them (mutual TLS).
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// What `payment-core healthcheck` trusts and presents when the server
+    /// speaks TLS: the same settings as the core's other clients.
+    #[command(flatten)]
+    pub healthcheck_tls: CoreClientTls,
     /// Base of each order's `payment_url`; the order id is appended.
     #[arg(
         long,
@@ -74,6 +104,32 @@ impl Config {
 
     pub fn uses_dev_secret(&self) -> bool {
         self.provider_secret == dev::PROVIDER_SECRET
+    }
+
+    /// The keys PaymentService accepts.
+    pub fn api_keys(&self) -> anyhow::Result<ApiKeys> {
+        match (&self.api_keys, &self.api_keys_file) {
+            (Some(list), _) => ApiKeys::parse(list).context("PAYMENT_CORE_API_KEYS"),
+            (None, Some(path)) => ApiKeys::from_file(path),
+            (None, None) => Ok(ApiKeys::development()),
+        }
+    }
+
+    /// The server's TLS settings, read from their files; `None` for
+    /// plaintext.
+    pub fn tls(&self) -> anyhow::Result<Option<ServerTlsConfig>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Ok(None);
+        };
+        service_kit::core_client::install_crypto_provider();
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+        if let Some(ca) = &self.tls_client_ca_file {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
     }
 
     /// The store `database_url` names.

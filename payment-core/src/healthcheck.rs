@@ -1,16 +1,29 @@
 //! `payment-core healthcheck`: asks the local gRPC health service whether
 //! the server is SERVING. For container HEALTHCHECKs, which have no curl.
+//! Over TLS when the server has a certificate: the client side then needs
+//! `PAYMENT_CORE_CA_FILE` (and `PAYMENT_CORE_TLS_DOMAIN` unless the
+//! certificate names 127.0.0.1), plus a client certificate under mutual TLS.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
+use service_kit::core_client;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-pub async fn check(listen: SocketAddr) -> anyhow::Result<()> {
-    let target = format!("http://127.0.0.1:{}", listen.port());
-    let channel = tonic::transport::Endpoint::from_shared(target.clone())?
+use crate::Config;
+
+pub async fn check(config: &Config) -> anyhow::Result<()> {
+    let scheme = if config.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let target = format!("{scheme}://127.0.0.1:{}", config.listen.port());
+    let [endpoint] = <[_; 1]>::try_from(core_client::endpoints(&target, &config.healthcheck_tls)?)
+        .map_err(|_| anyhow::anyhow!("one endpoint"))?;
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(2))
         .connect()

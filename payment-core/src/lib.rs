@@ -13,9 +13,12 @@
 //! - [`store_health`]: NOT_SERVING, and open watches ended, while the
 //!   store cannot be read.
 //! - [`grpc`]: the `payments.v1` services; protobuf stays here.
+//! - [`auth`]: API keys and their roles: who may call which RPC, and who
+//!   sees client secrets.
 //! - [`startup`], [`config`], [`clock`], [`healthcheck`]: running the
 //!   service (tracing and the signal handler come from `service-kit`).
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod domain;

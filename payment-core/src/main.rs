@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use payment_core::{Application, Config, healthcheck};
+use payment_core::{Application, Config, auth, healthcheck};
 use service_kit::{shutdown, telemetry};
 
 #[derive(Parser)]
@@ -21,13 +21,37 @@ enum Command {
     Serve,
     /// Exit 0 if the local server reports SERVING (for container health checks).
     Healthcheck,
+    /// Make a new random API key: prints the key (give it to the client,
+    /// once) and its entry for PAYMENT_CORE_API_KEYS (which holds its hash).
+    ApiKey {
+        /// Shown in logs for every call the key makes.
+        #[arg(long)]
+        name: String,
+        /// Whose idempotency keys the key's orders use.
+        #[arg(long)]
+        merchant: String,
+        /// `merchant`, `gateway`, `reader`, or several joined by `+`.
+        #[arg(long)]
+        roles: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        return healthcheck::check(cli.config.listen).await;
+    match cli.command {
+        Some(Command::Healthcheck) => return healthcheck::check(&cli.config).await,
+        Some(Command::ApiKey {
+            name,
+            merchant,
+            roles,
+        }) => {
+            let (key, entry) = auth::generate(&name, &merchant, &roles)?;
+            // The one place this binary writes to stdout: its answer.
+            println!("key:   {key}\nentry: {entry}");
+            return Ok(());
+        }
+        Some(Command::Serve) | None => {}
     }
     telemetry::init(&cli.config.log_format);
     let app = Application::build(cli.config).await?;

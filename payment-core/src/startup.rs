@@ -10,9 +10,13 @@ use payments_proto::payments::v1::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, transport::server::TcpIncoming};
+use tonic::{
+    server::NamedService,
+    transport::{ServerTlsConfig, server::TcpIncoming},
+};
 
 use crate::{
+    auth::ApiKeys,
     clock::Clock,
     config::{Config, Database},
     expiry,
@@ -30,6 +34,8 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: CoreState,
+    api_keys: ApiKeys,
+    tls: Option<ServerTlsConfig>,
     config: Config,
 }
 
@@ -42,6 +48,15 @@ impl Application {
                  results. Set a secret of your own before taking real payments."
             );
         }
+        let api_keys = config.api_keys()?;
+        if api_keys.are_development() {
+            tracing::warn!(
+                "PAYMENT_CORE_API_KEYS is unset: the public development keys are accepted, so \
+                 anyone who can reach this port can create, cancel and watch orders. Set keys \
+                 of your own (`payment-core api-key`) before taking real payments."
+            );
+        }
+        let tls = config.tls()?;
         let shutdown = CancellationToken::new();
         let database = config.database()?;
         let store = open_store(&database, &shutdown).await?;
@@ -58,11 +73,20 @@ impl Application {
             store_outages: StoreOutages::default(),
             shutdown,
         };
-        tracing::info!(%local_addr, database = %database.describe(), "payment-core bound");
+        tracing::info!(
+            %local_addr,
+            database = %database.describe(),
+            api_keys = ?api_keys,
+            tls = tls.is_some(),
+            mutual_tls = config.tls_client_ca_file.is_some(),
+            "payment-core bound"
+        );
         Ok(Self {
             listener,
             local_addr,
             state,
+            api_keys,
+            tls,
             config,
         })
     }
@@ -82,6 +106,8 @@ impl Application {
         let Self {
             listener,
             state,
+            api_keys,
+            tls,
             config,
             ..
         } = self;
@@ -119,13 +145,20 @@ impl Application {
             shutdown.child_token(),
         ));
 
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).context("TLS configuration")?;
+        }
+        let server = builder
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(PaymentServiceServer::new(PaymentApi::new(state.clone())))
+            .add_service(PaymentServiceServer::with_interceptor(
+                PaymentApi::new(state.clone()),
+                api_keys.interceptor(),
+            ))
             .add_service(ProviderServiceServer::new(ProviderApi::new(
                 state.clone(),
                 &config.provider_secret,

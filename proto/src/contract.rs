@@ -16,6 +16,16 @@ pub mod dev {
     pub const PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
     /// The token for the merchant dashboard and its all-orders stream.
     pub const ADMIN_TOKEN: &str = "dev-admin-token";
+    /// The gateway's key for payment-core's PaymentService: roles
+    /// `merchant` (its checkout creates orders) and `gateway` (it streams
+    /// events, client secrets included), for merchant [`MERCHANT`].
+    pub const GATEWAY_API_KEY: &str = "pcore_dev_gateway_public_change_me";
+    /// A merchant's key (role `merchant`), for grpcurl and shop backends.
+    pub const MERCHANT_API_KEY: &str = "pcore_dev_merchant_public_change_me";
+    /// The mock provider's key (role `reader`): it reads the order it shows.
+    pub const PROVIDER_API_KEY: &str = "pcore_dev_provider_public_change_me";
+    /// The merchant both development merchant keys act for.
+    pub const MERCHANT: &str = "dev-shop";
 }
 
 /// The statuses a payment ends in. Nothing follows them: an order stream

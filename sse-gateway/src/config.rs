@@ -2,6 +2,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use payments_proto::contract::dev;
+use service_kit::core_client::CoreClientTls;
+
 /// The admin token used when none is configured: fine on a laptop, never in
 /// production. The gateway warns at startup when it is in use.
 pub use payments_proto::contract::dev::ADMIN_TOKEN as DEV_ADMIN_TOKEN;
@@ -24,6 +27,12 @@ pub struct Config {
         default_value = "http://127.0.0.1:50051"
     )]
     pub payment_core_url: String,
+    /// This gateway's API key for payment-core (roles `merchant` and
+    /// `gateway`). Defaults to the public development key, with a warning.
+    #[arg(long, env = "PAYMENT_CORE_API_KEY", default_value = dev::GATEWAY_API_KEY, hide_default_value = true, hide_env_values = true)]
+    pub payment_core_api_key: String,
+    #[command(flatten)]
+    pub payment_core_tls: CoreClientTls,
     /// Token for the merchant dashboard and its all-orders stream.
     #[arg(long, env = "ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
     pub admin_token: String,

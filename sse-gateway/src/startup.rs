@@ -5,6 +5,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use payments_proto::contract::dev;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
@@ -44,8 +45,21 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free port). The core is contacted lazily.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let core = GrpcCore::new(&config.payment_core_url, config.core_timeout())
-            .context("PAYMENT_CORE_URL")?;
+        if config.payment_core_api_key == dev::GATEWAY_API_KEY {
+            tracing::warn!(
+                "PAYMENT_CORE_API_KEY is the public development key; set this gateway's own key \
+                 (and the core's PAYMENT_CORE_API_KEYS) in production."
+            );
+        }
+        let core = GrpcCore::new(
+            &config.payment_core_url,
+            &config.payment_core_tls,
+            &config.payment_core_api_key,
+            config.core_timeout(),
+        )
+        .context(
+            "payment-core client (PAYMENT_CORE_URL, PAYMENT_CORE_API_KEY, PAYMENT_CORE_CA_FILE)",
+        )?;
         Self::build_with_core(config, Arc::new(core)).await
     }
 

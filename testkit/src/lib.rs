@@ -7,20 +7,28 @@
 //! - [`eventually`]: the one way tests wait for something to become true.
 //! - [`report`]: a provider report to payment-core, signed now with
 //!   [`PROVIDER_SECRET`], the secret every test system shares.
+//! - [`payments_client`]: a PaymentService client that sends an API key
+//!   (the development keys of `contract::dev` unless a test sets its own).
 //! - [`postgres`]: a fresh database per test on a real PostgreSQL server.
+//! - [`tls`]: a throwaway CA and certificates for TLS and mutual-TLS tests.
 //! - [`sse`]: a minimal SSE client over a raw TCP socket that keeps every
 //!   byte the server sent, for checking the framing itself.
 
 pub mod nginx;
 pub mod postgres;
 pub mod sse;
+pub mod tls;
 
 use std::future::Future;
 
 use payments_proto::{
-    payments::v1::{self as pb, provider_service_client::ProviderServiceClient},
+    payments::v1::{
+        self as pb, payment_service_client::PaymentServiceClient,
+        provider_service_client::ProviderServiceClient,
+    },
     signature,
 };
+use service_kit::core_client::{ApiKey, KeyedChannel};
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
@@ -227,6 +235,48 @@ pub async fn report_signed_with(
         .report_payment_result(signature::signed_now(secret.as_bytes(), request))
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// A PaymentService client over `channel` whose calls carry `api_key`.
+pub fn payments_client(
+    channel: tonic::transport::Channel,
+    api_key: &str,
+) -> PaymentServiceClient<KeyedChannel> {
+    PaymentServiceClient::with_interceptor(channel, ApiKey::new(api_key).expect("ASCII key"))
+}
+
+/// A PaymentService client of the core at `url` (connected lazily) whose
+/// calls carry `api_key`.
+pub fn payments_client_at(url: &str, api_key: &str) -> PaymentServiceClient<KeyedChannel> {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .expect("valid URL")
+        .connect_lazy();
+    payments_client(channel, api_key)
+}
+
+/// Connects to the core at `url` as the development gateway key (roles
+/// merchant and gateway: every PaymentService call, client secrets shown).
+pub async fn connect_payments(
+    url: String,
+) -> Result<PaymentServiceClient<KeyedChannel>, tonic::transport::Error> {
+    let channel = tonic::transport::Channel::from_shared(url)
+        .expect("valid URL")
+        .connect()
+        .await?;
+    Ok(payments_client(
+        channel,
+        payments_proto::contract::dev::GATEWAY_API_KEY,
+    ))
+}
+
+/// A `PAYMENT_CORE_API_KEYS` entry for `key`: what `payment-core api-key`
+/// prints, with a key of the test's choosing.
+pub fn api_key_entry(name: &str, merchant: &str, roles: &str, key: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "{name}:{merchant}:{roles}:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
 }
 
 /// The report message the test provider sends.

@@ -50,8 +50,8 @@ impl System {
         provider_url(&self.provider, path)
     }
 
-    async fn core(&self) -> PaymentServiceClient<tonic::transport::Channel> {
-        PaymentServiceClient::connect(format!("http://{}", self.core_addr))
+    async fn core(&self) -> PaymentServiceClient<service_kit::core_client::KeyedChannel> {
+        testkit::connect_payments(format!("http://{}", self.core_addr))
             .await
             .expect("payment-core accepts connections")
     }

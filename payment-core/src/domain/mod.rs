@@ -14,6 +14,6 @@ mod values;
 pub use order::{NewOrder, Order, PaymentEvent, Scope, StatusChange};
 pub use status::{Decision, OrderStatus, StatusConflict};
 pub use values::{
-    Amount, ClientSecret, Currency, Description, IdempotencyKey, OrderId, ProviderReference,
-    Reason, Timestamp, ValidationError,
+    Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, OrderId,
+    ProviderReference, Reason, Timestamp, ValidationError,
 };

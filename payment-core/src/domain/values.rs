@@ -166,15 +166,66 @@ text_type!(
     ProviderReference, 255
 );
 
-/// A client-chosen key that makes CreateOrder safe to retry.
+/// Who an API key acts for. Idempotency keys live in their merchant's
+/// namespace: two merchants may use the same key without meeting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MerchantId(String);
+
+impl MerchantId {
+    pub const MAX_LEN: usize = 64;
+
+    /// 1 to 64 of `A-Z a-z 0-9 . _ -`: no `/`, which separates a scoped
+    /// idempotency key's merchant from the client's key.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.bytes().all(allowed) {
+            return Err(ValidationError::new(
+                field,
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MerchantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A client-chosen key that makes CreateOrder safe to retry, in the
+/// namespace of the merchant that sent it: held as `<merchant>/<key>`,
+/// which is one-to-one because a [`MerchantId`] has no `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub const MAX_LEN: usize = 255;
 
-    /// An empty key means "no key".
-    pub fn parse(field: &'static str, raw: &str) -> Result<Option<Self>, ValidationError> {
+    /// The client's `raw` key in `merchant`'s namespace; an empty key means
+    /// "no key".
+    pub fn parse_for(
+        merchant: &MerchantId,
+        field: &'static str,
+        raw: &str,
+    ) -> Result<Option<Self>, ValidationError> {
+        Ok(Self::parse(field, raw)?.map(|key| Self(format!("{merchant}/{}", key.0))))
+    }
+
+    /// A key as the store holds it (already scoped when it was written;
+    /// rows from before scoping hold the client's key alone).
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        (!stored.is_empty()).then(|| Self(stored.to_owned()))
+    }
+
+    /// An empty key means "no key". Unscoped: only [`Self::parse_for`]
+    /// and tests build keys with it.
+    fn parse(field: &'static str, raw: &str) -> Result<Option<Self>, ValidationError> {
         if raw.is_empty() {
             return Ok(None);
         }
@@ -246,6 +297,20 @@ mod tests {
         assert!(Description::parse("description", &"é".repeat(500)).is_ok());
         assert!(Description::parse("description", &"a".repeat(501)).is_err());
         assert!(Description::parse("description", "bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_of_two_merchants_never_meet() {
+        let shop = MerchantId::parse("merchant", "shop").unwrap();
+        let other = MerchantId::parse("merchant", "shop-2").unwrap();
+        let key = |merchant, raw| IdempotencyKey::parse_for(merchant, "k", raw).unwrap();
+        assert_eq!(key(&shop, "k-1"), key(&shop, "k-1"));
+        assert_ne!(key(&shop, "k-1"), key(&other, "k-1"));
+        assert_ne!(key(&shop, "2/x"), key(&other, "x"));
+        assert!(MerchantId::parse("merchant", "shop/2").is_err());
+        assert!(MerchantId::parse("merchant", "").is_err());
+        assert!(MerchantId::parse("merchant", &"m".repeat(65)).is_err());
+        assert_eq!(key(&shop, ""), None);
     }
 
     #[test]

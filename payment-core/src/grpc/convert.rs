@@ -5,8 +5,8 @@
 use payments_proto::payments::v1 as pb;
 
 use crate::domain::{
-    Amount, Currency, Description, IdempotencyKey, Order, OrderId, OrderStatus, PaymentEvent,
-    ProviderReference, Reason, Scope, Timestamp, ValidationError,
+    Amount, Currency, Description, IdempotencyKey, MerchantId, Order, OrderId, OrderStatus,
+    PaymentEvent, ProviderReference, Reason, Scope, Timestamp, ValidationError,
 };
 
 pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
@@ -27,14 +27,25 @@ pub fn status(status: OrderStatus) -> pb::OrderStatus {
     }
 }
 
-pub fn order(order: &Order, provider_page_url: &str) -> pb::Order {
+/// Whether an answer carries orders' client secrets: only to callers whose
+/// role needs them (see `auth::Caller::secrets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Shown,
+    Withheld,
+}
+
+pub fn order(order: &Order, provider_page_url: &str, secrets: Secrets) -> pb::Order {
     pb::Order {
         order_id: order.id.to_string(),
         status: status(order.status) as i32,
         amount_minor: order.amount.minor(),
         currency: order.currency.as_str().to_owned(),
         description: order.description.as_str().to_owned(),
-        client_secret: order.client_secret.as_str().to_owned(),
+        client_secret: match secrets {
+            Secrets::Shown => order.client_secret.as_str().to_owned(),
+            Secrets::Withheld => String::new(),
+        },
         payment_url: format!("{provider_page_url}/{}", order.id),
         created_at: Some(timestamp(order.created_at)),
         updated_at: Some(timestamp(order.updated_at)),
@@ -44,12 +55,12 @@ pub fn order(order: &Order, provider_page_url: &str) -> pb::Order {
     }
 }
 
-pub fn event(event: &PaymentEvent, provider_page_url: &str) -> pb::PaymentEvent {
+pub fn event(event: &PaymentEvent, provider_page_url: &str, secrets: Secrets) -> pb::PaymentEvent {
     pb::PaymentEvent {
         sequence: event.sequence,
         order_id: event.order.id.to_string(),
         status: status(event.status()) as i32,
-        order: Some(order(&event.order, provider_page_url)),
+        order: Some(order(&event.order, provider_page_url, secrets)),
         reason: event.order.reason.as_str().to_owned(),
         occurred_at: Some(timestamp(event.occurred_at())),
     }
@@ -63,15 +74,22 @@ pub struct CreateOrder {
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
-impl TryFrom<pb::CreateOrderRequest> for CreateOrder {
-    type Error = ValidationError;
-
-    fn try_from(request: pb::CreateOrderRequest) -> Result<Self, Self::Error> {
+impl CreateOrder {
+    /// `request` from a caller acting for `merchant`, whose namespace the
+    /// idempotency key is read in.
+    pub fn parse(
+        merchant: &MerchantId,
+        request: &pb::CreateOrderRequest,
+    ) -> Result<Self, ValidationError> {
         Ok(Self {
             amount: Amount::parse("amount_minor", request.amount_minor)?,
             currency: Currency::parse("currency", &request.currency)?,
             description: Description::parse("description", &request.description)?,
-            idempotency_key: IdempotencyKey::parse("idempotency_key", &request.idempotency_key)?,
+            idempotency_key: IdempotencyKey::parse_for(
+                merchant,
+                "idempotency_key",
+                &request.idempotency_key,
+            )?,
         })
     }
 }

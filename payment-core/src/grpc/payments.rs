@@ -11,8 +11,12 @@ use payments_proto::payments::v1::{self as pb, payment_service_server::PaymentSe
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, CoreState, convert};
+use super::{
+    ApiError, CoreState,
+    convert::{self, Secrets},
+};
 use crate::{
+    auth::{Caller, Permission},
     domain::{
         ClientSecret, NewOrder, OrderId, OrderStatus, PaymentEvent, Reason, Scope, StatusChange,
     },
@@ -49,10 +53,10 @@ impl PaymentApi {
             .ok_or(ApiError::OrderNotFound)
     }
 
-    fn to_pb_events(&self, events: &[PaymentEvent]) -> Vec<pb::PaymentEvent> {
+    fn to_pb_events(&self, events: &[PaymentEvent], secrets: Secrets) -> Vec<pb::PaymentEvent> {
         events
             .iter()
-            .map(|event| convert::event(event, &self.state.provider_page_url))
+            .map(|event| convert::event(event, &self.state.provider_page_url, secrets))
             .collect()
     }
 }
@@ -63,8 +67,9 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::CreateOrderResponse>, Status> {
-        let parsed =
-            convert::CreateOrder::try_from(request.into_inner()).map_err(ApiError::from)?;
+        let caller = Caller::of(&request, Permission::Create)?;
+        let parsed = convert::CreateOrder::parse(&caller.merchant, request.get_ref())
+            .map_err(ApiError::from)?;
         let now = self.state.clock.now();
         let new = NewOrder {
             id: OrderId::new_random(),
@@ -84,13 +89,17 @@ impl PaymentService for PaymentApi {
             .map_err(ApiError::from)?
         {
             Created::New(event) => {
-                tracing::info!(order_id = %event.order.id, sequence = event.sequence, "order created");
+                tracing::info!(order_id = %event.order.id, sequence = event.sequence, caller = %caller.name, "order created");
                 event.order
             }
             Created::Existing(order) => order,
         };
         Ok(Response::new(pb::CreateOrderResponse {
-            order: Some(convert::order(&order, &self.state.provider_page_url)),
+            order: Some(convert::order(
+                &order,
+                &self.state.provider_page_url,
+                Secrets::Shown,
+            )),
         }))
     }
 
@@ -98,9 +107,14 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::GetOrderResponse>, Status> {
+        let secrets = Caller::of(&request, Permission::Read)?.order_secrets();
         let order = self.existing_order(&request.get_ref().order_id).await?;
         Ok(Response::new(pb::GetOrderResponse {
-            order: Some(convert::order(&order, &self.state.provider_page_url)),
+            order: Some(convert::order(
+                &order,
+                &self.state.provider_page_url,
+                secrets,
+            )),
         }))
     }
 
@@ -108,6 +122,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let caller = Caller::of(&request, Permission::Cancel)?.name.clone();
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
         let reason = Reason::parse("reason", &request.reason).map_err(ApiError::from)?;
@@ -125,13 +140,17 @@ impl PaymentService for PaymentApi {
             .map_err(ApiError::from)?
         {
             Applied::Moved(event) => {
-                tracing::info!(order_id = %id, sequence = event.sequence, "order canceled by merchant");
+                tracing::info!(order_id = %id, sequence = event.sequence, %caller, "order canceled by merchant");
                 event.order
             }
             Applied::Unchanged(order) => order,
         };
         Ok(Response::new(pb::CancelOrderResponse {
-            order: Some(convert::order(&order, &self.state.provider_page_url)),
+            order: Some(convert::order(
+                &order,
+                &self.state.provider_page_url,
+                Secrets::Shown,
+            )),
         }))
     }
 
@@ -139,6 +158,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListOrderEventsRequest>,
     ) -> Result<Response<pb::ListOrderEventsResponse>, Status> {
+        let secrets = Caller::of(&request, Permission::History)?.secrets();
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
         let events = self
@@ -154,7 +174,7 @@ impl PaymentService for PaymentApi {
             self.existing_order(&request.order_id).await?;
         }
         Ok(Response::new(pb::ListOrderEventsResponse {
-            events: self.to_pb_events(&events),
+            events: self.to_pb_events(&events, secrets),
         }))
     }
 
@@ -162,6 +182,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let secrets = Caller::of(&request, Permission::History)?.secrets();
         let request = request.into_inner();
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE,
@@ -185,7 +206,7 @@ impl PaymentService for PaymentApi {
             .last()
             .map_or(head_sequence, |last| last.sequence.max(head_sequence));
         Ok(Response::new(pb::ListEventsResponse {
-            events: self.to_pb_events(&events),
+            events: self.to_pb_events(&events, secrets),
             head_sequence,
         }))
     }
@@ -196,6 +217,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::WatchPaymentsRequest>,
     ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
+        let secrets = Caller::of(&request, Permission::History)?.secrets();
         let watch_request =
             convert::Watch::try_from(request.into_inner()).map_err(ApiError::from)?;
         if let Scope::Order(id) = watch_request.scope {
@@ -227,6 +249,7 @@ impl PaymentService for PaymentApi {
             events: events_rx,
             end: Some(end_rx),
             provider_page_url: self.state.provider_page_url.clone(),
+            secrets,
         }))
     }
 }
@@ -271,6 +294,7 @@ pub struct EventStream {
     events: mpsc::Receiver<Arc<PaymentEvent>>,
     end: Option<oneshot::Receiver<Option<Status>>>,
     provider_page_url: Arc<str>,
+    secrets: Secrets,
 }
 
 impl Stream for EventStream {
@@ -279,7 +303,11 @@ impl Stream for EventStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.events.poll_recv(cx) {
             Poll::Ready(Some(event)) => {
-                return Poll::Ready(Some(Ok(convert::event(&event, &self.provider_page_url))));
+                return Poll::Ready(Some(Ok(convert::event(
+                    &event,
+                    &self.provider_page_url,
+                    self.secrets,
+                ))));
             }
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {}

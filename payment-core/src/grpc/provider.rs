@@ -66,7 +66,12 @@ impl ProviderService for ProviderApi {
             }
         };
         Ok(Response::new(pb::ReportPaymentResultResponse {
-            order: Some(convert::order(&order, &self.state.provider_page_url)),
+            // The provider has no use for the client secret.
+            order: Some(convert::order(
+                &order,
+                &self.state.provider_page_url,
+                convert::Secrets::Withheld,
+            )),
             changed,
         }))
     }

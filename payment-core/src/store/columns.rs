@@ -68,10 +68,7 @@ pub(super) fn order_from_row<R: Columns>(row: &R) -> Result<Order, R::Error> {
         Some(key) => Some(parsed(
             row,
             "idempotency_key",
-            IdempotencyKey::parse("idempotency_key", &key)
-                .ok()
-                .flatten()
-                .ok_or(()),
+            IdempotencyKey::from_stored(&key).ok_or(()),
         )?),
     };
     Ok(Order {

@@ -67,6 +67,14 @@ fn grpcurl_command(addr: SocketAddr, options: &[&str], call: &[&str]) -> Command
     command
 }
 
+/// The header the README's grpcurl lines send: the development merchant key.
+const MERCHANT_KEY_HEADER: &str = "authorization: Bearer pcore_dev_merchant_public_change_me";
+
+/// `options` with the merchant key's header in front.
+fn as_merchant<'a>(options: &[&'a str]) -> Vec<&'a str> {
+    [&["-H", MERCHANT_KEY_HEADER][..], options].concat()
+}
+
 async fn grpcurl(addr: SocketAddr, options: &[&str], call: &[&str]) -> Output {
     grpcurl_command(addr, options, call)
         .output()
@@ -113,25 +121,40 @@ async fn a_newcomer_lists_describes_creates_and_watches_with_grpcurl() {
     let event_type = stdout(&grpcurl(addr, &[], &["describe", "payments.v1.PaymentEvent"]).await);
     assert!(event_type.contains("uint64 sequence = 1;"), "{event_type}");
 
+    let create = r#"{"amount_minor": 1999, "currency": "EUR", "description": "Espresso beans"}"#;
+    let keyless = grpcurl(
+        addr,
+        &["-d", create],
+        &["payments.v1.PaymentService/CreateOrder"],
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&keyless.stderr).contains("Code: Unauthenticated"),
+        "a call without a key is refused: {}",
+        String::from_utf8_lossy(&keyless.stderr)
+    );
     let created = stdout(
         &grpcurl(
             addr,
-            &[
-                "-d",
-                r#"{"amount_minor": 1999, "currency": "EUR", "description": "Espresso beans"}"#,
-            ],
+            &as_merchant(&["-d", create]),
             &["payments.v1.PaymentService/CreateOrder"],
         )
         .await,
     );
     let order = &json_objects(&created)[0]["order"];
     assert_eq!(order["status"], "ORDER_STATUS_CREATED");
+    assert!(
+        order["clientSecret"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "the merchant that created the order gets its secret to hand out"
+    );
     assert_eq!(order["amountMinor"], "1999");
     let order_id = order["orderId"].as_str().unwrap().to_owned();
 
     let refused = grpcurl(
         addr,
-        &["-d", r#"{"amount_minor": 10, "currency": "euros"}"#],
+        &as_merchant(&["-d", r#"{"amount_minor": 10, "currency": "euros"}"#]),
         &["payments.v1.PaymentService/CreateOrder"],
     )
     .await;
@@ -145,7 +168,7 @@ async fn a_newcomer_lists_describes_creates_and_watches_with_grpcurl() {
     // Watch in one "terminal", report in another; the stream ends after the result.
     let mut watcher = grpcurl_command(
         addr,
-        &["-d", &format!(r#"{{"order_id": "{order_id}"}}"#)],
+        &as_merchant(&["-d", &format!(r#"{{"order_id": "{order_id}"}}"#)]),
         &["payments.v1.PaymentService/WatchPayments"],
     )
     .stdout(Stdio::piped())
@@ -195,6 +218,10 @@ async fn a_newcomer_lists_describes_creates_and_watches_with_grpcurl() {
             "ORDER_STATUS_SUCCEEDED"
         ]
     );
+    assert!(
+        !watched.contains("clientSecret"),
+        "a merchant key's watch carries no client secrets:\n{watched}"
+    );
 
     let unsigned = grpcurl(
         addr,
@@ -227,7 +254,7 @@ async fn an_acknowledged_report_survives_kill_9() {
     let created = stdout(
         &grpcurl(
             server.addr,
-            &["-d", r#"{"amount_minor": 700, "currency": "EUR"}"#],
+            &as_merchant(&["-d", r#"{"amount_minor": 700, "currency": "EUR"}"#]),
             &["payments.v1.PaymentService/CreateOrder"],
         )
         .await,
@@ -247,7 +274,7 @@ async fn an_acknowledged_report_survives_kill_9() {
     let events = stdout(
         &grpcurl(
             restarted.addr,
-            &["-d", &format!(r#"{{"order_id": "{order_id}"}}"#)],
+            &as_merchant(&["-d", &format!(r#"{{"order_id": "{order_id}"}}"#)]),
             &["payments.v1.PaymentService/ListOrderEvents"],
         )
         .await,

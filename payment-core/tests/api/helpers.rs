@@ -9,12 +9,14 @@ use std::{
 use clap::Parser;
 use payment_core::{Application, Config};
 use payments_proto::{
+    contract::dev,
     payments::v1::{
         self as pb, payment_service_client::PaymentServiceClient,
         provider_service_client::ProviderServiceClient,
     },
     signature,
 };
+use service_kit::core_client::KeyedChannel;
 use testkit::PROVIDER_SECRET;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +40,10 @@ pub fn test_config(database: &Path) -> Config {
 }
 
 pub struct TestApp {
-    pub payments: PaymentServiceClient<Channel>,
+    /// Calls with the development gateway key (roles merchant and gateway).
+    pub payments: PaymentServiceClient<KeyedChannel>,
+    pub channel: Channel,
+    pub addr: std::net::SocketAddr,
     pub provider: ProviderServiceClient<Channel>,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<anyhow::Result<()>>,
@@ -64,14 +69,16 @@ pub async fn spawn_app_in(
     let addr = app.local_addr();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
+    // Lazy: a TLS test's server refuses this plaintext channel, and uses
+    // its own; the listener is bound already, so the others connect at once.
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
-        .connect()
-        .await
-        .expect("connects");
+        .connect_lazy();
     TestApp {
-        payments: PaymentServiceClient::new(channel.clone()),
-        provider: ProviderServiceClient::new(channel),
+        payments: testkit::payments_client(channel.clone(), dev::GATEWAY_API_KEY),
+        provider: ProviderServiceClient::new(channel.clone()),
+        channel,
+        addr,
         shutdown,
         server,
         database,
@@ -89,6 +96,11 @@ impl TestApp {
             .expect("server task")
             .expect("server ran cleanly");
         self.dir
+    }
+
+    /// PaymentService as the holder of `api_key` calls it.
+    pub fn payments_as(&self, api_key: &str) -> PaymentServiceClient<KeyedChannel> {
+        testkit::payments_client(self.channel.clone(), api_key)
     }
 
     pub async fn create_order(&self, amount_minor: i64) -> pb::Order {
@@ -189,7 +201,7 @@ pub fn violated_field(status: &tonic::Status) -> String {
 }
 
 /// The last sequence in the log, as the payment-core behind `client` reads it.
-pub async fn head_sequence_of(mut client: PaymentServiceClient<Channel>) -> u64 {
+pub async fn head_sequence_of(mut client: PaymentServiceClient<KeyedChannel>) -> u64 {
     client
         .list_events(pb::ListEventsRequest {
             after_sequence: 0,

@@ -1,18 +1,22 @@
 //! payment-core's integration tests, one binary: a real server on loopback
 //! over a real SQLite file (`helpers`), and the built binary under grpcurl.
 //!
+//! - `auth`: API keys, roles, who sees client secrets, idempotency per merchant;
 //! - `orders`: the unary RPCs, signed reports and the state machine's answers;
 //! - `watch`: WatchPayments streams: history then live, resume, shutdown;
 //! - `store`: the store and watcher under stress, restart and expiry, on
 //!   both backends (SQLite, PostgreSQL);
 //! - `postgres`: several PostgreSQL-store replicas on one database;
 //! - `replicas`: several payment-core binaries on one PostgreSQL database;
+//! - `tls`: TLS and mutual TLS with a throwaway CA;
 //! - `grpcurl`: the built binary driven by grpcurl, SIGTERM and kill -9.
 
+mod auth;
 mod grpcurl;
 mod helpers;
 mod orders;
 mod postgres;
 mod replicas;
 mod store;
+mod tls;
 mod watch;

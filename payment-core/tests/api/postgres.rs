@@ -196,7 +196,7 @@ async fn concurrent_creates_with_one_idempotency_key_on_two_replicas_make_one_or
 
     let clock = Clock::system();
     let keyed = NewOrder {
-        idempotency_key: IdempotencyKey::parse("idempotency_key", "cart-7").unwrap(),
+        idempotency_key: IdempotencyKey::from_stored("cart-7"),
         ..new_order(&clock, 60_000)
     };
     let creates: Vec<_> = (0..6)
@@ -498,7 +498,7 @@ async fn commands_queued_together_on_one_replica_commit_as_one_transaction_and_e
     let observer = database.connect().await;
     wait_for_lock_waiters(&observer, None, 1).await;
 
-    let key = || IdempotencyKey::parse("idempotency_key", "cart-9").unwrap();
+    let key = || IdempotencyKey::from_stored("cart-9");
     let keyed = NewOrder {
         idempotency_key: key(),
         ..new_order(&clock, 60_000)

@@ -2,6 +2,7 @@
 //! scaled past one machine runs them: any replica serves every call, and
 //! a replica killed mid-traffic loses nothing it acknowledged.
 
+use service_kit::core_client::KeyedChannel;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use payments_proto::payments::v1::{
@@ -20,8 +21,8 @@ fn start_replica_on(database_url: &str) -> Process {
     testkit::start_payment_core_on(database_url, PROVIDER_SECRET, free_port(), &[])
 }
 
-async fn client(replica: &Process) -> PaymentServiceClient<Channel> {
-    PaymentServiceClient::connect(format!("http://{}", replica.addr))
+async fn client(replica: &Process) -> PaymentServiceClient<KeyedChannel> {
+    testkit::connect_payments(format!("http://{}", replica.addr))
         .await
         .expect("replica reachable")
 }
@@ -50,7 +51,7 @@ async fn watch_all_after(
         selector: Some(Selector::AllOrders(true)),
         after_sequence,
     };
-    let mut client = PaymentServiceClient::connect(format!("http://{addr}"))
+    let mut client = testkit::connect_payments(format!("http://{addr}"))
         .await
         .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
     Ok(client.watch_payments(request).await?.into_inner())
@@ -115,8 +116,7 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged_and_watchers_
             tokio::spawn(async move {
                 for round in 0..40 {
                     let addr = addrs[(writer + round) % 2];
-                    let Ok(mut client) =
-                        PaymentServiceClient::connect(format!("http://{addr}")).await
+                    let Ok(mut client) = testkit::connect_payments(format!("http://{addr}")).await
                     else {
                         continue;
                     };
@@ -335,7 +335,7 @@ async fn postgres_restarted_under_load_loses_nothing_acknowledged_and_the_replic
                     }
                     let addr = addrs[(writer + round) % 2];
                     let created = async {
-                        let mut client = PaymentServiceClient::connect(format!("http://{addr}"))
+                        let mut client = testkit::connect_payments(format!("http://{addr}"))
                             .await
                             .ok()?;
                         let request = pb::CreateOrderRequest {

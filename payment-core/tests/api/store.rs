@@ -527,7 +527,7 @@ async fn an_idempotency_key_returns_the_first_order_for_the_same_request_and_is_
     let store = place.open().await;
     let clock = Clock::system();
     let keyed = NewOrder {
-        idempotency_key: IdempotencyKey::parse("idempotency_key", "cart-42").unwrap(),
+        idempotency_key: IdempotencyKey::from_stored("cart-42"),
         ..new_order(&clock, 60_000)
     };
     let Created::New(first) = store.create_order(keyed.clone()).await.unwrap() else {

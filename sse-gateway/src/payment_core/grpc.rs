@@ -6,8 +6,11 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use payments_proto::payments::v1::{self as pb, payment_service_client::PaymentServiceClient};
-use service_kit::replicas::Replicas;
-use tonic::{Code, transport::Channel};
+use service_kit::{
+    core_client::{self, ApiKey, CoreClientTls, KeyedChannel},
+    replicas::Replicas,
+};
+use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::{CoreError, EventStream, EventsPage, OrderHistory, PaymentCore};
@@ -100,7 +103,7 @@ fn wire_events(events: &[pb::PaymentEvent]) -> Result<Vec<WireEvent>, CoreError>
     events.iter().map(WireEvent::try_from).collect()
 }
 
-type Client = PaymentServiceClient<Channel>;
+type Client = PaymentServiceClient<KeyedChannel>;
 
 /// payment-core's `PaymentService` on one or several replicas, each over a
 /// lazily connected channel (see `service_kit::replicas`).
@@ -114,8 +117,14 @@ pub struct GrpcCore {
 impl GrpcCore {
     /// `urls`: one or more comma-separated replica URLs. Connects lazily:
     /// the gateway starts (and serves pages) while the core is still down.
-    pub fn new(urls: &str, call_timeout: Duration) -> anyhow::Result<Self> {
-        let clients = service_kit::replicas::parse_urls(urls)?
+    pub fn new(
+        urls: &str,
+        tls: &CoreClientTls,
+        api_key: &str,
+        call_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let api_key = ApiKey::new(api_key)?;
+        let clients = core_client::endpoints(urls, tls)?
             .into_iter()
             .map(|endpoint| {
                 let channel = endpoint
@@ -125,7 +134,7 @@ impl GrpcCore {
                     .keep_alive_while_idle(true)
                     .tcp_nodelay(true)
                     .connect_lazy();
-                PaymentServiceClient::new(channel)
+                PaymentServiceClient::with_interceptor(channel, api_key.clone())
             })
             .collect();
         Ok(Self {

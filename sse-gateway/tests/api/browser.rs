@@ -60,6 +60,9 @@ pub async fn start_browser() -> Browser {
             ]
         }
     });
+    // Two rustls providers are linked into the tests (ring from tonic's
+    // TLS, aws-lc from fantoccini's): the services' choice is made here too.
+    service_kit::core_client::install_crypto_provider();
     let client = ClientBuilder::rustls()
         .expect("TLS config")
         .capabilities(capabilities.as_object().unwrap().clone())

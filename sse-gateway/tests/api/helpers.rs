@@ -231,10 +231,8 @@ pub fn sample(metrics: &str, name: &str) -> Option<f64> {
 
 /// Creates `count` orders straight through payment-core's gRPC, 50 at a time.
 pub async fn create_orders_in_core(core_port: u16, count: usize) {
-    use payments_proto::payments::v1::{
-        CreateOrderRequest, payment_service_client::PaymentServiceClient,
-    };
-    let client = PaymentServiceClient::connect(format!("http://127.0.0.1:{core_port}"))
+    use payments_proto::payments::v1::CreateOrderRequest;
+    let client = testkit::connect_payments(format!("http://127.0.0.1:{core_port}"))
         .await
         .expect("core reachable");
     for chunk_start in (0..count).step_by(50) {

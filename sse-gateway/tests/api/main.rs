@@ -2,6 +2,8 @@
 //! - [`router`]: the router in process (`oneshot`), no core at all;
 //! - [`core_seam`]: the gateway in front of a fake core that commits,
 //!   fails and stalls on cue;
+//! - [`core_tls`]: the gateway as the core's client over mutual TLS with
+//!   its own API key;
 //! - [`orders`], [`streams`]: the JSON API and the event streams over real
 //!   sockets, with the real payment-core binary behind;
 //! - [`resilience`]: crashes, shutdowns, moves between gateways;
@@ -11,6 +13,7 @@
 
 mod browser;
 mod core_seam;
+mod core_tls;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;

@@ -16,7 +16,13 @@ use crate::helpers::test_config;
 fn app() -> axum::Router {
     // Port 1 on loopback: nothing listens, and nothing here should reach it.
     let config = test_config("http://127.0.0.1:1");
-    let core = GrpcCore::new(&config.payment_core_url, config.core_timeout()).expect("client");
+    let core = GrpcCore::new(
+        &config.payment_core_url,
+        &config.payment_core_tls,
+        &config.payment_core_api_key,
+        config.core_timeout(),
+    )
+    .expect("client");
     router(AppState::new(&config, Arc::new(core)))
 }
 

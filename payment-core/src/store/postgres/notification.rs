@@ -172,7 +172,7 @@ mod tests {
             amount: Amount::parse("amount_minor", 1250).unwrap(),
             currency: Currency::parse("currency", "EUR").unwrap(),
             description: Description::parse("description", description).unwrap(),
-            idempotency_key: key.and_then(|k| IdempotencyKey::parse("key", k).unwrap()),
+            idempotency_key: key.and_then(IdempotencyKey::from_stored),
             client_secret: ClientSecret::generate(),
             created_at: Timestamp(1_000),
             expires_at: Timestamp(61_000),

@@ -1,0 +1,424 @@
+//! Who may call PaymentService: bearer API keys, each with a name, the
+//! merchant it acts for and its roles.
+//!
+//! The configuration holds keys hashed (SHA-256, hex), never the keys:
+//! whoever reads the config or the environment cannot call with it. Plain
+//! SHA-256 suffices because keys are random (32 bytes from
+//! [`generate`]), not passwords: there is nothing to guess from a hash. A
+//! presented key is hashed and compared with every configured hash in
+//! constant time, so the answer time says nothing about which bytes
+//! matched. Several keys may be live at once, which is how a key is
+//! rotated: add the new one, move clients, remove the old one.
+//!
+//! Roles (what each may do is [`Permission`]'s table):
+//! - `merchant`: create, read and cancel orders; its history, list and
+//!   watch answers carry no client secrets;
+//! - `gateway`: read, history and watch, client secrets included (it hands
+//!   each browser its own order's stream);
+//! - `reader`: read one order, without its client secret (the provider's
+//!   page).
+//!
+//! health and reflection are open; ProviderService is proven by its HMAC
+//! signature instead (`grpc::provider`).
+
+use std::{fmt, path::Path};
+
+use anyhow::Context;
+use payments_proto::contract::dev;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::{Request, Status, metadata::MetadataMap};
+
+use crate::{domain::MerchantId, grpc::Secrets};
+
+/// What a caller can be allowed to do, one per kind of call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Create,
+    Read,
+    Cancel,
+    /// ListOrderEvents, ListEvents and WatchPayments.
+    History,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Merchant,
+    Gateway,
+    Reader,
+}
+
+impl Role {
+    const ALL: [Role; 3] = [Role::Merchant, Role::Gateway, Role::Reader];
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Merchant => "merchant",
+            Role::Gateway => "gateway",
+            Role::Reader => "reader",
+        }
+    }
+
+    fn parse(raw: &str) -> anyhow::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|role| role.name() == raw)
+            .with_context(|| format!("unknown role `{raw}` (merchant, gateway or reader)"))
+    }
+
+    fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Merchant => matches!(permission, Create | Read | Cancel | History),
+            Role::Gateway => matches!(permission, Read | History),
+            Role::Reader => matches!(permission, Read),
+        }
+    }
+}
+
+/// An authenticated caller, put in the request's extensions by [`ApiKeys`]
+/// for the handlers to ask.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key's name, for logs (the key itself is never logged).
+    pub name: String,
+    pub merchant: MerchantId,
+    roles: Vec<Role>,
+}
+
+impl Caller {
+    /// The caller of `request`, if one of its roles allows `permission`.
+    pub fn of<T>(request: &Request<T>, permission: Permission) -> Result<&Caller, Status> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            // Only reachable if the service was mounted without its interceptor.
+            .ok_or_else(|| Status::unauthenticated("missing API key"))?;
+        if caller.roles.iter().any(|role| role.allows(permission)) {
+            Ok(caller)
+        } else {
+            tracing::warn!(caller = %caller.name, ?permission, "call refused: role does not allow it");
+            Err(Status::permission_denied(format!(
+                "API key `{}` may not {}",
+                caller.name,
+                permission.describe()
+            )))
+        }
+    }
+
+    /// Whether this caller's history and watch answers carry client secrets.
+    pub fn secrets(&self) -> Secrets {
+        if self.roles.contains(&Role::Gateway) {
+            Secrets::Shown
+        } else {
+            Secrets::Withheld
+        }
+    }
+
+    /// Whether a single order read returns its client secret: to whoever
+    /// may create orders (it was theirs to hand out) or stream them.
+    pub fn order_secrets(&self) -> Secrets {
+        if self
+            .roles
+            .iter()
+            .any(|role| matches!(role, Role::Merchant | Role::Gateway))
+        {
+            Secrets::Shown
+        } else {
+            Secrets::Withheld
+        }
+    }
+}
+
+impl Permission {
+    fn describe(self) -> &'static str {
+        match self {
+            Permission::Create => "create orders",
+            Permission::Read => "read orders",
+            Permission::Cancel => "cancel orders",
+            Permission::History => "read or watch order events",
+        }
+    }
+}
+
+/// One configured key: `name:merchant:role[+role...]:sha256-hex`.
+#[derive(Clone)]
+struct KeyEntry {
+    hash: [u8; 32],
+    caller: Caller,
+}
+
+impl KeyEntry {
+    fn parse(line: &str) -> anyhow::Result<Self> {
+        let fields: Vec<&str> = line.split(':').collect();
+        let [name, merchant, roles, hash] = fields[..] else {
+            anyhow::bail!("an API key entry is `name:merchant:roles:sha256-hex`");
+        };
+        anyhow::ensure!(!name.is_empty(), "an API key entry has an empty name");
+        let merchant = MerchantId::parse("merchant", merchant)
+            .map_err(|error| anyhow::anyhow!("key `{name}`: {error}"))?;
+        let roles = roles
+            .split('+')
+            .map(Role::parse)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("key `{name}`"))?;
+        let hash: [u8; 32] = hex::decode(hash)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .with_context(|| format!("key `{name}`: the hash must be 64 hex digits (SHA-256)"))?;
+        Ok(Self {
+            hash,
+            caller: Caller {
+                name: name.to_owned(),
+                merchant,
+                roles,
+            },
+        })
+    }
+}
+
+/// The keys PaymentService accepts.
+#[derive(Clone)]
+pub struct ApiKeys {
+    entries: Vec<KeyEntry>,
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|entry| &entry.caller.name))
+            .finish()
+    }
+}
+
+impl ApiKeys {
+    /// Entries separated by commas or newlines; blank lines and `#`
+    /// comments are skipped. Names must be unique, and so must hashes.
+    pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let entries = list
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(KeyEntry::parse)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!entries.is_empty(), "no API key configured");
+        for (i, entry) in entries.iter().enumerate() {
+            for other in &entries[..i] {
+                anyhow::ensure!(
+                    other.caller.name != entry.caller.name,
+                    "two API keys are named `{}`",
+                    entry.caller.name
+                );
+                anyhow::ensure!(
+                    other.hash != entry.hash,
+                    "API keys `{}` and `{}` are the same key",
+                    other.caller.name,
+                    entry.caller.name
+                );
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let list = std::fs::read_to_string(path)
+            .with_context(|| format!("reading API keys from {}", path.display()))?;
+        Self::parse(&list).with_context(|| format!("API keys in {}", path.display()))
+    }
+
+    /// The public development keys of `contract::dev`: the gateway's, a
+    /// merchant's and the provider's.
+    pub fn development() -> Self {
+        let entry = |name: &str, merchant: &str, roles: &str, key: &str| {
+            format!("{name}:{merchant}:{roles}:{}", hash_hex(key))
+        };
+        let list = [
+            entry(
+                "dev-gateway",
+                dev::MERCHANT,
+                "merchant+gateway",
+                dev::GATEWAY_API_KEY,
+            ),
+            entry(
+                "dev-merchant",
+                dev::MERCHANT,
+                "merchant",
+                dev::MERCHANT_API_KEY,
+            ),
+            entry(
+                "dev-provider",
+                "dev-provider",
+                "reader",
+                dev::PROVIDER_API_KEY,
+            ),
+        ]
+        .join(",");
+        Self::parse(&list).expect("the development keys are well formed")
+    }
+
+    /// The caller whose key `metadata`'s `authorization: Bearer` carries.
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        let Some(header) = metadata.get("authorization") else {
+            return Err(Status::unauthenticated(
+                "missing API key: send `authorization: Bearer <key>`",
+            ));
+        };
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                Status::unauthenticated("malformed authorization: expected `Bearer <key>`")
+            })?;
+        let presented = hash(key);
+        // Every entry is compared, match or not: the time taken does not
+        // depend on which key matched, or how much of a hash did.
+        let mut found = None;
+        for entry in &self.entries {
+            if bool::from(entry.hash[..].ct_eq(&presented[..])) {
+                found = Some(&entry.caller);
+            }
+        }
+        match found {
+            Some(caller) => Ok(caller.clone()),
+            None => {
+                tracing::warn!("call refused: unknown API key");
+                Err(Status::unauthenticated("unknown API key"))
+            }
+        }
+    }
+
+    /// The tonic interceptor for PaymentService: authenticates every call
+    /// and leaves the [`Caller`] in its extensions.
+    pub fn interceptor(
+        self,
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
+    {
+        move |mut request: Request<()>| {
+            let caller = self.authenticate(request.metadata())?;
+            request.extensions_mut().insert(caller);
+            Ok(request)
+        }
+    }
+
+    /// Whether these are exactly the public development keys.
+    pub fn are_development(&self) -> bool {
+        let development = Self::development();
+        self.entries.len() == development.entries.len()
+            && self
+                .entries
+                .iter()
+                .all(|entry| development.entries.iter().any(|dev| dev.hash == entry.hash))
+    }
+}
+
+fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The SHA-256 of `key`, in hex: what the configuration holds.
+pub fn hash_hex(key: &str) -> String {
+    hex::encode(hash(key))
+}
+
+/// A new random key (`pcore_` and 64 hex digits) and its configuration entry.
+pub fn generate(name: &str, merchant: &str, roles: &str) -> anyhow::Result<(String, String)> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = format!("pcore_{}", hex::encode(bytes));
+    let entry = format!("{name}:{merchant}:{roles}:{}", hash_hex(&key));
+    KeyEntry::parse(&entry)?;
+    Ok((key, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(authorization: Option<&str>) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        if let Some(value) = authorization {
+            metadata.insert("authorization", value.parse().expect("ascii"));
+        }
+        metadata
+    }
+
+    #[test]
+    fn a_key_is_known_by_its_hash_and_names_its_caller() {
+        let keys = ApiKeys::parse(&format!(
+            "shop-old:shop:merchant:{}\n# rotated in\nshop-new:shop:merchant:{}",
+            hash_hex("old-key"),
+            hash_hex("new-key")
+        ))
+        .expect("valid");
+        let caller = |auth| keys.authenticate(&metadata(auth)).map(|c| c.name);
+        assert_eq!(
+            caller(Some("Bearer old-key")).ok().as_deref(),
+            Some("shop-old")
+        );
+        assert_eq!(
+            caller(Some("Bearer new-key")).ok().as_deref(),
+            Some("shop-new")
+        );
+        for refused in [
+            None,
+            Some("Bearer other"),
+            Some("old-key"),
+            Some("Bearer "),
+            Some("Basic b2xkLWtleQ=="),
+        ] {
+            assert_eq!(
+                keys.authenticate(&metadata(refused)).unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn roles_allow_what_the_table_says() {
+        use Permission::*;
+        let allowed = |role: Role| {
+            [Create, Read, Cancel, History]
+                .into_iter()
+                .filter(|p| role.allows(*p))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(allowed(Role::Merchant), [Create, Read, Cancel, History]);
+        assert_eq!(allowed(Role::Gateway), [Read, History]);
+        assert_eq!(allowed(Role::Reader), [Read]);
+    }
+
+    #[test]
+    fn bad_entries_are_refused_at_startup() {
+        let hash = hash_hex("k");
+        for bad in [
+            String::new(),
+            format!("a:shop:merchant"),
+            format!("a:shop:owner:{hash}"),
+            format!("a:sh/op:merchant:{hash}"),
+            "a:shop:merchant:abcd".to_string(),
+            format!(":shop:merchant:{hash}"),
+            format!("a:shop:merchant:{hash},a:shop:merchant:{}", hash_hex("j")),
+            format!("a:shop:merchant:{hash},b:shop:merchant:{hash}"),
+        ] {
+            assert!(ApiKeys::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_keys_authenticate_with_their_entry() {
+        let (key, entry) = generate("shop", "shop", "merchant+gateway").expect("valid");
+        assert!(!entry.contains(&key));
+        let keys = ApiKeys::parse(&entry).expect("valid");
+        let caller = keys
+            .authenticate(&metadata(Some(&format!("Bearer {key}"))))
+            .expect("known");
+        assert_eq!(caller.secrets(), Secrets::Shown);
+        assert!(ApiKeys::development().are_development());
+        assert!(!keys.are_development());
+    }
+}

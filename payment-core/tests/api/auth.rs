@@ -1,0 +1,377 @@
+//! Who may call what: API keys, their roles, client secrets only for the
+//! gateway role, and idempotency keys in their merchant's namespace.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use payment_core::auth::hash_hex;
+use payments_proto::{
+    contract::dev,
+    payments::v1::{self as pb, watch_payments_request::Selector},
+};
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::helpers::{TestApp, head_sequence_of, spawn_app, spawn_app_in};
+
+const SHOP_A: &str = "key-shop-a";
+const SHOP_A_ROTATED: &str = "key-shop-a-2";
+const SHOP_B: &str = "key-shop-b";
+const GATEWAY_ONLY: &str = "key-gateway";
+const READER: &str = "key-reader";
+
+/// A core with keys of two merchants (shop-a with two live keys), a
+/// gateway-only key and a reader.
+async fn spawn_app_with_keys() -> TestApp {
+    let keys = [
+        format!("shop-a-1:shop-a:merchant:{}", hash_hex(SHOP_A)),
+        format!("shop-a-2:shop-a:merchant:{}", hash_hex(SHOP_A_ROTATED)),
+        format!("shop-b:shop-b:merchant:{}", hash_hex(SHOP_B)),
+        format!("edge:shop-a:gateway:{}", hash_hex(GATEWAY_ONLY)),
+        format!("page:provider:reader:{}", hash_hex(READER)),
+    ]
+    .join(",");
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    spawn_app_in(dir, |config| config.api_keys = Some(keys)).await
+}
+
+fn create_request(idempotency_key: &str, amount_minor: i64) -> pb::CreateOrderRequest {
+    pb::CreateOrderRequest {
+        amount_minor,
+        currency: "EUR".into(),
+        description: "auth test".into(),
+        idempotency_key: idempotency_key.into(),
+    }
+}
+
+/// An order created with `api_key`.
+async fn create_as(app: &TestApp, api_key: &str) -> pb::Order {
+    app.payments_as(api_key)
+        .create_order(create_request("", 100))
+        .await
+        .expect("created")
+        .into_inner()
+        .order
+        .expect("order in the answer")
+}
+
+/// Every PaymentService call once, as the holder of `api_key`, with each
+/// answer's code.
+async fn every_call(app: &TestApp, api_key: &str, order_id: &str) -> Vec<(&'static str, Code)> {
+    let mut client = app.payments_as(api_key);
+    let code = |result: Result<(), tonic::Status>| result.err().map_or(Code::Ok, |s| s.code());
+    vec![
+        (
+            "CreateOrder",
+            code(client.create_order(create_request("", 100)).await.map(drop)),
+        ),
+        (
+            "GetOrder",
+            code(
+                client
+                    .get_order(pb::GetOrderRequest {
+                        order_id: order_id.into(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "ListOrderEvents",
+            code(
+                client
+                    .list_order_events(pb::ListOrderEventsRequest {
+                        order_id: order_id.into(),
+                        after_sequence: 0,
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "ListEvents",
+            code(
+                client
+                    .list_events(pb::ListEventsRequest::default())
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "WatchPayments",
+            code(
+                client
+                    .watch_payments(pb::WatchPaymentsRequest {
+                        selector: Some(Selector::AllOrders(true)),
+                        after_sequence: 0,
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "CancelOrder",
+            code(
+                client
+                    .cancel_order(pb::CancelOrderRequest {
+                        order_id: order_id.into(),
+                        reason: String::new(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn calls_without_a_key_or_with_an_unknown_key_are_unauthenticated_and_change_nothing() {
+    let app = spawn_app_with_keys().await;
+    let order = create_as(&app, SHOP_A).await;
+    let head = head_sequence_of(app.payments_as(GATEWAY_ONLY)).await;
+
+    let mut bare = pb::payment_service_client::PaymentServiceClient::new(app.channel.clone());
+    let refused = bare
+        .create_order(create_request("", 100))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(
+        refused.message().contains("authorization"),
+        "tells how to authenticate: {refused:?}"
+    );
+    let cancel = bare
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: order.order_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(cancel.code(), Code::Unauthenticated);
+
+    // "" sends `Bearer ` and nothing after it.
+    for key in ["", "not-a-key", dev::GATEWAY_API_KEY] {
+        for (call, code) in every_call(&app, key, &order.order_id).await {
+            assert_eq!(code, Code::Unauthenticated, "{call} with {key:?}");
+        }
+    }
+    assert_eq!(
+        head_sequence_of(app.payments_as(GATEWAY_ONLY)).await,
+        head,
+        "a refused call writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn each_role_may_make_only_its_calls() {
+    let app = spawn_app_with_keys().await;
+    let order = create_as(&app, SHOP_A).await;
+    let head = head_sequence_of(app.payments_as(GATEWAY_ONLY)).await;
+    let allowed = |code: Code| {
+        if code == Code::PermissionDenied {
+            "denied"
+        } else {
+            "allowed"
+        }
+    };
+
+    let gateway = every_call(&app, GATEWAY_ONLY, &order.order_id).await;
+    let gateway: Vec<_> = gateway
+        .into_iter()
+        .map(|(call, code)| (call, allowed(code)))
+        .collect();
+    assert_eq!(
+        gateway,
+        [
+            ("CreateOrder", "denied"),
+            ("GetOrder", "allowed"),
+            ("ListOrderEvents", "allowed"),
+            ("ListEvents", "allowed"),
+            ("WatchPayments", "allowed"),
+            ("CancelOrder", "denied"),
+        ]
+    );
+    let reader = every_call(&app, READER, &order.order_id).await;
+    let reader: Vec<_> = reader
+        .into_iter()
+        .map(|(call, code)| (call, allowed(code)))
+        .collect();
+    assert_eq!(
+        reader,
+        [
+            ("CreateOrder", "denied"),
+            ("GetOrder", "allowed"),
+            ("ListOrderEvents", "denied"),
+            ("ListEvents", "denied"),
+            ("WatchPayments", "denied"),
+            ("CancelOrder", "denied"),
+        ]
+    );
+    assert_eq!(
+        head_sequence_of(app.payments_as(GATEWAY_ONLY)).await,
+        head,
+        "refused creates and cancels wrote nothing"
+    );
+    let status = app
+        .payments_as(READER)
+        .create_order(create_request("", 100))
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("page"),
+        "names the key: {status:?}"
+    );
+
+    // The merchant may do all six; its cancel goes last and succeeds.
+    for (call, code) in every_call(&app, SHOP_A, &order.order_id).await {
+        assert_eq!(code, Code::Ok, "merchant: {call}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_gateway_role_sees_client_secrets_in_events() {
+    let app = spawn_app_with_keys().await;
+    let created = create_as(&app, SHOP_A).await;
+    assert!(
+        !created.client_secret.is_empty(),
+        "CreateOrder answers the creator with the secret"
+    );
+
+    let secrets_seen = |key: &'static str| {
+        let app = &app;
+        let order_id = created.order_id.clone();
+        async move {
+            let mut client = app.payments_as(key);
+            let history = client
+                .list_order_events(pb::ListOrderEventsRequest {
+                    order_id: order_id.clone(),
+                    after_sequence: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .events;
+            let page = client
+                .list_events(pb::ListEventsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .events;
+            let mut watch = client
+                .watch_payments(pb::WatchPaymentsRequest {
+                    selector: Some(Selector::OrderId(order_id)),
+                    after_sequence: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let watched = watch.next().await.expect("the created event").unwrap();
+            [history[0].clone(), page[0].clone(), watched]
+                .map(|event| event.order.expect("order").client_secret)
+        }
+    };
+    assert_eq!(secrets_seen(SHOP_A).await, ["", "", ""].map(String::from));
+    assert_eq!(
+        secrets_seen(GATEWAY_ONLY).await,
+        [0, 1, 2].map(|_| created.client_secret.clone())
+    );
+
+    let read = |key| {
+        let mut client = app.payments_as(key);
+        let order_id = created.order_id.clone();
+        async move {
+            client
+                .get_order(pb::GetOrderRequest { order_id })
+                .await
+                .unwrap()
+                .into_inner()
+                .order
+                .unwrap()
+                .client_secret
+        }
+    };
+    assert_eq!(
+        read(READER).await,
+        "",
+        "the provider's page does not get the secret"
+    );
+    assert_eq!(read(SHOP_A).await, created.client_secret);
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_the_calling_keys_merchant() {
+    let app = spawn_app_with_keys().await;
+    let create = |key: &'static str, amount| {
+        let mut client = app.payments_as(key);
+        async move {
+            client
+                .create_order(create_request("cart-1", amount))
+                .await
+                .map(|r| r.into_inner().order.unwrap())
+        }
+    };
+    let a = create(SHOP_A, 100).await.expect("shop-a creates");
+    // Another merchant's same key with other parameters is its own order,
+    // not ALREADY_EXISTS, and not shop-a's order.
+    let b = create(SHOP_B, 250).await.expect("shop-b's key is its own");
+    assert_ne!(a.order_id, b.order_id);
+    assert_eq!(
+        create(SHOP_B, 250).await.unwrap().order_id,
+        b.order_id,
+        "shop-b's retry"
+    );
+    // The same merchant's rotated key shares the namespace.
+    assert_eq!(
+        create(SHOP_A_ROTATED, 100).await.unwrap().order_id,
+        a.order_id
+    );
+    assert_eq!(
+        create(SHOP_A_ROTATED, 999).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+}
+
+#[tokio::test]
+async fn health_and_reflection_need_no_key_and_keys_can_come_from_a_file() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let file = dir.path().join("keys");
+    std::fs::write(
+        &file,
+        format!(
+            "# shop keys\nshop-a:shop-a:merchant:{}\n\n",
+            hash_hex(SHOP_A)
+        ),
+    )
+    .unwrap();
+    let app = spawn_app_in(dir, |config| config.api_keys_file = Some(file)).await;
+    let health = HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest {
+            service: "payments.v1.PaymentService".into(),
+        })
+        .await
+        .expect("health answers without a key");
+    assert_eq!(health.into_inner().status, 1, "SERVING");
+    create_as(&app, SHOP_A).await;
+    let refused = app
+        .payments_as(dev::MERCHANT_API_KEY)
+        .create_order(create_request("", 100))
+        .await;
+    assert_eq!(
+        refused.unwrap_err().code(),
+        Code::Unauthenticated,
+        "configured keys replace the development ones"
+    );
+}
+
+#[tokio::test]
+async fn the_development_keys_work_when_none_are_configured() {
+    let app = spawn_app().await;
+    let created = create_as(&app, dev::MERCHANT_API_KEY).await;
+    let provider = app
+        .payments_as(dev::PROVIDER_API_KEY)
+        .get_order(pb::GetOrderRequest {
+            order_id: created.order_id,
+        })
+        .await;
+    assert!(provider.is_ok(), "{provider:?}");
+}

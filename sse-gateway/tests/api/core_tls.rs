@@ -1,0 +1,95 @@
+//! The gateway as payment-core's client over mutual TLS, with an API key of
+//! its own: the real core binary, certificates from a throwaway CA.
+
+use payments_proto::contract::dev;
+use testkit::{free_port, tls::TestPki};
+
+use crate::helpers::{create_order, spawn_gateway, spawn_gateway_unready};
+
+const GATEWAY_KEY: &str = "key-of-this-gateway";
+
+/// The core binary serving mutual TLS, accepting only [`GATEWAY_KEY`].
+fn start_mtls_core(pki: &TestPki, dir: &tempfile::TempDir, port: u16) -> testkit::Process {
+    let server = pki.server();
+    let keys = testkit::api_key_entry("edge", "shop", "merchant+gateway", GATEWAY_KEY);
+    testkit::start_payment_core_on(
+        &format!("sqlite://{}", dir.path().join("core.db").display()),
+        testkit::PROVIDER_SECRET,
+        port,
+        &[
+            ("TLS_CERT_FILE", server.cert.display().to_string()),
+            ("TLS_KEY_FILE", server.key.display().to_string()),
+            ("TLS_CLIENT_CA_FILE", pki.ca().display().to_string()),
+            ("PAYMENT_CORE_API_KEYS", keys),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn a_gateway_with_its_key_and_certificate_streams_from_a_mutual_tls_core() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let _core = start_mtls_core(&pki, &dir, port);
+    let client = pki.client();
+    let gateway = spawn_gateway(port, |config| {
+        config.payment_core_url = format!("https://127.0.0.1:{port}");
+        config.payment_core_api_key = GATEWAY_KEY.into();
+        config.payment_core_tls.ca_file = Some(pki.ca());
+        config.payment_core_tls.client_cert_file = Some(client.cert);
+        config.payment_core_tls.client_key_file = Some(client.key);
+        config.payment_core_tls.domain = Some("localhost".into());
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let order = create_order(&http, gateway.addr, 1200, "over mTLS").await;
+    let mut stream = gateway.open(&order.events_url, &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+}
+
+#[tokio::test]
+async fn a_gateway_without_a_client_certificate_or_with_a_wrong_key_is_never_ready() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let _core = start_mtls_core(&pki, &dir, port);
+    let http = reqwest::Client::new();
+    let client = pki.client();
+    for (what, with_certificate, key) in [
+        ("no client certificate", false, GATEWAY_KEY),
+        ("the development key", true, dev::GATEWAY_API_KEY),
+    ] {
+        let gateway = spawn_gateway_unready(port, |config| {
+            config.payment_core_url = format!("https://127.0.0.1:{port}");
+            config.payment_core_api_key = key.into();
+            config.payment_core_tls.ca_file = Some(pki.ca());
+            if with_certificate {
+                config.payment_core_tls.client_cert_file = Some(client.cert.clone());
+                config.payment_core_tls.client_key_file = Some(client.key.clone());
+            }
+            config.payment_core_tls.domain = Some("localhost".into());
+        })
+        .await;
+        let created = http
+            .post(format!("http://{}/api/orders", gateway.addr))
+            .json(&serde_json::json!({"amount_minor": 100, "currency": "EUR"}))
+            .send()
+            .await
+            .expect("an answer");
+        assert!(
+            created.status().is_server_error(),
+            "{what}: {}",
+            created.status()
+        );
+        let ready = http
+            .get(format!("http://{}/readyz", gateway.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            ready.status(),
+            503,
+            "{what}: the upstream stream never opens"
+        );
+    }
+}
