@@ -375,3 +375,16 @@ async fn the_development_keys_work_when_none_are_configured() {
         .await;
     assert!(provider.is_ok(), "{provider:?}");
 }
+
+#[tokio::test]
+async fn a_signed_report_needs_no_key_and_its_answer_carries_no_client_secret() {
+    let app = spawn_app().await;
+    let order = app.create_order(100).await;
+    let answer = app
+        .report(&order.order_id, pb::PaymentOutcome::Processing, "")
+        .await
+        .expect("a signed report is accepted without an API key");
+    let reported = answer.order.expect("order in the answer");
+    assert_eq!(reported.status(), pb::OrderStatus::Processing);
+    assert_eq!(reported.client_secret, "", "the provider has no use for it");
+}
