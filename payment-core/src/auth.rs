@@ -30,7 +30,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status, metadata::MetadataMap};
 
-use crate::{domain::MerchantId, grpc::Secrets};
+use crate::domain::MerchantId;
+
+/// Whether an answer carries orders' client secrets: only to callers whose
+/// role needs them ([`Caller::secrets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Shown,
+    Withheld,
+}
 
 /// What a caller can be allowed to do, one per kind of call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! Configuration from flags and environment variables.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::http::HeaderValue;
 
 use payments_proto::contract::dev;
 use service_kit::core_client::CoreClientTls;
@@ -33,6 +35,11 @@ pub struct Config {
     pub payment_core_api_key: String,
     #[command(flatten)]
     pub payment_core_tls: CoreClientTls,
+    /// Web origins besides the gateway's own that may create orders and
+    /// open streams, comma-separated (`https://shop.example`). Empty (the
+    /// default): same-origin pages only.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
     /// Token for the merchant dashboard and its all-orders stream.
     #[arg(long, env = "ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
     pub admin_token: String,
@@ -40,6 +47,18 @@ pub struct Config {
     /// (pages reconnect after about 2.5 intervals without a byte).
     #[arg(long, env = "HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
+    /// Most event streams this process holds open. One more is answered
+    /// with a lone `retry:` frame of about `OVERLOAD_RETRY_MS` and closed,
+    /// so EventSource comes back later instead of giving up (it gives up on
+    /// any status but 200). Keep it under the process's file-descriptor
+    /// limit, with room for the API's own connections.
+    #[arg(long, env = "MAX_STREAMS", default_value_t = 15_000)]
+    pub max_streams: u64,
+    /// Reconnect delay told to a stream refused for `MAX_STREAMS`: this
+    /// plus up to as much again at random, so refused browsers do not all
+    /// come back in the same instant.
+    #[arg(long, env = "OVERLOAD_RETRY_MS", default_value_t = 15_000)]
+    pub overload_retry_ms: u64,
     /// Reconnect delay the browser is told in the SSE `retry:` field.
     #[arg(long, env = "SSE_RETRY_MS", default_value_t = 2000)]
     pub sse_retry_ms: u64,
@@ -78,7 +97,62 @@ impl Config {
         Duration::from_millis(self.core_timeout_ms.max(1))
     }
 
+    pub fn allowed_origins(&self) -> anyhow::Result<Arc<[HeaderValue]>> {
+        parse_origins(&self.allowed_origins)
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// `ALLOWED_ORIGINS`, parsed: `scheme://host[:port]`, comma-separated,
+/// as browsers send them in `Origin` (lower case, no path).
+pub fn parse_origins(list: &str) -> anyhow::Result<Arc<[HeaderValue]>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let uri: axum::http::Uri = origin
+                .parse()
+                .map_err(|_| anyhow::anyhow!("ALLOWED_ORIGINS: `{origin}` is not an origin"))?;
+            let scheme = uri.scheme_str().filter(|s| matches!(*s, "http" | "https"));
+            let (Some(scheme), Some(authority)) = (scheme, uri.authority()) else {
+                anyhow::bail!("ALLOWED_ORIGINS: `{origin}` must be http(s)://host[:port]");
+            };
+            anyhow::ensure!(
+                matches!(uri.path(), "" | "/") && uri.query().is_none(),
+                "ALLOWED_ORIGINS: `{origin}` must have no path"
+            );
+            let normalized = format!("{scheme}://{}", authority.as_str().to_ascii_lowercase());
+            Ok(HeaderValue::try_from(normalized)?)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_origins_are_scheme_host_and_port_only() {
+        let parsed = parse_origins("https://Shop.example, http://localhost:3000/").expect("valid");
+        assert_eq!(
+            &parsed[..],
+            ["https://shop.example", "http://localhost:3000"]
+        );
+        assert!(
+            parse_origins("")
+                .expect("empty is same-origin only")
+                .is_empty()
+        );
+        for bad in [
+            "shop.example",
+            "ftp://shop.example",
+            "https://shop.example/pay",
+            "*",
+        ] {
+            assert!(parse_origins(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -20,6 +20,8 @@ pub enum ApiError {
     NotFound,
     #[error("missing or invalid admin token")]
     Unauthorized,
+    #[error("requests from this origin are not allowed (see ALLOWED_ORIGINS)")]
+    OriginNotAllowed,
     #[error("{0}")]
     IdempotencyConflict(String),
     #[error("request body is too large")]
@@ -38,6 +40,7 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             Self::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => {

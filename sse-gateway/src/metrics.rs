@@ -20,6 +20,8 @@ pub struct Metrics {
     events_sent: AtomicU64,
     upstream_reconnects: AtomicU64,
     slow_clients_disconnected: AtomicU64,
+    /// Streams answered "retry later" because `MAX_STREAMS` were open.
+    streams_refused: AtomicU64,
     upstream_events: AtomicU64,
     per_second: [SecondBucket; 60],
 }
@@ -53,6 +55,7 @@ impl Default for Metrics {
             events_sent: AtomicU64::default(),
             upstream_reconnects: AtomicU64::default(),
             slow_clients_disconnected: AtomicU64::default(),
+            streams_refused: AtomicU64::default(),
             upstream_events: AtomicU64::default(),
             per_second: std::array::from_fn(|_| SecondBucket::default()),
         }
@@ -67,9 +70,21 @@ fn unix_second() -> u64 {
 }
 
 impl Metrics {
-    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGauge {
-        self.open_connections.fetch_add(1, Relaxed);
-        ConnectionGauge(Arc::clone(self))
+    /// Counts a new stream in, unless `max` are open already: then counts
+    /// it as refused and answers `None`. Racing openers may see the count
+    /// one above `max` for an instant; none of them is let in by it.
+    pub fn try_open_stream(self: &Arc<Self>, max: u64) -> Option<ConnectionGauge> {
+        let open_before = self.open_connections.fetch_add(1, Relaxed);
+        if u64::try_from(open_before).unwrap_or(0) >= max {
+            self.open_connections.fetch_sub(1, Relaxed);
+            self.streams_refused.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(ConnectionGauge(Arc::clone(self)))
+    }
+
+    pub fn streams_refused(&self) -> u64 {
+        self.streams_refused.load(Relaxed)
     }
 
     pub fn open_connections(&self) -> i64 {
@@ -163,6 +178,12 @@ impl Metrics {
             "counter",
             "SSE clients cut off because they could not keep up.",
             self.slow_clients_dropped().to_string(),
+        );
+        metric(
+            "sse_gateway_streams_refused_total",
+            "counter",
+            "SSE streams told to retry later because MAX_STREAMS were open.",
+            self.streams_refused().to_string(),
         );
         out
     }

@@ -73,7 +73,7 @@ impl Application {
                 "ADMIN_TOKEN is the public development default: anyone can read every order on the dashboard. Set a token of your own in production."
             );
         }
-        let state = AppState::new(&config, core);
+        let state = AppState::new(&config, core)?;
         let listener = bind(&config).with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         tracing::info!(%local_addr, core = %config.payment_core_url, instance = %config.instance, "sse-gateway bound");

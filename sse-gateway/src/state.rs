@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -28,12 +29,19 @@ pub struct AppState {
     /// True while the upstream stream is open. Written only by the upstream
     /// task; event streams are not served while it is false.
     pub upstream_up: Arc<AtomicBool>,
+    /// Foreign origins allowed to use the API (`ALLOWED_ORIGINS`); empty:
+    /// same-origin only.
+    pub allowed_origins: Arc<[HeaderValue]>,
     /// The dashboard's token, compared in constant time.
     pub admin_token: Arc<str>,
     /// This gateway's name in `/metrics` and the `X-Gateway-Instance` header.
     pub instance: Arc<str>,
     /// Silence after which an event stream sends a heartbeat.
     pub heartbeat: Duration,
+    /// Most event streams open at once (`MAX_STREAMS`).
+    pub max_streams: u64,
+    /// Base of the reconnect delay told to a stream over `max_streams`.
+    pub overload_retry: Duration,
     /// The `retry:` frame every event stream opens with, rendered once.
     pub retry_frame: Bytes,
     /// The heartbeat event (see [`HEARTBEAT_EVENT`]), rendered once: sent
@@ -44,9 +52,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, core: Arc<dyn PaymentCore>) -> Self {
+    /// Fails on an `ALLOWED_ORIGINS` that is not a list of origins.
+    pub fn new(config: &Config, core: Arc<dyn PaymentCore>) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
-        Self {
+        Ok(Self {
+            allowed_origins: config.allowed_origins()?,
             core,
             core_timeout: config.core_timeout(),
             hub: Hub::new(Arc::clone(&metrics)),
@@ -55,6 +65,8 @@ impl AppState {
             admin_token: config.admin_token.as_str().into(),
             instance: config.instance.as_str().into(),
             heartbeat: config.heartbeat(),
+            max_streams: config.max_streams,
+            overload_retry: Duration::from_millis(config.overload_retry_ms.max(1)),
             retry_frame: format!("retry: {}\n\n", config.sse_retry().as_millis()).into(),
             heartbeat_frame: format!(
                 "event: {HEARTBEAT_EVENT}\ndata: {{\"interval_ms\":{}}}\n\n",
@@ -62,7 +74,7 @@ impl AppState {
             )
             .into(),
             shutdown: CancellationToken::new(),
-        }
+        })
     }
 
     pub fn upstream_is_up(&self) -> bool {

@@ -4,6 +4,8 @@
 
 use payments_proto::payments::v1 as pb;
 
+pub use crate::auth::Secrets;
+
 use crate::domain::{
     Amount, Currency, Description, IdempotencyKey, MerchantId, Order, OrderId, OrderStatus,
     PaymentEvent, ProviderReference, Reason, Scope, Timestamp, ValidationError,
@@ -25,14 +27,6 @@ pub fn status(status: OrderStatus) -> pb::OrderStatus {
         OrderStatus::Canceled => pb::OrderStatus::Canceled,
         OrderStatus::Expired => pb::OrderStatus::Expired,
     }
-}
-
-/// Whether an answer carries orders' client secrets: only to callers whose
-/// role needs them (see `auth::Caller::secrets`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Secrets {
-    Shown,
-    Withheld,
 }
 
 pub fn order(order: &Order, provider_page_url: &str, secrets: Secrets) -> pb::Order {

@@ -2,13 +2,15 @@
 //! - [`orders`]: the JSON API the checkout calls;
 //! - [`streams`]: the event streams, one order's or every order's;
 //! - [`ops`]: health, readiness and metrics;
-//! - [`pages`]: the checkout page, the dashboard and their stylesheet.
+//! - [`pages`]: the checkout page, the dashboard and their stylesheet;
+//! - [`origins`]: CORS and the refusal of foreign origins (`ALLOWED_ORIGINS`).
 //!
 //! The event-stream paths are declared once here: the server asks
 //! [`is_event_stream_path`] which requests to serve off hyper.
 
 pub mod ops;
 pub mod orders;
+pub mod origins;
 pub mod pages;
 pub mod streams;
 
@@ -16,6 +18,7 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue},
+    middleware,
     routing::{get, post},
 };
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
@@ -28,6 +31,7 @@ pub const ORDER_EVENTS: &str = "/api/orders/{id}/events";
 pub const DASHBOARD_EVENTS: &str = "/api/events";
 
 pub fn router(state: AppState) -> Router {
+    let cors = origins::cors(&state.allowed_origins);
     let instance = HeaderValue::from_str(&state.instance)
         .unwrap_or_else(|_| HeaderValue::from_static("gateway"));
     Router::new()
@@ -47,6 +51,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .layer(DefaultBodyLimit::max(orders::MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origins::guard,
+        ))
+        // Outside the guard: preflights are answered, and refusals carry
+        // CORS headers so a listed page can read them.
+        .layer(cors)
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-gateway-instance"),
             instance,

@@ -14,6 +14,10 @@
 //! An order stream ends after the order's final event, and a reconnect that
 //! has already seen it gets 204, which tells EventSource to stop.
 //!
+//! A process holds at most `MAX_STREAMS` streams: one more is a lone
+//! `retry:` frame with a long, jittered delay that ends at once (counted in
+//! `/metrics`), checked before anything costs a call to the core.
+//!
 //! When the gateway cannot promise the live part, the stream is a lone
 //! `retry:` frame that ends at once, and the browser comes back shortly:
 //! - while the upstream stream is not open: an event committed after the
@@ -62,6 +66,9 @@ pub async fn order_events(
     ResumeFrom(after): ResumeFrom,
     secret: ClientSecret,
 ) -> Result<Response, ApiError> {
+    let Some(gauge) = state.metrics.try_open_stream(state.max_streams) else {
+        return Ok(over_capacity(&state));
+    };
     if !state.upstream_is_up() {
         return Ok(retry_later(
             &state,
@@ -89,7 +96,7 @@ pub async fn order_events(
         // Already saw the final event: 204 makes EventSource stop reconnecting.
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let feed = Feed::order(history, subscription, after, &state);
+    let feed = Feed::order(history, subscription, after, gauge);
     Ok(sse_response(&state, feed.into_stream()))
 }
 
@@ -99,6 +106,9 @@ pub async fn dashboard_events(
     _: AdminAccess,
     ResumeFrom(after): ResumeFrom,
 ) -> Result<Response, ApiError> {
+    let Some(gauge) = state.metrics.try_open_stream(state.max_streams) else {
+        return Ok(over_capacity(&state));
+    };
     if !state.upstream_is_up() {
         return Ok(retry_later(
             &state,
@@ -107,10 +117,27 @@ pub async fn dashboard_events(
     }
     let (subscription, recent) = state.hub.subscribe_dashboard();
     let feed = match after {
-        Some(after) => Feed::dashboard_resume(subscription, after, &state),
-        None => Feed::dashboard(recent, subscription, &state),
+        Some(after) => Feed::dashboard_resume(subscription, after, &state, gauge),
+        None => Feed::dashboard(recent, subscription, gauge),
     };
     Ok(sse_response(&state, feed.into_stream()))
+}
+
+/// The answer to a stream over `MAX_STREAMS`: come back in the base delay
+/// plus up to as much again, spread at random so that a crowd refused
+/// together does not return together.
+fn over_capacity(state: &AppState) -> Response {
+    let base = state.overload_retry.as_millis() as u64;
+    let delay = base + rand::random_range(0..=base);
+    tracing::warn!(
+        max_streams = state.max_streams,
+        retry_ms = delay,
+        "stream refused: at MAX_STREAMS"
+    );
+    sse_body_response(
+        state,
+        stream::iter([Bytes::from(format!("retry: {delay}\n\n"))]),
+    )
 }
 
 fn retry_later(state: &AppState, cause: &str) -> Response {
@@ -222,25 +249,35 @@ struct Backfill {
 impl Feed {
     /// One order's stream: its history after the client's last event, then
     /// live events, ending after the final one.
-    fn order(history: Vec<WireEvent>, live: Subscription, after: u64, state: &AppState) -> Self {
+    fn order(
+        history: Vec<WireEvent>,
+        live: Subscription,
+        after: u64,
+        gauge: ConnectionGauge,
+    ) -> Self {
         Self::new(
             history.into_iter().map(Arc::new).collect(),
             live,
             after,
             true,
             None,
-            state,
+            gauge,
         )
     }
 
     /// A fresh dashboard: the recent events this gateway has seen, then live ones.
-    fn dashboard(recent: Vec<Arc<WireEvent>>, live: Subscription, state: &AppState) -> Self {
-        Self::new(recent.into(), live, 0, false, None, state)
+    fn dashboard(recent: Vec<Arc<WireEvent>>, live: Subscription, gauge: ConnectionGauge) -> Self {
+        Self::new(recent.into(), live, 0, false, None, gauge)
     }
 
     /// A dashboard resuming after `after`: everything since from the core's
     /// log, page by page, then live events.
-    fn dashboard_resume(live: Subscription, after: u64, state: &AppState) -> Self {
+    fn dashboard_resume(
+        live: Subscription,
+        after: u64,
+        state: &AppState,
+        gauge: ConnectionGauge,
+    ) -> Self {
         let backfill = Backfill {
             core: Arc::clone(&state.core),
             timeout: state.core_timeout,
@@ -251,7 +288,7 @@ impl Feed {
             after,
             false,
             Some(Box::new(backfill)),
-            state,
+            gauge,
         )
     }
 
@@ -261,7 +298,7 @@ impl Feed {
         after: u64,
         ends_at_terminal: bool,
         backfill: Option<Box<Backfill>>,
-        state: &AppState,
+        gauge: ConnectionGauge,
     ) -> Self {
         Self {
             pending,
@@ -270,7 +307,7 @@ impl Feed {
             ends_at_terminal,
             finished: false,
             backfill,
-            gauge: state.metrics.connection_opened(),
+            gauge,
         }
     }
 

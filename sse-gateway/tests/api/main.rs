@@ -6,6 +6,7 @@
 //!   its own API key;
 //! - [`orders`], [`streams`]: the JSON API and the event streams over real
 //!   sockets, with the real payment-core binary behind;
+//! - [`origins`]: CORS, preflights and foreign origins refused;
 //! - [`resilience`]: crashes, shutdowns, moves between gateways;
 //! - [`browser`]: headless Chromium through the checkout and the dashboard;
 //! - [`frozen_gateway`]: the same behind the project's nginx, with the
@@ -18,6 +19,7 @@ mod fake_core;
 mod frozen_gateway;
 mod helpers;
 mod orders;
+mod origins;
 mod resilience;
 mod router;
 mod streams;

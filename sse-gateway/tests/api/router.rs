@@ -23,7 +23,7 @@ fn app() -> axum::Router {
         config.core_timeout(),
     )
     .expect("client");
-    router(AppState::new(&config, Arc::new(core)))
+    router(AppState::new(&config, Arc::new(core)).expect("valid config"))
 }
 
 async fn call(request: Request<Body>) -> (StatusCode, String) {

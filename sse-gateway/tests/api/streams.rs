@@ -383,3 +383,55 @@ async fn a_browser_that_closes_its_stream_is_forgotten_at_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_stream_over_max_streams_is_told_to_retry_later_and_counted() {
+    let system = spawn_system_with(|config| {
+        config.max_streams = 1;
+        config.overload_retry_ms = 20_000;
+    })
+    .await;
+    let order = system.create_order(500, "").await;
+    let mut first = system.open(&order.events_url, &[]).await;
+    assert_eq!(first.expect_event_name().await, "created");
+
+    let dashboard = format!("/api/events?token={ADMIN_TOKEN}");
+    for path in [order.events_url.as_str(), dashboard.as_str()] {
+        let mut refused = system.open(path, &[]).await;
+        assert_eq!(refused.status, 200, "EventSource retries only after a 200");
+        let frame = refused
+            .next_frame(BOUND)
+            .await
+            .unwrap()
+            .expect("a retry frame");
+        let retry = frame.retry.expect("retry: field");
+        assert!(
+            (20_000..=40_000).contains(&retry),
+            "the long, jittered delay: {retry}"
+        );
+        assert!(frame.event.is_none() && frame.data.is_none());
+        assert!(
+            refused.next_frame(BOUND).await.unwrap().is_none(),
+            "then closed"
+        );
+    }
+    assert_eq!(
+        sample(&system.metrics().await, "sse_gateway_streams_refused_total"),
+        Some(2.0)
+    );
+
+    drop(first);
+    eventually("the slot is free again", || async {
+        let mut next = system.open(&order.events_url, &[]).await;
+        (next
+            .next_event(BOUND)
+            .await
+            .ok()
+            .flatten()?
+            .event
+            .as_deref()
+            == Some("created"))
+        .then_some(())
+    })
+    .await;
+}
