@@ -2,6 +2,7 @@
 //! over a real SQLite file (`helpers`), and the built binary under grpcurl.
 //!
 //! - `auth`: API keys, roles, who sees client secrets, idempotency per merchant;
+//! - `hostile`: generated hostile creates, cancels and reports;
 //! - `orders`: the unary RPCs, signed reports and the state machine's answers;
 //! - `watch`: WatchPayments streams: history then live, resume, shutdown;
 //! - `store`: the store and watcher under stress, restart and expiry, on
@@ -14,6 +15,7 @@
 mod auth;
 mod grpcurl;
 mod helpers;
+mod hostile;
 mod orders;
 mod postgres;
 mod replicas;

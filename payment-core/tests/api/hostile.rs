@@ -1,0 +1,258 @@
+//! Hostile input, generated: arbitrary CreateOrder, CancelOrder and
+//! ReportPaymentResult messages (any numbers, any Unicode, ids that are
+//! real, unknown or garbage, signatures that are valid, forged or absent)
+//! against a real server. Whatever arrives, the server never panics, never
+//! answers INTERNAL (or UNKNOWN, which is what a panicking handler gives),
+//! and a refused call changes nothing: the log's head and every order are
+//! as they were.
+
+use payments_proto::{payments::v1 as pb, signature};
+use proptest::{
+    prelude::*,
+    test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner},
+};
+use tonic::Code;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// Which order a generated call names.
+#[derive(Debug, Clone)]
+enum Target {
+    /// One of the orders made before the run (open, paid, canceled...).
+    Existing(usize),
+    /// A well-formed id that names no order.
+    Unknown,
+    /// Any string.
+    Raw(String),
+}
+
+#[derive(Debug, Clone)]
+enum Signing {
+    Valid,
+    /// Signed with another secret.
+    Forged,
+    Absent,
+    /// Signed correctly, at a time far from now.
+    Stale(i64),
+}
+
+#[derive(Debug, Clone)]
+enum Call {
+    Create(pb::CreateOrderRequest),
+    Cancel {
+        target: Target,
+        reason: String,
+    },
+    Report {
+        target: Target,
+        outcome: i32,
+        provider_reference: String,
+        reason: String,
+        signing: Signing,
+    },
+}
+
+/// Strings that hit the edges: empty, long, control characters, Unicode.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        any::<String>(),
+        "[A-Za-z0-9 _-]{0,20}",
+        "\\PC{490,520}",
+        "[\\x00-\\x1f\\u{7f}\\u{2028}\\u{fffd}]{1,8}",
+    ]
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        (0usize..4).prop_map(Target::Existing),
+        Just(Target::Unknown),
+        text().prop_map(Target::Raw),
+    ]
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    let create = (
+        prop_oneof![any::<i64>(), -5i64..5, 99_999_999_990i64..100_000_000_010],
+        prop_oneof![
+            Just("EUR".to_owned()),
+            Just("eur".to_owned()),
+            "[A-Z]{0,4}",
+            text()
+        ],
+        text(),
+        prop_oneof![Just(String::new()), "[!-~]{1,8}", text()],
+    )
+        .prop_map(|(amount_minor, currency, description, idempotency_key)| {
+            Call::Create(pb::CreateOrderRequest {
+                amount_minor,
+                currency,
+                description,
+                idempotency_key,
+            })
+        });
+    let cancel = (target(), text()).prop_map(|(target, reason)| Call::Cancel { target, reason });
+    let signing = prop_oneof![
+        Just(Signing::Valid),
+        Just(Signing::Forged),
+        Just(Signing::Absent),
+        prop_oneof![-10_000i64..-301, 301i64..10_000].prop_map(Signing::Stale),
+    ];
+    let report = (target(), -2i32..7, text(), text(), signing).prop_map(
+        |(target, outcome, provider_reference, reason, signing)| Call::Report {
+            target,
+            outcome,
+            provider_reference,
+            reason,
+            signing,
+        },
+    );
+    prop_oneof![create, cancel, report]
+}
+
+/// What a refusal must leave alone: the log's head and the orders.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    head: u64,
+    orders: Vec<pb::Order>,
+}
+
+async fn snapshot(app: &TestApp, ids: &[String]) -> Snapshot {
+    let mut orders = Vec::new();
+    for id in ids {
+        let order = app
+            .payments
+            .clone()
+            .get_order(pb::GetOrderRequest {
+                order_id: id.clone(),
+            })
+            .await
+            .expect("a known order reads")
+            .into_inner()
+            .order
+            .expect("order");
+        orders.push(order);
+    }
+    Snapshot {
+        head: app.head_sequence().await,
+        orders,
+    }
+}
+
+fn order_id(target: &Target, ids: &[String]) -> String {
+    match target {
+        Target::Existing(i) => ids[i % ids.len()].clone(),
+        Target::Unknown => uuid::Uuid::new_v4().to_string(),
+        Target::Raw(raw) => raw.clone(),
+    }
+}
+
+async fn send(app: &TestApp, call: &Call, ids: &[String]) -> Result<(), tonic::Status> {
+    match call {
+        Call::Create(request) => app
+            .payments
+            .clone()
+            .create_order(request.clone())
+            .await
+            .map(drop),
+        Call::Cancel { target, reason } => app
+            .payments
+            .clone()
+            .cancel_order(pb::CancelOrderRequest {
+                order_id: order_id(target, ids),
+                reason: reason.clone(),
+            })
+            .await
+            .map(drop),
+        Call::Report {
+            target,
+            outcome,
+            provider_reference,
+            reason,
+            signing,
+        } => {
+            let message = pb::ReportPaymentResultRequest {
+                order_id: order_id(target, ids),
+                outcome: *outcome,
+                provider_reference: provider_reference.clone(),
+                reason: reason.clone(),
+            };
+            let secret = testkit::PROVIDER_SECRET.as_bytes();
+            let request = match signing {
+                Signing::Valid => signature::signed_now(secret, message),
+                Signing::Forged => signature::signed_now(b"not-the-secret", message),
+                Signing::Absent => tonic::Request::new(message),
+                Signing::Stale(offset) => {
+                    signature::signed_request(secret, signature::unix_now() + offset, message)
+                }
+            };
+            app.provider
+                .clone()
+                .report_payment_result(request)
+                .await
+                .map(drop)
+        }
+    }
+}
+
+#[test]
+fn arbitrary_creates_cancels_and_reports_never_fail_internally_and_refusals_change_nothing() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (app, ids) = runtime.block_on(async {
+        let app = spawn_app().await;
+        // Open, processing, paid and canceled: every state a call can meet.
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(app.create_order(1000).await.order_id);
+        }
+        app.report(&ids[1], pb::PaymentOutcome::Processing, "")
+            .await
+            .unwrap();
+        app.report(&ids[2], pb::PaymentOutcome::Succeeded, "")
+            .await
+            .unwrap();
+        app.payments
+            .clone()
+            .cancel_order(pb::CancelOrderRequest {
+                order_id: ids[3].clone(),
+                reason: String::new(),
+            })
+            .await
+            .unwrap();
+        (app, ids)
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        // Kept beside this file, like `store`'s.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    });
+    let outcome = runner.run(&prop::collection::vec(call(), 1..8), |calls| {
+        runtime.block_on(async {
+            for call in &calls {
+                let before = snapshot(&app, &ids).await;
+                let Err(status) = send(&app, call, &ids).await else {
+                    continue;
+                };
+                prop_assert!(
+                    !matches!(status.code(), Code::Internal | Code::Unknown),
+                    "{call:?} failed inside: {status:?}"
+                );
+                let after = snapshot(&app, &ids).await;
+                prop_assert_eq!(
+                    before,
+                    after,
+                    "{:?} was refused ({:?}) but changed state",
+                    call,
+                    status
+                );
+            }
+            Ok::<(), TestCaseError>(())
+        })
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
+}
