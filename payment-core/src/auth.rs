@@ -405,7 +405,7 @@ mod tests {
         let hash = hash_hex("k");
         for bad in [
             String::new(),
-            format!("a:shop:merchant"),
+            "a:shop:merchant".to_string(),
             format!("a:shop:owner:{hash}"),
             format!("a:sh/op:merchant:{hash}"),
             "a:shop:merchant:abcd".to_string(),

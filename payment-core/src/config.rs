@@ -109,7 +109,10 @@ impl Config {
     /// The keys PaymentService accepts.
     pub fn api_keys(&self) -> anyhow::Result<ApiKeys> {
         // Empty counts as unset, as compose's `${PAYMENT_CORE_API_KEYS:-}` gives it.
-        let list = self.api_keys.as_deref().filter(|list| !list.trim().is_empty());
+        let list = self
+            .api_keys
+            .as_deref()
+            .filter(|list| !list.trim().is_empty());
         match (list, &self.api_keys_file) {
             (Some(list), _) => ApiKeys::parse(list).context("PAYMENT_CORE_API_KEYS"),
             (None, Some(path)) => ApiKeys::from_file(path),
