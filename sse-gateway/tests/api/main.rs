@@ -1,5 +1,6 @@
 //! sse-gateway's integration tests, one binary:
 //! - [`router`]: the router in process (`oneshot`), no core at all;
+//! - [`openapi`]: the OpenAPI description against the router;
 //! - [`core_seam`]: the gateway in front of a fake core that commits,
 //!   fails and stalls on cue;
 //! - [`orders`], [`streams`]: the JSON API and the event streams over real
@@ -14,6 +15,7 @@ mod core_seam;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;
+mod openapi;
 mod orders;
 mod resilience;
 mod router;

@@ -2,26 +2,19 @@
 //! payment-core at all (pages, refused requests), so they hold even when
 //! the core is down.
 
-use std::sync::Arc;
-
 use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode},
 };
-use sse_gateway::{AppState, payment_core::GrpcCore, router};
 use tower::ServiceExt;
 
-use crate::helpers::test_config;
-
-fn app() -> axum::Router {
-    // Port 1 on loopback: nothing listens, and nothing here should reach it.
-    let config = test_config("http://127.0.0.1:1");
-    let core = GrpcCore::new(&config.payment_core_url, config.core_timeout()).expect("client");
-    router(AppState::new(&config, Arc::new(core)))
-}
+use crate::helpers::router_without_core;
 
 async fn call(request: Request<Body>) -> (StatusCode, String) {
-    let response = app().oneshot(request).await.expect("router answers");
+    let response = router_without_core()
+        .oneshot(request)
+        .await
+        .expect("router answers");
     let status = response.status();
     let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
     (status, String::from_utf8_lossy(&body).into_owned())
