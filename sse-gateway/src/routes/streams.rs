@@ -11,8 +11,9 @@
 //! is then either in the history, or in the live channel, or both, never in
 //! neither.
 //!
-//! An order stream ends after the order's final event, and a reconnect that
-//! has already seen it gets 204, which tells EventSource to stop.
+//! An order stream ends after the order's final event (also when the
+//! client's resume point is past it), and a reconnect that has already seen
+//! it gets 204, which tells EventSource to stop.
 //!
 //! When the gateway cannot promise the live part, the stream is a lone
 //! `retry:` frame that ends at once, and the browser comes back shortly:
@@ -419,6 +420,12 @@ impl Feed {
             let event = self.next_wire_event().await?;
             // Sent already: from the history, or an earlier live copy.
             if event.sequence <= self.last_sent {
+                // Or the client's resume point is past it. If it is the
+                // order's final event, nothing follows: the stream ends
+                // rather than idle until the client leaves.
+                if self.ends_at_terminal && event.is_terminal() {
+                    return None;
+                }
                 continue;
             }
             self.last_sent = event.sequence;
