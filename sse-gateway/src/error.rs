@@ -21,6 +21,8 @@ pub enum ApiError {
     NotFound,
     #[error("missing or invalid admin token")]
     Unauthorized,
+    #[error("this path does not take that method (see the Allow header)")]
+    MethodNotAllowed,
     #[error("{0}")]
     IdempotencyConflict(String),
     #[error("request body is too large")]
@@ -51,12 +53,13 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[schema(
-    description = "For programs: invalid_request (400), unauthorized (401), not_found (404), idempotency_conflict (409), payload_too_large (413), unsupported_media_type (415), internal (500), unavailable (503)."
+    description = "For programs: invalid_request (400), unauthorized (401), not_found (404), method_not_allowed (405), idempotency_conflict (409), payload_too_large (413), unsupported_media_type (415), internal (500), unavailable (503)."
 )]
 pub enum ErrorCode {
     InvalidRequest,
     Unauthorized,
     NotFound,
+    MethodNotAllowed,
     IdempotencyConflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -70,6 +73,7 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
             Self::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
             Self::IdempotencyConflict(_) => (StatusCode::CONFLICT, ErrorCode::IdempotencyConflict),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
             Self::UnsupportedMediaType => (

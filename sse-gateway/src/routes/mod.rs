@@ -19,13 +19,13 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue},
-    routing::get,
+    routing::{any, get},
 };
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::state::AppState;
+use crate::{error::ApiError, state::AppState};
 
 /// Create an order.
 pub const ORDERS: &str = "/api/orders";
@@ -65,10 +65,9 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/style.css", get(pages::stylesheet))
         .route("/assets/live-stream.js", get(pages::live_stream_script))
         .merge(api())
-        .route(
-            "/api/{*rest}",
-            get(orders::not_found).post(orders::not_found),
-        )
+        .route("/api/{*rest}", any(orders::not_found))
+        // After every route: it applies to those registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(orders::MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-gateway-instance"),
@@ -77,6 +76,13 @@ pub fn router(state: AppState) -> Router {
         // Failures are logged once, by the error type that knows their cause.
         .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
+}
+
+/// A path served, with a method it does not take: a JSON 405 like every
+/// other error, rather than axum's empty one. axum still adds the `Allow`
+/// header.
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Whether `path` (without its query) names an event stream: the dashboard
