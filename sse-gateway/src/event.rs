@@ -147,11 +147,32 @@ pub struct NewOrder {
     pub idempotency_key: String,
 }
 
+/// payment-core's sequence number of an event: a uint64 in the contract,
+/// and the resume point of a stream. Only its OpenAPI schema is used: an
+/// integer from 0, with no `format`, since utoipa would call a `u64` an
+/// int64 (half the range) or spell uint64 `u-int64`.
+pub struct Sequence;
+
+impl utoipa::PartialSchema for Sequence {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .minimum(Some(0))
+            .description(Some(
+                "payment-core's sequence number of an event (uint64): events of all orders are numbered in one increasing sequence.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Sequence {}
+
 /// The JSON `data:` of an SSE event.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(description = "The JSON in the `data` of an order's event.")]
 pub struct EventData<'a> {
-    /// payment-core's sequence of the event, also its `id`: the resume point.
+    /// The event's sequence, also its `id`: the resume point.
+    #[schema(value_type = Sequence)]
     pub sequence: u64,
     #[schema(value_type = uuid::Uuid)]
     pub order_id: OrderId,

@@ -53,7 +53,7 @@ use utoipa::{
 
 use crate::{
     error::{ApiError, ErrorBody},
-    event::{EventData, Status, WireEvent},
+    event::{EventData, Sequence, Status, WireEvent},
     extract::{AdminAccess, ClientSecret, OrderIdPath, ResumeFrom},
     hub::Subscription,
     metrics::ConnectionGauge,
@@ -128,6 +128,8 @@ impl ToSchema for StreamEvent {
         ] {
             schemas.push((name.into_owned(), schema));
         }
+        // And what they refer to (the sequence, which the parameters use too).
+        EventData::schemas(schemas);
     }
 }
 
@@ -141,8 +143,8 @@ impl ToSchema for StreamEvent {
     params(
         ("id" = uuid::Uuid, Path, description = "The order's id."),
         ("client_secret" = Option<String>, Query, description = "The order's client secret, from its creation."),
-        ("last_event_id" = Option<u64>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
-        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
+        ("last_event_id" = Option<Sequence>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
+        ("Last-Event-ID" = Option<Sequence>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
     ),
     responses(
         (status = OK, description = "The order's event stream; it never ends before the order's final event.", content_type = "text/event-stream", body = StreamEvent),
@@ -196,8 +198,8 @@ pub async fn order_events(
     summary = "Watch every order's events (dashboard)",
     description = "A `text/event-stream` that never ends: a `retry:` frame, a `heartbeat` event, then every order's events: the recent ones this gateway has seen, or all of them after the resume point, then live ones. While the gateway cannot promise live events it answers the `retry:` frame alone and ends.",
     params(
-        ("last_event_id" = Option<u64>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
-        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
+        ("last_event_id" = Option<Sequence>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
+        ("Last-Event-ID" = Option<Sequence>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
     ),
     security(("admin_token" = []), ("admin_bearer" = [])),
     responses(
