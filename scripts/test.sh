@@ -13,6 +13,9 @@ echo "== benchmark smoke (small, checks lost = 0 and duplicated = 0)" >&2
 cargo build --locked -p loadgen -p sse-gateway -p payment-core
 BIN_DIR=target/debug bench/smoke.sh
 
+echo "== schemathesis: the live gateway against its OpenAPI description" >&2
+BIN_DIR=target/debug .ci/schemathesis.sh
+
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   echo "== docker compose end to end" >&2
   .ci/docker-test.sh

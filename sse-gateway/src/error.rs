@@ -1,6 +1,6 @@
 //! Every way an HTTP request can fail, as a status and a JSON body
-//! `{"error": {"code", "message"}}`. Internal causes are logged once here
-//! and never sent to the browser.
+//! [`ErrorBody`], `{"error": {"code", "message"}}`. Internal causes are
+//! logged once here and never sent to the browser.
 
 use axum::{
     Json,
@@ -8,7 +8,8 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::payment_core::CoreError;
 
@@ -22,6 +23,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("requests from this origin are not allowed (see ALLOWED_ORIGINS)")]
     OriginNotAllowed,
+    #[error("this path does not take that method (see the Allow header)")]
+    MethodNotAllowed,
     #[error("{0}")]
     IdempotencyConflict(String),
     #[error("request body is too large")]
@@ -34,20 +37,55 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people: what was wrong, never an internal cause.
+    pub message: String,
+}
+
+/// For programs: one code per kind of failure, each with its own status
+/// (`ApiError::status_and_code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(
+    description = "For programs: invalid_request (400), unauthorized (401), origin_not_allowed (403), not_found (404), method_not_allowed (405), idempotency_conflict (409), payload_too_large (413), unsupported_media_type (415), internal (500), unavailable (503)."
+)]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    OriginNotAllowed,
+    NotFound,
+    MethodNotAllowed,
+    IdempotencyConflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Internal,
+    Unavailable,
+}
+
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed"),
-            Self::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            Self::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::OriginNotAllowed => (StatusCode::FORBIDDEN, ErrorCode::OriginNotAllowed),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
+            Self::IdempotencyConflict(_) => (StatusCode::CONFLICT, ErrorCode::IdempotencyConflict),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -89,10 +127,12 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let (status, code) = self.status_and_code();
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": self.to_string() } })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
     }
 }

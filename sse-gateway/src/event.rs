@@ -9,6 +9,7 @@ use std::fmt;
 use bytes::Bytes;
 use payments_proto::payments::v1::OrderStatus as ContractStatus;
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// An order id: a UUID, always spelled the canonical way (lower case,
@@ -42,7 +43,13 @@ impl Serialize for OrderId {
 /// Where an order stands. Whether a status is final, and its name on the
 /// wire, are the contract's rules (`payments_proto::contract`); this type
 /// only guarantees that the status is a real one, never `Unspecified`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Its OpenAPI schema spells the variants in snake case, as the contract
+/// does (a test checks the two agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(
+    rename_all = "snake_case",
+    description = "Where an order stands. `succeeded`, `failed`, `canceled` and `expired` are final: nothing follows them."
+)]
 pub enum Status {
     Created,
     Processing,
@@ -105,19 +112,28 @@ impl Serialize for Status {
 }
 
 /// An order as the JSON API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderView {
+    /// The order's id.
+    #[schema(value_type = uuid::Uuid)]
     pub order_id: OrderId,
     pub status: Status,
+    /// In the currency's minor unit (cents for EUR).
     pub amount_minor: i64,
+    /// ISO 4217 code.
     pub currency: String,
     pub description: String,
     #[serde(skip)]
     pub client_secret: String,
+    /// The provider's page where the payer pays.
     pub payment_url: String,
+    /// Why the order reached its status (a decline reason); may be empty.
     pub reason: String,
+    /// RFC 3339; empty if payment-core sent no time.
     pub created_at: String,
+    /// RFC 3339; empty if payment-core sent no time.
     pub updated_at: String,
+    /// RFC 3339; empty if payment-core sent no time.
     pub expires_at: String,
 }
 
@@ -131,11 +147,36 @@ pub struct NewOrder {
     pub idempotency_key: String,
 }
 
+/// payment-core's sequence number of an event: a uint64 in the contract,
+/// and the resume point of a stream. Only its OpenAPI schema is used: an
+/// integer from 0, with no `format`, since utoipa would call a `u64` an
+/// int64 (half the range) or spell uint64 `u-int64`.
+pub struct Sequence;
+
+impl utoipa::PartialSchema for Sequence {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .minimum(Some(0))
+            .description(Some(
+                "payment-core's sequence number of an event (uint64): events of all orders are numbered in one increasing sequence.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Sequence {}
+
 /// The JSON `data:` of an SSE event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "The JSON in the `data` of an order's event.")]
 pub struct EventData<'a> {
+    /// The event's sequence, also its `id`: the resume point.
+    #[schema(value_type = Sequence)]
     pub sequence: u64,
+    #[schema(value_type = uuid::Uuid)]
     pub order_id: OrderId,
+    /// The order's status after the event, also its `event` name.
     pub status: Status,
     pub amount_minor: i64,
     pub currency: &'a str,
@@ -248,5 +289,20 @@ mod tests {
             ]
         );
         assert!(Status::try_from(ContractStatus::Unspecified).is_err());
+    }
+
+    #[test]
+    fn the_status_schema_lists_the_contract_names() {
+        let schema = serde_json::to_value(<Status as utoipa::PartialSchema>::schema()).unwrap();
+        let names = [
+            Status::Created,
+            Status::Processing,
+            Status::Succeeded,
+            Status::Failed,
+            Status::Canceled,
+            Status::Expired,
+        ]
+        .map(Status::name);
+        assert_eq!(schema["enum"], serde_json::json!(names));
     }
 }

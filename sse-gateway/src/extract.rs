@@ -7,7 +7,7 @@
 //! - [`AdminAccess`]: the dashboard's token, from `?token=` or
 //!   `Authorization: Bearer` (401 otherwise);
 //! - [`ResumeFrom`]: `Last-Event-ID`, or `?last_event_id=` for clients that
-//!   cannot set headers (400 if it is not a sequence number).
+//!   cannot set headers (400 if either is not a sequence number).
 //!
 //! Secrets and tokens are compared in constant time. A wrong secret is
 //! answered exactly like an unknown order, so it tells a guesser nothing.
@@ -112,21 +112,18 @@ impl<S: Send + Sync> FromRequestParts<S> for ResumeFrom {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let invalid = || ApiError::BadRequest("Last-Event-ID must be a sequence number".into());
-        let from_query;
-        let raw = match parts.headers.get("last-event-id") {
-            Some(value) => Some(value.to_str().map_err(|_| invalid())?),
-            None => {
-                from_query = access_query(parts)?.last_event_id;
-                from_query.as_deref()
-            }
+        let parse = |raw: Option<&str>| match raw.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| invalid()),
         };
-        match raw.map(str::trim) {
-            None | Some("") => Ok(Self(None)),
-            Some(text) => text
-                .parse()
-                .map(|sequence| Self(Some(sequence)))
-                .map_err(|_| invalid()),
-        }
+        // Both are checked, so a malformed one is refused wherever it is;
+        // when both are there, the header wins.
+        let from_header = match parts.headers.get("last-event-id") {
+            Some(value) => parse(Some(value.to_str().map_err(|_| invalid())?))?,
+            None => None,
+        };
+        let from_query = parse(access_query(parts)?.last_event_id.as_deref())?;
+        Ok(Self(from_header.or(from_query)))
     }
 }
 
@@ -160,6 +157,26 @@ mod tests {
         assert_eq!(resume("/s?last_event_id=", None).await.ok(), Some(None));
         assert!(resume("/s", Some("yesterday")).await.is_err());
         assert!(resume("/s?last_event_id=-1", None).await.is_err());
+        assert!(
+            resume("/s?last_event_id=-1", Some("9")).await.is_err(),
+            "a malformed query is refused beside a good header"
+        );
+        assert!(
+            resume("/s?last_event_id=9", Some("x")).await.is_err(),
+            "and a malformed header beside a good query"
+        );
+        assert_eq!(
+            resume("/s?last_event_id=7", Some("")).await.ok(),
+            Some(Some(7)),
+            "an empty header is no resume point"
+        );
+        assert_eq!(
+            resume(&format!("/s?last_event_id={}", u64::MAX), None)
+                .await
+                .ok(),
+            Some(Some(u64::MAX)),
+            "the contract's sequences are uint64"
+        );
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! - [`orders`]: the JSON API the checkout calls;
 //! - [`streams`]: the event streams, one order's or every order's;
 //! - [`ops`]: health, readiness and metrics;
+//! - [`openapi`]: the OpenAPI description of all of the above but pages;
 //! - [`pages`]: the checkout page, the dashboard and their stylesheet;
 //! - [`origins`]: CORS and the refusal of foreign origins (`ALLOWED_ORIGINS`).
 //!
-//! The event-stream paths are declared once here: the server asks
+//! The API's paths are declared once here, and its routes are registered
+//! by [`api`] together with their description. The server asks
 //! [`is_event_stream_path`] which requests to serve off hyper.
 
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod origins;
@@ -19,16 +22,42 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue},
     middleware,
-    routing::{get, post},
+    routing::{any, get},
 };
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::state::AppState;
+use crate::{error::ApiError, state::AppState};
 
+/// Create an order.
+pub const ORDERS: &str = "/api/orders";
+/// Read an order.
+pub const ORDER: &str = "/api/orders/{id}";
 /// One order's event stream.
 pub const ORDER_EVENTS: &str = "/api/orders/{id}/events";
 /// Every order's event stream, for the dashboard.
 pub const DASHBOARD_EVENTS: &str = "/api/events";
+pub const HEALTHZ: &str = "/healthz";
+pub const READYZ: &str = "/readyz";
+pub const METRICS: &str = "/metrics";
+/// The OpenAPI description of the API.
+pub const OPENAPI: &str = "/openapi.json";
+
+/// The HTTP API: each handler with its `#[utoipa::path]`, registered with
+/// axum and added to the OpenAPI description in the same call, so the two
+/// cannot disagree. Every API route goes here, never in [`router`] directly.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(orders::create_order))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(streams::order_events))
+        .routes(routes!(streams::dashboard_events))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::openapi_json))
+}
 
 pub fn router(state: AppState) -> Router {
     let cors = origins::cors(&state.allowed_origins);
@@ -39,17 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard", get(pages::dashboard))
         .route("/assets/style.css", get(pages::stylesheet))
         .route("/assets/live-stream.js", get(pages::live_stream_script))
-        .route("/api/orders", post(orders::create_order))
-        .route("/api/orders/{id}", get(orders::get_order))
-        .route(ORDER_EVENTS, get(streams::order_events))
-        .route(DASHBOARD_EVENTS, get(streams::dashboard_events))
-        .route(
-            "/api/{*rest}",
-            get(orders::not_found).post(orders::not_found),
-        )
-        .route("/metrics", get(ops::metrics))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
+        .merge(api())
+        .route("/api/{*rest}", any(orders::not_found))
+        // After every route: it applies to those registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(orders::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -65,6 +87,13 @@ pub fn router(state: AppState) -> Router {
         // Failures are logged once, by the error type that knows their cause.
         .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
+}
+
+/// A path served, with a method it does not take: a JSON 405 like every
+/// other error, rather than axum's empty one. axum still adds the `Allow`
+/// header.
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Whether `path` (without its query) names an event stream: the dashboard

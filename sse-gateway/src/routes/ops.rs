@@ -6,14 +6,34 @@ use axum::{
     response::IntoResponse,
 };
 
-use crate::state::AppState;
+use crate::{
+    routes::{HEALTHZ, METRICS, READYZ},
+    state::AppState,
+};
 
 /// Alive: the process answers, whatever the core does.
+#[utoipa::path(
+    get,
+    path = HEALTHZ,
+    tag = "ops",
+    summary = "Liveness",
+    responses((status = OK, description = "The process answers.", content_type = "text/plain", body = String, example = "ok")),
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Ready when the upstream stream is open: without it, live events stop.
+#[utoipa::path(
+    get,
+    path = READYZ,
+    tag = "ops",
+    summary = "Readiness",
+    responses(
+        (status = OK, description = "The stream from payment-core is open.", content_type = "text/plain", body = String, example = "ready"),
+        (status = SERVICE_UNAVAILABLE, description = "The stream from payment-core is down: live events would not arrive.", content_type = "text/plain", body = String),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.upstream_is_up() {
         (StatusCode::OK, "ready")
@@ -26,6 +46,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// The Prometheus text format.
+#[utoipa::path(
+    get,
+    path = METRICS,
+    tag = "ops",
+    summary = "Metrics",
+    responses((status = OK, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

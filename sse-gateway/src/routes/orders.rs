@@ -7,34 +7,48 @@ use axum::{
     response::IntoResponse,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     event::{NewOrder, OrderView},
     extract::{ClientSecret, OrderIdPath},
     payment_core::bounded,
-    routes::ORDER_EVENTS,
+    routes::{ORDER, ORDER_EVENTS, ORDERS},
     state::AppState,
 };
 
 /// Largest accepted request body. An order is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// What the checkout sends to create an order. The limits in its schema
+/// are payment-core's, which checks them (400 otherwise): they are copied
+/// here so that the description tells clients.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(description = "A new order.")]
 pub struct CreateOrderBody {
+    /// In the currency's minor unit (cents for EUR).
+    #[schema(minimum = 1, maximum = 100_000_000_000_i64)]
     amount_minor: i64,
+    /// An ISO 4217 code in upper case that a shop can take payment in.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     currency: String,
+    /// Shown to the payer; no control characters but newline and tab.
     #[serde(default)]
+    #[schema(max_length = 500, pattern = "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$")]
     description: String,
 }
 
 /// An order as the checkout sees it: the view plus what it needs to watch it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "An order, with what its payer needs to watch it.")]
 pub struct OrderResponse {
     #[serde(flatten)]
     order: OrderView,
+    /// Opens this order, and only it, to whoever holds it.
     client_secret: String,
+    /// The order's event stream, with the client secret in its query.
     events_url: String,
 }
 
@@ -54,6 +68,44 @@ impl From<OrderView> for OrderResponse {
 }
 
 /// `POST /api/orders`, with an optional `Idempotency-Key` header.
+#[utoipa::path(
+    post,
+    path = ORDERS,
+    tag = "orders",
+    summary = "Create an order",
+    params((
+        "Idempotency-Key" = Option<String>, Header, nullable = false,
+        description = "Makes the call safe to retry: the same key and body answer the order the first call created.",
+        max_length = 255, pattern = "^[!-~]*$",
+    )),
+    request_body(content = CreateOrderBody, content_type = "application/json"),
+    responses(
+        (
+            status = CREATED,
+            description = "The order, new or the one an earlier call with the same Idempotency-Key created.",
+            body = OrderResponse,
+            links(
+                ("read" = (
+                    operation_id = "get_order",
+                    description = "Read the order.",
+                    parameters(("id" = "$response.body#/order_id"), ("client_secret" = "$response.body#/client_secret")),
+                )),
+                ("watch" = (
+                    operation_id = "order_events",
+                    description = "Watch the order's events (what `events_url` points to).",
+                    parameters(("id" = "$response.body#/order_id"), ("client_secret" = "$response.body#/client_secret")),
+                )),
+            ),
+        ),
+        (status = BAD_REQUEST, description = "The body is not an order (malformed JSON, a missing, unknown or mistyped field), a field is out of range, or the Idempotency-Key is not printable ASCII.", body = ErrorBody),
+        (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
+        (status = CONFLICT, description = "The Idempotency-Key was used for a different order.", body = ErrorBody),
+        (status = PAYLOAD_TOO_LARGE, description = "The body is over 16 KiB.", body = ErrorBody),
+        (status = UNSUPPORTED_MEDIA_TYPE, description = "The Content-Type is not application/json.", body = ErrorBody),
+        (status = INTERNAL_SERVER_ERROR, description = "payment-core answered what the gateway does not expect.", body = ErrorBody),
+        (status = SERVICE_UNAVAILABLE, description = "payment-core is unreachable or too slow; retry.", body = ErrorBody),
+    ),
+)]
 pub async fn create_order(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -78,6 +130,24 @@ pub async fn create_order(
 }
 
 /// `GET /api/orders/{id}?client_secret=`.
+#[utoipa::path(
+    get,
+    path = ORDER,
+    tag = "orders",
+    summary = "Read an order",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The order's id."),
+        ("client_secret" = Option<String>, Query, description = "The order's client secret, from its creation."),
+    ),
+    responses(
+        (status = OK, description = "The order.", body = OrderResponse),
+        (status = BAD_REQUEST, description = "The id is not a UUID, or the query is malformed.", body = ErrorBody),
+        (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
+        (status = NOT_FOUND, description = "No such order, or the client secret is not its own (the two look the same).", body = ErrorBody),
+        (status = INTERNAL_SERVER_ERROR, description = "payment-core answered what the gateway does not expect.", body = ErrorBody),
+        (status = SERVICE_UNAVAILABLE, description = "payment-core is unreachable or too slow; retry.", body = ErrorBody),
+    ),
+)]
 pub async fn get_order(
     State(state): State<AppState>,
     OrderIdPath(order_id): OrderIdPath,

@@ -11,8 +11,9 @@
 //! is then either in the history, or in the live channel, or both, never in
 //! neither.
 //!
-//! An order stream ends after the order's final event, and a reconnect that
-//! has already seen it gets 204, which tells EventSource to stop.
+//! An order stream ends after the order's final event (also when the
+//! client's resume point is past it), and a reconnect that has already seen
+//! it gets 204, which tells EventSource to stop.
 //!
 //! A process holds at most `MAX_STREAMS` streams: one more is a lone
 //! `retry:` frame with a long, jittered delay that ends at once (counted in
@@ -44,22 +45,119 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
+use payments_proto::contract::HEARTBEAT_EVENT;
 use tokio::time::{Interval, MissedTickBehavior};
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        RefOr, Type,
+        schema::{ObjectBuilder, OneOfBuilder, Ref, Schema},
+    },
+};
 
 use crate::{
-    error::ApiError,
-    event::WireEvent,
+    error::{ApiError, ErrorBody},
+    event::{EventData, Sequence, Status, WireEvent},
     extract::{AdminAccess, ClientSecret, OrderIdPath, ResumeFrom},
     hub::Subscription,
     metrics::ConnectionGauge,
     payment_core::{PaymentCore, bounded},
+    routes::{DASHBOARD_EVENTS, ORDER_EVENTS},
     state::AppState,
 };
 
 /// Events per `ListEvents` page when a dashboard catches up.
 const BACKFILL_PAGE: u32 = 500;
 
+/// One event of a stream as EventSource hands it to a page: the schema of
+/// the `text/event-stream` responses in the OpenAPI description (OpenAPI
+/// 3.1 tools, schemathesis among them, read a stream's schema as that of
+/// each event). The `retry:` frame carries no data, so it is no event.
+pub struct StreamEvent;
+
+impl PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let sequence = || string().pattern(Some("^[0-9]+$"));
+        let heartbeat = ObjectBuilder::new()
+            .title(Some("heartbeat"))
+            .description(Some(
+                "Sent when the stream opens and after each interval of silence; a page that hears nothing for about 2.5 intervals reopens the stream.",
+            ))
+            .property("event", string().enum_values(Some([HEARTBEAT_EVENT])))
+            .property(
+                "data",
+                string()
+                    .content_media_type("application/json")
+                    .pattern(Some(r#"^\{"interval_ms":[0-9]+\}$"#)),
+            )
+            .property(
+                "id",
+                sequence().description(Some("The last order event's id, which EventSource keeps.")),
+            )
+            .required("event")
+            .required("data");
+        let order_event = ObjectBuilder::new()
+            .title(Some("order event"))
+            .description(Some("One of payment-core's events."))
+            .property("event", Ref::from_schema_name(<Status as ToSchema>::name()))
+            .property(
+                "data",
+                string()
+                    .content_media_type("application/json")
+                    .description(Some("An `EventData`, as JSON.")),
+            )
+            .property(
+                "id",
+                sequence().description(Some(
+                    "The event's sequence: sent back as Last-Event-ID to resume after it.",
+                )),
+            )
+            .required("event")
+            .required("data")
+            .required("id");
+        OneOfBuilder::new()
+            .item(heartbeat)
+            .item(order_event)
+            .description(Some("One server-sent event, as EventSource delivers it."))
+            .into()
+    }
+}
+
+impl ToSchema for StreamEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for (name, schema) in [
+            (<Status as ToSchema>::name(), Status::schema()),
+            (EventData::name(), EventData::schema()),
+        ] {
+            schemas.push((name.into_owned(), schema));
+        }
+        // And what they refer to (the sequence, which the parameters use too).
+        EventData::schemas(schemas);
+    }
+}
+
 /// `GET /api/orders/{id}/events?client_secret=`: one order's events.
+#[utoipa::path(
+    get,
+    path = ORDER_EVENTS,
+    tag = "streams",
+    summary = "Watch one order's events",
+    description = "A `text/event-stream`: a `retry:` frame, a `heartbeat` event, the order's events after the resume point (`id:` = sequence, `event:` = status, `data:` = JSON), then live ones; it ends after the order's final event. While the gateway cannot promise live events, or holds MAX_STREAMS streams already, it answers the `retry:` frame alone and ends, so that EventSource comes back.",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The order's id."),
+        ("client_secret" = Option<String>, Query, description = "The order's client secret, from its creation."),
+        ("last_event_id" = Option<Sequence>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
+        ("Last-Event-ID" = Option<Sequence>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
+    ),
+    responses(
+        (status = OK, description = "The order's event stream; it never ends before the order's final event.", content_type = "text/event-stream", body = StreamEvent),
+        (status = NO_CONTENT, description = "The client has seen the order's final event already: nothing more will come, and EventSource stops."),
+        (status = BAD_REQUEST, description = "The id is not a UUID, the resume point is not a sequence number, or the query is malformed.", body = ErrorBody),
+        (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
+        (status = NOT_FOUND, description = "No such order, or the client secret is not its own (the two look the same).", body = ErrorBody),
+    ),
+)]
 pub async fn order_events(
     State(state): State<AppState>,
     OrderIdPath(order_id): OrderIdPath,
@@ -101,6 +199,24 @@ pub async fn order_events(
 }
 
 /// `GET /api/events?token=`: every order's events, for the dashboard.
+#[utoipa::path(
+    get,
+    path = DASHBOARD_EVENTS,
+    tag = "streams",
+    summary = "Watch every order's events (dashboard)",
+    description = "A `text/event-stream` that never ends: a `retry:` frame, a `heartbeat` event, then every order's events: the recent ones this gateway has seen, or all of them after the resume point, then live ones. While the gateway cannot promise live events, or holds MAX_STREAMS streams already, it answers the `retry:` frame alone and ends.",
+    params(
+        ("last_event_id" = Option<Sequence>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
+        ("Last-Event-ID" = Option<Sequence>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
+    ),
+    security(("admin_token" = []), ("admin_bearer" = [])),
+    responses(
+        (status = OK, description = "Every order's event stream.", content_type = "text/event-stream", body = StreamEvent),
+        (status = BAD_REQUEST, description = "The resume point is not a sequence number, or the query is malformed.", body = ErrorBody),
+        (status = UNAUTHORIZED, description = "No admin token, or the wrong one.", body = ErrorBody),
+        (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
+    ),
+)]
 pub async fn dashboard_events(
     State(state): State<AppState>,
     _: AdminAccess,
@@ -345,6 +461,12 @@ impl Feed {
             let event = self.next_wire_event().await?;
             // Sent already: from the history, or an earlier live copy.
             if event.sequence <= self.last_sent {
+                // Or the client's resume point is past it. If it is the
+                // order's final event, nothing follows: the stream ends
+                // rather than idle until the client leaves.
+                if self.ends_at_terminal && event.is_terminal() {
+                    return None;
+                }
                 continue;
             }
             self.last_sent = event.sequence;

@@ -3,13 +3,14 @@
 //!   and the gateway itself on a loopback port;
 //! - [`spawn_with_fake_core`]: the gateway in front of a [`FakeCore`],
 //!   for what a real core cannot be made to do on cue;
+//! - [`router_without_core`]: the router alone, driven in process;
 //! - [`test_config`]: the gateway's configuration for tests.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use payments_proto::payments::v1::PaymentOutcome;
 use serde_json::Value;
-use sse_gateway::{Application, Config};
+use sse_gateway::{AppState, Application, Config, payment_core::GrpcCore, router};
 use testkit::{Process, eventually, free_port, sse::SseConnection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,20 @@ pub fn test_config(payment_core_url: &str) -> Config {
     config.instance = "test-gateway".into();
     config.shutdown_grace_secs = 2;
     config
+}
+
+/// The router with a core that is never there: port 1 on loopback, where
+/// nothing listens. Calls to the core fail at once, as when it is down.
+pub fn router_without_core() -> axum::Router {
+    let config = test_config("http://127.0.0.1:1");
+    let core = GrpcCore::new(
+        &config.payment_core_url,
+        &config.payment_core_tls,
+        &config.payment_core_api_key,
+        config.core_timeout(),
+    )
+    .expect("client");
+    router(AppState::new(&config, Arc::new(core)).expect("valid config"))
 }
 
 pub struct Gateway {

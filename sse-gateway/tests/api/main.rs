@@ -1,5 +1,6 @@
 //! sse-gateway's integration tests, one binary:
 //! - [`router`]: the router in process (`oneshot`), no core at all;
+//! - [`openapi`]: the OpenAPI description against the router;
 //! - [`core_seam`]: the gateway in front of a fake core that commits,
 //!   fails and stalls on cue;
 //! - [`core_tls`]: the gateway as the core's client over mutual TLS with
@@ -18,6 +19,7 @@ mod core_tls;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;
+mod openapi;
 mod orders;
 mod origins;
 mod resilience;

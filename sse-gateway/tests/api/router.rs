@@ -2,32 +2,19 @@
 //! payment-core at all (pages, refused requests), so they hold even when
 //! the core is down.
 
-use std::sync::Arc;
-
 use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode},
 };
-use sse_gateway::{AppState, payment_core::GrpcCore, router};
 use tower::ServiceExt;
 
-use crate::helpers::test_config;
-
-fn app() -> axum::Router {
-    // Port 1 on loopback: nothing listens, and nothing here should reach it.
-    let config = test_config("http://127.0.0.1:1");
-    let core = GrpcCore::new(
-        &config.payment_core_url,
-        &config.payment_core_tls,
-        &config.payment_core_api_key,
-        config.core_timeout(),
-    )
-    .expect("client");
-    router(AppState::new(&config, Arc::new(core)).expect("valid config"))
-}
+use crate::helpers::router_without_core;
 
 async fn call(request: Request<Body>) -> (StatusCode, String) {
-    let response = app().oneshot(request).await.expect("router answers");
+    let response = router_without_core()
+        .oneshot(request)
+        .await
+        .expect("router answers");
     let status = response.status();
     let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -123,4 +110,42 @@ async fn an_unreachable_core_is_a_503_for_the_api_and_a_retry_for_event_streams(
     .await;
     assert_eq!(status, StatusCode::OK, "EventSource must not give up");
     assert_eq!(body, "retry: 2000\n\n", "nothing but the reconnect delay");
+}
+
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_a_json_405_naming_those_it_does() {
+    for (method, uri, allow) in [
+        ("GET", "/api/orders", "POST"),
+        (
+            "DELETE",
+            "/api/orders/6f1c1a52-2a55-4d5c-9a55-2f0d8f5b0b1e",
+            "GET,HEAD",
+        ),
+        ("POST", "/healthz", "GET,HEAD"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let response = router_without_core().oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        assert_eq!(response.headers()["allow"], allow, "{method} {uri}");
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON error body");
+        assert_eq!(
+            json["error"]["code"], "method_not_allowed",
+            "{method} {uri}"
+        );
+    }
+    let (status, body) = call(Request::delete("/api/unknown").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an unknown API path, whatever the method: {body}"
+    );
 }

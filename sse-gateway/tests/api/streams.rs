@@ -184,6 +184,29 @@ async fn a_reconnect_with_last_event_id_mid_payment_gets_exactly_the_rest() {
 }
 
 #[tokio::test]
+async fn a_stream_resumed_past_the_final_event_ends_when_that_event_arrives() {
+    let system = spawn_system().await;
+    let order = system.create_order(700, "").await;
+    // Past every event the order will have: a forged header, or a client
+    // whose id came from another order's stream.
+    let mut stream = system
+        .open(&order.events_url, &[("Last-Event-ID", "1000000")])
+        .await;
+    assert_eq!(stream.status, 200, "the order is not over yet");
+    system
+        .report(&order.order_id, PaymentOutcome::Succeeded, "")
+        .await;
+    let events = stream
+        .events_until_end(BOUND)
+        .await
+        .expect("the stream ends once the order is over, not at the client's leisure");
+    assert!(
+        events.is_empty(),
+        "nothing past the resume point: {events:?}"
+    );
+}
+
+#[tokio::test]
 async fn nobody_watches_an_order_without_its_secret() {
     let system = spawn_system().await;
     let order = system.create_order(500, "").await;
