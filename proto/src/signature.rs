@@ -128,9 +128,12 @@ pub fn verify(
         .and_then(|hex_tag| hex::decode(hex_tag).ok())
         .ok_or(SignatureError::MalformedSignature)?;
 
-    let skew_secs = now_unix.saturating_sub(timestamp);
-    let tolerance_secs = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-    if skew_secs.saturating_abs() > tolerance_secs {
+    // In i128, where the difference of two i64 and a u64 tolerance are
+    // exact: a skew saturated to i64 against a tolerance clamped to i64
+    // accepted times further away than a tolerance beyond i64::MAX seconds.
+    let skew = i128::from(now_unix) - i128::from(timestamp);
+    if skew.unsigned_abs() > u128::from(tolerance.as_secs()) {
+        let skew_secs = i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX });
         return Err(SignatureError::OutsideTolerance { skew_secs });
     }
     // `verify_slice` compares in constant time.
@@ -193,6 +196,38 @@ mod tests {
         assert_eq!(
             check(&request, 699),
             Err(SignatureError::OutsideTolerance { skew_secs: -301 })
+        );
+    }
+
+    #[test]
+    fn a_tolerance_beyond_i64_seconds_still_bounds_the_skew() {
+        // Found by fuzz/fuzz_targets/report_signature.rs: signed at i64::MIN,
+        // checked at i64::MAX (2^64 - 1 s apart) with a tolerance of 2^63 s.
+        let tolerance = Duration::from_secs(1 << 63);
+        let far = signed_request(b"secret", i64::MIN, report());
+        assert_eq!(
+            verify(
+                b"secret",
+                far.metadata(),
+                far.get_ref(),
+                i64::MAX,
+                tolerance
+            ),
+            Err(SignatureError::OutsideTolerance {
+                skew_secs: i64::MAX
+            })
+        );
+        let near = signed_request(b"secret", -1, report());
+        assert_eq!(
+            verify(
+                b"secret",
+                near.metadata(),
+                near.get_ref(),
+                i64::MAX,
+                tolerance
+            ),
+            Ok(()),
+            "2^63 s apart is within a tolerance of 2^63 s"
         );
     }
 

@@ -21,6 +21,7 @@
 //!   and its gRPC implementation, where protobuf stops.
 //! - [`event`]: the gateway's types: order ids, statuses, orders, events
 //!   rendered once for the wire.
+//! - `fuzzing`: private functions the fuzz targets (`fuzz/`) call; not an API.
 
 pub mod config;
 pub mod error;
@@ -34,6 +35,13 @@ mod server;
 pub mod startup;
 pub mod state;
 pub mod upstream;
+
+/// What the fuzz targets (`fuzz/`) need that is otherwise private to this
+/// crate: re-exported here instead of made part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::server::event_stream_request;
+}
 
 pub use config::Config;
 pub use payment_core::PaymentCore;

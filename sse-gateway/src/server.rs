@@ -175,8 +175,9 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<BytesMut> {
 
 /// The request, if `head` is exactly one plain `GET` of an event stream:
 /// a whole head, no body, nothing pipelined after it, nothing unusual.
-/// Everything else is hyper's to serve.
-fn event_stream_request(head: &[u8]) -> Option<Request<Body>> {
+/// Everything else is hyper's to serve. `pub` only for the fuzz targets
+/// (`crate::fuzzing`); the module stays private.
+pub fn event_stream_request(head: &[u8]) -> Option<Request<Body>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let httparse::Status::Complete(length) = parsed.parse(head).ok()? else {

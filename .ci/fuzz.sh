@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in fuzz/ for FUZZ_SECONDS (default 60) each, from
+# the committed seed corpus, and fails if any of them crashed, naming the
+# input that did it.
+#
+# - The corpus is copied to a temporary directory first: what libFuzzer
+#   adds while it runs never lands in fuzz/corpus/.
+# - Crash inputs go to fuzz/artifacts/<target>/ (ignored by git), where
+#   they outlive the run; the message says how to replay one.
+# - Bounded: each target stops after FUZZ_SECONDS, one input may run at most
+#   FUZZ_INPUT_TIMEOUT seconds (a longer one is reported as a hang), and a
+#   target that overruns its time by a minute is killed and counts as failed.
+#
+# cargo-fuzz needs nightly compiler flags (-Z sanitizer, sanitizer
+# coverage); the stable toolchain accepts them with RUSTC_BOOTSTRAP=1, and
+# ships the AddressSanitizer runtime. FUZZ_SANITIZER=none builds without it
+# (faster, catches panics only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${FUZZ_SECONDS:-60}"
+input_timeout="${FUZZ_INPUT_TIMEOUT:-10}"
+sanitizer="${FUZZ_SANITIZER:-address}"
+export RUSTC_BOOTSTRAP=1
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz" >&2
+  cargo install cargo-fuzz --locked
+fi
+
+# Optimized, with debug assertions and overflow checks; every run below
+# uses the same flags, so this one build serves them all.
+build=(--fuzz-dir fuzz --sanitizer "$sanitizer" --debug-assertions)
+echo "== building the fuzz targets" >&2
+cargo fuzz build "${build[@]}"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+failed=0
+# Every target, or the ones FUZZ_TARGETS names (space-separated). Listed
+# in an assignment, so that a failing `cargo fuzz list` stops the script
+# instead of leaving nothing to run.
+targets="${FUZZ_TARGETS:-$(cargo fuzz list --fuzz-dir fuzz)}"
+if [ -z "$targets" ]; then
+  echo "!! fuzz: no fuzz targets found" >&2
+  exit 1
+fi
+for target in $targets; do
+  corpus="$work/corpus/$target"
+  mkdir -p "$corpus" "fuzz/artifacts/$target"
+  cp -r "fuzz/corpus/$target/." "$corpus/"
+  options=(-max_total_time="$seconds" -timeout="$input_timeout" -print_final_stats=1)
+  if [ -f "fuzz/$target.dict" ]; then
+    options+=(-dict="fuzz/$target.dict")
+  fi
+  # Crash files written from now on are this run's.
+  touch "$work/started"
+  echo "== fuzzing $target for ${seconds}s" >&2
+  status=0
+  timeout -k 10 "$((seconds + 60))" \
+    cargo fuzz run "${build[@]}" "$target" "$corpus" -- "${options[@]}" \
+    >"$work/$target.log" 2>&1 || status=$?
+  grep -aE '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' "$work/$target.log" >&2 || true
+  if [ "$status" -ne 0 ]; then
+    failed=1
+    tail -n 60 "$work/$target.log" >&2
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+      echo "!! $target did not stop within $((seconds + 60))s" >&2
+    fi
+    found="$(find "fuzz/artifacts/$target" -type f -newer "$work/started")"
+    for input in $found; do
+      echo "!! $target failed on input $PWD/$input" >&2
+      echo "   replay: RUSTC_BOOTSTRAP=1 cargo fuzz run ${build[*]} $target $input" >&2
+    done
+    [ -n "$found" ] || echo "!! $target failed (exit $status) without a crash input" >&2
+  fi
+done
+
+if [ "$failed" -ne 0 ]; then
+  echo "!! fuzz: a target failed (see above)" >&2
+  exit 1
+fi
+echo "== fuzz: every target ran ${seconds}s without a failure" >&2
