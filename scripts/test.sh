@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the Rust tests (unit, integration, real
-# binaries, grpcurl, headless Chromium), the benchmark smoke run, the Docker
+# binaries, grpcurl, headless Chromium), the fuzz targets, the benchmark smoke
+# run, schemathesis against a live gateway, the Docker
 # end-to-end check and the fault drill. What they need is listed in the README; .ci/run
 # installs it on a fresh machine.
 set -euo pipefail
@@ -8,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo test --workspace" >&2
 cargo test --workspace --locked
+
+echo "== fuzz targets, 60 s each from the committed corpus (FUZZ_SECONDS)" >&2
+.ci/fuzz.sh
 
 echo "== benchmark smoke (small, checks lost = 0 and duplicated = 0)" >&2
 cargo build --locked -p loadgen -p sse-gateway -p payment-core
