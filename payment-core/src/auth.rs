@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status, metadata::MetadataMap};
 
-use crate::domain::MerchantId;
+use crate::domain::{MerchantId, Order};
 
 /// Whether an answer carries orders' client secrets: only to callers whose
 /// role needs them ([`Caller::secrets`]).
@@ -122,6 +122,25 @@ impl Caller {
         } else {
             Secrets::Withheld
         }
+    }
+
+    /// Whether this caller may read `order`: gateway and reader keys serve
+    /// every merchant's payers and see every order; a merchant key sees its
+    /// merchant's orders (and those from before merchants were recorded).
+    /// An order it may not see is NOT_FOUND to it, like one that does not exist.
+    pub fn sees(&self, order: &Order) -> bool {
+        self.roles
+            .iter()
+            .any(|role| matches!(role, Role::Gateway | Role::Reader))
+            || self.owns(order)
+    }
+
+    /// Whether `order` is this caller's merchant's: only then may it cancel it.
+    pub fn owns(&self, order: &Order) -> bool {
+        order
+            .merchant
+            .as_ref()
+            .is_none_or(|merchant| *merchant == self.merchant)
     }
 
     /// Whether a single order read returns its client secret: to whoever

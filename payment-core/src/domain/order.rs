@@ -1,8 +1,8 @@
 //! Orders and the events that record their changes.
 
 use super::{
-    Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, OrderId, OrderStatus,
-    ProviderReference, Reason, StatusConflict, Timestamp,
+    Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, MerchantId, OrderId,
+    OrderStatus, ProviderReference, Reason, StatusConflict, Timestamp,
 };
 
 /// An order as stored.
@@ -15,6 +15,9 @@ pub struct Order {
     pub description: Description,
     pub client_secret: ClientSecret,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The merchant whose key created the order; `None` for orders from
+    /// before merchants were recorded, which every merchant may see.
+    pub merchant: Option<MerchantId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub expires_at: Timestamp,
@@ -56,6 +59,7 @@ pub struct NewOrder {
     pub currency: Currency,
     pub description: Description,
     pub idempotency_key: Option<IdempotencyKey>,
+    pub merchant: Option<MerchantId>,
     pub client_secret: ClientSecret,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -71,6 +75,7 @@ impl NewOrder {
             description: self.description,
             client_secret: self.client_secret,
             idempotency_key: self.idempotency_key,
+            merchant: self.merchant,
             created_at: self.created_at,
             updated_at: self.created_at,
             expires_at: self.expires_at,
@@ -136,6 +141,7 @@ mod tests {
             currency: Currency::parse("currency", "EUR").unwrap(),
             description: Description::parse("description", "tea").unwrap(),
             idempotency_key: None,
+            merchant: None,
             client_secret: ClientSecret::generate(),
             created_at: Timestamp(updated_at),
             expires_at: Timestamp(updated_at + 60_000),

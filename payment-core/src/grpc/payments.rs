@@ -77,6 +77,7 @@ impl PaymentService for PaymentApi {
             currency: parsed.currency,
             description: parsed.description,
             idempotency_key: parsed.idempotency_key,
+            merchant: Some(caller.merchant.clone()),
             client_secret: ClientSecret::generate(),
             created_at: now,
             expires_at: now.plus_millis(self.state.order_ttl.as_millis() as i64),
@@ -107,8 +108,12 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::GetOrderResponse>, Status> {
-        let secrets = Caller::of(&request, Permission::Read)?.order_secrets();
+        let caller = Caller::of(&request, Permission::Read)?;
         let order = self.existing_order(&request.get_ref().order_id).await?;
+        if !caller.sees(&order) {
+            return Err(ApiError::OrderNotFound.into());
+        }
+        let secrets = caller.order_secrets();
         Ok(Response::new(pb::GetOrderResponse {
             order: Some(convert::order(
                 &order,
@@ -122,10 +127,16 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
-        let caller = Caller::of(&request, Permission::Cancel)?.name.clone();
+        let caller = Caller::of(&request, Permission::Cancel)?.clone();
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
         let reason = Reason::parse("reason", &request.reason).map_err(ApiError::from)?;
+        // Another merchant's order is NOT_FOUND, as to a read; its merchant
+        // never changes, so reading it first leaves no race.
+        if !caller.owns(&self.existing_order(&request.order_id).await?) {
+            return Err(ApiError::OrderNotFound.into());
+        }
+        let caller = caller.name;
         let change = StatusChange {
             target: OrderStatus::Canceled,
             reason,
@@ -158,7 +169,8 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListOrderEventsRequest>,
     ) -> Result<Response<pb::ListOrderEventsResponse>, Status> {
-        let secrets = Caller::of(&request, Permission::History)?.secrets();
+        let caller = Caller::of(&request, Permission::History)?.clone();
+        let secrets = caller.secrets();
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
         let events = self
@@ -170,8 +182,12 @@ impl PaymentService for PaymentApi {
         // Every order has its `created` event, so only an empty answer needs
         // a second read to tell an unknown order from one with nothing new.
         // One read per call matters: every browser stream opens with it.
-        if events.is_empty() {
-            self.existing_order(&request.order_id).await?;
+        let order = match events.last() {
+            Some(event) => event.order.clone(),
+            None => self.existing_order(&request.order_id).await?,
+        };
+        if !caller.sees(&order) {
+            return Err(ApiError::OrderNotFound.into());
         }
         Ok(Response::new(pb::ListOrderEventsResponse {
             events: self.to_pb_events(&events, secrets),
@@ -182,7 +198,8 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let secrets = Caller::of(&request, Permission::History)?.secrets();
+        let caller = Caller::of(&request, Permission::History)?.clone();
+        let secrets = caller.secrets();
         let request = request.into_inner();
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE,
@@ -202,12 +219,20 @@ impl PaymentService for PaymentApi {
             .events_after(Scope::AllOrders, request.after_sequence, page_size)
             .await
             .map_err(ApiError::from)?;
-        let head_sequence = events
+        let next_after_sequence = events
             .last()
-            .map_or(head_sequence, |last| last.sequence.max(head_sequence));
+            .map_or(request.after_sequence, |last| last.sequence);
+        let head_sequence = head_sequence.max(next_after_sequence);
+        // A merchant key's page holds its own orders' events only; the page
+        // was read over every order, so the reader continues after it.
+        let events: Vec<PaymentEvent> = events
+            .into_iter()
+            .filter(|event| caller.sees(&event.order))
+            .collect();
         Ok(Response::new(pb::ListEventsResponse {
             events: self.to_pb_events(&events, secrets),
             head_sequence,
+            next_after_sequence,
         }))
     }
 
@@ -217,16 +242,21 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::WatchPaymentsRequest>,
     ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
-        let secrets = Caller::of(&request, Permission::History)?.secrets();
+        let caller = Caller::of(&request, Permission::History)?.clone();
+        let secrets = caller.secrets();
         let watch_request =
             convert::Watch::try_from(request.into_inner()).map_err(ApiError::from)?;
         if let Scope::Order(id) = watch_request.scope {
-            self.state
+            let order = self
+                .state
                 .store
                 .get_order(id)
                 .await
                 .map_err(ApiError::from)?
                 .ok_or(ApiError::OrderNotFound)?;
+            if !caller.sees(&order) {
+                return Err(ApiError::OrderNotFound.into());
+            }
         }
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let (end_tx, end_rx) = oneshot::channel();
@@ -250,6 +280,7 @@ impl PaymentService for PaymentApi {
             end: Some(end_rx),
             provider_page_url: self.state.provider_page_url.clone(),
             secrets,
+            caller,
         }))
     }
 }
@@ -295,22 +326,28 @@ pub struct EventStream {
     end: Option<oneshot::Receiver<Option<Status>>>,
     provider_page_url: Arc<str>,
     secrets: Secrets,
+    /// Events of orders the caller may not see are skipped (a merchant
+    /// key's all-orders watch).
+    caller: Caller,
 }
 
 impl Stream for EventStream {
     type Item = Result<pb::PaymentEvent, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.events.poll_recv(cx) {
-            Poll::Ready(Some(event)) => {
-                return Poll::Ready(Some(Ok(convert::event(
-                    &event,
-                    &self.provider_page_url,
-                    self.secrets,
-                ))));
+        loop {
+            match self.events.poll_recv(cx) {
+                Poll::Ready(Some(event)) if !self.caller.sees(&event.order) => continue,
+                Poll::Ready(Some(event)) => {
+                    return Poll::Ready(Some(Ok(convert::event(
+                        &event,
+                        &self.provider_page_url,
+                        self.secrets,
+                    ))));
+                }
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => break,
             }
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => {}
         }
         let Some(end) = self.end.as_mut() else {
             return Poll::Ready(None);

@@ -7,8 +7,8 @@
 //! as a corrupt column, never passed on.
 
 use crate::domain::{
-    Amount, ClientSecret, Currency, Description, IdempotencyKey, Order, OrderId, OrderStatus,
-    PaymentEvent, ProviderReference, Reason, Timestamp,
+    Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, Order, OrderId,
+    OrderStatus, PaymentEvent, ProviderReference, Reason, Timestamp,
 };
 
 /// An event joined with its order (`events e JOIN orders o`), named like the
@@ -19,11 +19,12 @@ pub(super) const EVENT_COLUMNS: &str = "e.sequence AS sequence, e.status AS stat
      e.provider_reference AS provider_reference, e.occurred_at AS updated_at, \
      o.order_id AS order_id, o.amount_minor AS amount_minor, o.currency AS currency, \
      o.description AS description, o.client_secret AS client_secret, \
-     o.idempotency_key AS idempotency_key, o.created_at AS created_at, o.expires_at AS expires_at";
+     o.idempotency_key AS idempotency_key, o.created_at AS created_at, o.expires_at AS expires_at, \
+     o.merchant AS merchant";
 /// Every column of `orders`, in the order both stores bind them when they
 /// insert an order.
 pub(super) const ORDER_COLUMNS: &str = "order_id, amount_minor, currency, description, client_secret, \
-     idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference";
+     idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference, merchant";
 
 /// A row whose columns can be read by name.
 pub(super) trait Columns {
@@ -71,6 +72,15 @@ pub(super) fn order_from_row<R: Columns>(row: &R) -> Result<Order, R::Error> {
             IdempotencyKey::from_stored(&key).ok_or(()),
         )?),
     };
+    let merchant = match row.optional_text("merchant")? {
+        // NULL: an order from before merchants were recorded.
+        None => None,
+        Some(merchant) => Some(parsed(
+            row,
+            "merchant",
+            MerchantId::parse("merchant", &merchant),
+        )?),
+    };
     Ok(Order {
         id: order_id_from_row(row)?,
         status: parsed(row, "status", OrderStatus::from_str_opt(&status).ok_or(()))?,
@@ -83,6 +93,7 @@ pub(super) fn order_from_row<R: Columns>(row: &R) -> Result<Order, R::Error> {
         description: text(row, "description", Description::parse)?,
         client_secret: ClientSecret::from_stored(row.text("client_secret")?),
         idempotency_key,
+        merchant,
         created_at: Timestamp(row.integer("created_at")?),
         updated_at: Timestamp(row.integer("updated_at")?),
         expires_at: Timestamp(row.integer("expires_at")?),

@@ -38,8 +38,8 @@ use super::{
     },
 };
 use crate::domain::{
-    Decision, IdempotencyKey, NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange,
-    Timestamp,
+    Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent, Scope,
+    StatusChange, Timestamp,
 };
 
 /// Live events kept for receivers that fall behind. A receiver further
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at         INTEGER NOT NULL,
     expires_at         INTEGER NOT NULL,
     reason             TEXT NOT NULL DEFAULT '',
-    provider_reference TEXT NOT NULL DEFAULT ''
+    provider_reference TEXT NOT NULL DEFAULT '',
+    merchant           TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS orders_open_by_expiry
     ON orders(expires_at) WHERE status IN ('created', 'processing');
@@ -87,6 +88,21 @@ CREATE TRIGGER IF NOT EXISTS events_are_append_only_update BEFORE UPDATE ON even
 CREATE TRIGGER IF NOT EXISTS events_are_append_only_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 "#;
+
+/// A file made before orders recorded their merchant gets the column
+/// (NULL for its old orders); `CREATE TABLE IF NOT EXISTS` leaves an
+/// existing table as it was.
+fn add_merchant_column(conn: &Connection) -> Result<(), StoreError> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('orders') WHERE name = 'merchant'")
+        .and_then(|mut stmt| stmt.exists([]))
+        .map_err(db)?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE orders ADD COLUMN merchant TEXT")
+            .map_err(db)?;
+    }
+    Ok(())
+}
 
 /// Open orders due at `?1`, at most `?2`. Its condition is the partial
 /// index's, so SQLite uses the index.
@@ -137,6 +153,7 @@ impl SqliteStore {
         )
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        add_merchant_column(&conn)?;
 
         let (writer, commands) = WriteQueue::new();
         let (live, _) = broadcast::channel(live_capacity.max(1));
@@ -406,7 +423,7 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
     }
     let order = new.clone().into_order();
     tx.prepare_cached(&format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -422,6 +439,7 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
             order.expires_at.0,
             order.reason.as_str(),
             order.provider_reference.as_str(),
+            order.merchant.as_ref().map(MerchantId::as_str),
         ])
     })
     .map_err(db)?;

@@ -388,3 +388,127 @@ async fn a_signed_report_needs_no_key_and_its_answer_carries_no_client_secret() 
     assert_eq!(reported.status(), pb::OrderStatus::Processing);
     assert_eq!(reported.client_secret, "", "the provider has no use for it");
 }
+
+#[tokio::test]
+async fn a_merchant_key_sees_and_cancels_only_its_own_merchants_orders() {
+    let app = spawn_app_with_keys().await;
+    let theirs = create_as(&app, SHOP_A).await;
+    let mine = create_as(&app, SHOP_B).await;
+    let head = head_sequence_of(app.payments_as(GATEWAY_ONLY)).await;
+    let mut shop_b = app.payments_as(SHOP_B);
+
+    let id = || theirs.order_id.clone();
+    let refusals = [
+        shop_b
+            .get_order(pb::GetOrderRequest { order_id: id() })
+            .await
+            .map(drop),
+        shop_b
+            .cancel_order(pb::CancelOrderRequest {
+                order_id: id(),
+                reason: String::new(),
+            })
+            .await
+            .map(drop),
+        shop_b
+            .list_order_events(pb::ListOrderEventsRequest {
+                order_id: id(),
+                after_sequence: 0,
+            })
+            .await
+            .map(drop),
+        shop_b
+            .watch_payments(pb::WatchPaymentsRequest {
+                selector: Some(Selector::OrderId(id())),
+                after_sequence: 0,
+            })
+            .await
+            .map(drop),
+    ];
+    for refused in refusals {
+        assert_eq!(
+            refused.unwrap_err().code(),
+            Code::NotFound,
+            "another merchant's order"
+        );
+    }
+    assert_eq!(
+        head_sequence_of(app.payments_as(GATEWAY_ONLY)).await,
+        head,
+        "nothing canceled"
+    );
+
+    // All-orders views hold its own orders only, and page past the others.
+    let page = shop_b
+        .list_events(pb::ListEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = page.events.iter().map(|e| e.order_id.clone()).collect();
+    assert_eq!(ids, [mine.order_id.clone()]);
+    assert_eq!(
+        page.next_after_sequence, head,
+        "the page read every order's events"
+    );
+    let mut watch = shop_b
+        .watch_payments(pb::WatchPaymentsRequest {
+            selector: Some(Selector::AllOrders(true)),
+            after_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.next().await.unwrap().unwrap().order_id, mine.order_id);
+    let later = create_as(&app, SHOP_A).await;
+    let own_later = create_as(&app, SHOP_B).await;
+    let next = watch.next().await.unwrap().unwrap();
+    assert_eq!(next.order_id, own_later.order_id, "{later:?} was skipped");
+
+    // The gateway serves every merchant's payers: it sees both.
+    let all = app
+        .payments_as(GATEWAY_ONLY)
+        .list_events(pb::ListEventsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(all.into_inner().events.len(), 4);
+    create_as(&app, SHOP_A_ROTATED).await;
+    app.payments_as(SHOP_A_ROTATED)
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: theirs.order_id,
+            reason: String::new(),
+        })
+        .await
+        .expect("the merchant's other key may cancel it");
+}
+
+#[tokio::test]
+async fn a_sqlite_file_from_before_merchants_gains_the_column_and_its_orders_are_every_merchants() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let old_id = uuid::Uuid::new_v4().to_string();
+    {
+        // The orders table as it was before the merchant column.
+        let conn = rusqlite::Connection::open(dir.path().join("payments.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE orders (order_id TEXT PRIMARY KEY, status TEXT NOT NULL, \
+             amount_minor INTEGER NOT NULL, currency TEXT NOT NULL, description TEXT NOT NULL, \
+             client_secret TEXT NOT NULL, idempotency_key TEXT UNIQUE, created_at INTEGER NOT NULL, \
+             updated_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, \
+             reason TEXT NOT NULL DEFAULT '', provider_reference TEXT NOT NULL DEFAULT '') STRICT;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO orders VALUES (?1, 'created', 500, 'EUR', 'old', 'cs_old', NULL, 1, 1, 9999999999999, '', '')",
+            [&old_id],
+        )
+        .unwrap();
+    }
+    let keys = format!("shop-b:shop-b:merchant:{}", hash_hex(SHOP_B));
+    let app = spawn_app_in(dir, |config| config.api_keys = Some(keys)).await;
+    let old = app
+        .payments_as(SHOP_B)
+        .get_order(pb::GetOrderRequest { order_id: old_id })
+        .await
+        .expect("an order from before merchants is every merchant's");
+    assert_eq!(old.into_inner().order.unwrap().description, "old");
+    create_as(&app, SHOP_B).await;
+}

@@ -117,6 +117,7 @@ pub fn new_order(clock: &Clock, ttl_ms: i64) -> NewOrder {
         currency: Currency::parse("currency", "EUR").unwrap(),
         description: Description::parse("description", "store test").unwrap(),
         idempotency_key: None,
+        merchant: None,
         client_secret: ClientSecret::generate(),
         created_at: now,
         expires_at: now.plus_millis(ttl_ms),
@@ -528,6 +529,7 @@ async fn an_idempotency_key_returns_the_first_order_for_the_same_request_and_is_
     let clock = Clock::system();
     let keyed = NewOrder {
         idempotency_key: IdempotencyKey::from_stored("cart-42"),
+        merchant: None,
         ..new_order(&clock, 60_000)
     };
     let Created::New(first) = store.create_order(keyed.clone()).await.unwrap() else {

@@ -14,7 +14,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::{
-    domain::{IdempotencyKey, Order, PaymentEvent},
+    domain::{IdempotencyKey, MerchantId, Order, PaymentEvent},
     store::{
         StoreError,
         columns::{Columns, event_from_row},
@@ -44,6 +44,7 @@ pub(super) fn events_json(events: &[&Order]) -> String {
             "description": order.description.as_str(),
             "client_secret": order.client_secret.as_str(),
             "idempotency_key": order.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+            "merchant": order.merchant.as_ref().map(MerchantId::as_str),
             "created_at": order.created_at.0,
             "expires_at": order.expires_at.0,
         });
@@ -173,6 +174,7 @@ mod tests {
             currency: Currency::parse("currency", "EUR").unwrap(),
             description: Description::parse("description", description).unwrap(),
             idempotency_key: key.and_then(IdempotencyKey::from_stored),
+            merchant: None,
             client_secret: ClientSecret::generate(),
             created_at: Timestamp(1_000),
             expires_at: Timestamp(61_000),

@@ -37,7 +37,7 @@ use tokio_postgres::error::SqlState;
 
 use super::{client, db, notification};
 use crate::{
-    domain::{Decision, IdempotencyKey, NewOrder, Order, OrderId, PaymentEvent},
+    domain::{Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent},
     store::{
         Applied, Created, StoreError,
         batch::{MAX_BATCH, Outcome, WriteCommand, answer, fail, take_queued},
@@ -62,7 +62,7 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(15);
 /// that order's transaction first); the rows returned are those inserted.
 const INSERT_ORDERS_FROM_ARRAYS: &str = "SELECT * FROM unnest($1::text[], $2::bigint[], \
      $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], \
-     $10::bigint[], $11::text[], $12::text[]) \
+     $10::bigint[], $11::text[], $12::text[], $13::text[]) \
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING order_id";
 /// Step 5: one row per changed order, in its final state.
 const UPDATE_ORDERS: &str = "UPDATE orders o SET status = u.status, reason = u.reason, \
@@ -411,6 +411,10 @@ async fn insert_orders(
     let number = |f: fn(&Order) -> i64| new_orders.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<String> = new_orders.iter().map(|o| o.id.to_string()).collect();
     let keys: Vec<Option<&str>> = new_orders.iter().map(order_key).collect();
+    let merchants: Vec<Option<&str>> = new_orders
+        .iter()
+        .map(|o| o.merchant.as_ref().map(MerchantId::as_str))
+        .collect();
     let statement = tx
         .prepare_cached(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) {INSERT_ORDERS_FROM_ARRAYS}"
@@ -432,6 +436,7 @@ async fn insert_orders(
                 &number(|o| o.expires_at.0),
                 &text(|o| o.reason.as_str()),
                 &text(|o| o.provider_reference.as_str()),
+                &merchants,
             ],
         )
         .await?;
