@@ -49,7 +49,7 @@ fn normalized(data: &str) -> String {
 fuzz_target!(|raw: &[u8]| {
     let mut choices = Choices::new(raw);
     let config = config(choices.interesting_u64(), choices.interesting_u64());
-    let state = AppState::new(&config, Arc::new(NoCore));
+    let state = AppState::new(&config, Arc::new(NoCore)).expect("the default config is valid");
     let heartbeat_data = format!("{{\"interval_ms\":{}}}", config.heartbeat().as_millis());
 
     // The retry frame sets the reconnection time and dispatches nothing.
@@ -194,17 +194,16 @@ fn resume(last_event_id: &str) -> Option<u64> {
         .0
 }
 
+/// The gateway's defaults (as with no flags), with the two settings the
+/// frames depend on.
 fn config(heartbeat_secs: u64, sse_retry_ms: u64) -> Config {
-    Config {
-        listen: ([127, 0, 0, 1], 0).into(),
-        payment_core_url: String::new(),
-        admin_token: String::new(),
-        heartbeat_secs,
-        sse_retry_ms,
-        instance: "fuzz".into(),
-        reuse_port: false,
-        core_timeout_ms: 1,
-        shutdown_grace_secs: 0,
-        log_format: String::new(),
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        config: Config,
     }
+    let mut config = <Defaults as clap::Parser>::parse_from(["sse-gateway"]).config;
+    config.heartbeat_secs = heartbeat_secs;
+    config.sse_retry_ms = sse_retry_ms;
+    config
 }
