@@ -44,7 +44,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub core_url: String,
     /// API key for `--create-via grpc` (role `merchant`).
-    #[arg(long, env = "PAYMENT_CORE_API_KEY", default_value = payments_proto::contract::dev::MERCHANT_API_KEY, hide_default_value = true)]
+    #[arg(long, env = "PAYMENT_CORE_API_KEY", default_value = payments_proto::contract::dev::MERCHANT_API_KEY, hide_default_value = true, hide_env_values = true)]
     pub core_api_key: String,
     /// Where reports go instead of `--core-url` (repeatable: the report
     /// channels are spread over them in turn), e.g. other replicas than the

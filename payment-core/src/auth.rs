@@ -126,8 +126,8 @@ impl Caller {
 
     /// Whether this caller may read `order`: gateway and reader keys serve
     /// every merchant's payers and see every order; a merchant key sees its
-    /// merchant's orders (and those from before merchants were recorded).
-    /// An order it may not see is NOT_FOUND to it, like one that does not exist.
+    /// merchant's orders only. An order it may not see is NOT_FOUND to it,
+    /// like one that does not exist.
     pub fn sees(&self, order: &Order) -> bool {
         self.roles
             .iter()
@@ -135,21 +135,20 @@ impl Caller {
             || self.owns(order)
     }
 
-    /// Whether `order` is this caller's merchant's: only then may it cancel it.
+    /// Whether `order` is this caller's merchant's: only then may it cancel
+    /// it. An order from before merchants were recorded is nobody's: missing
+    /// data fails closed (gateway and reader keys still see it).
     pub fn owns(&self, order: &Order) -> bool {
-        order
-            .merchant
-            .as_ref()
-            .is_none_or(|merchant| *merchant == self.merchant)
+        order.merchant.as_ref() == Some(&self.merchant)
     }
 
-    /// Whether a single order read returns its client secret: to whoever
-    /// may create orders (it was theirs to hand out) or stream them.
-    pub fn order_secrets(&self) -> Secrets {
-        if self
-            .roles
-            .iter()
-            .any(|role| matches!(role, Role::Merchant | Role::Gateway))
+    /// Whether a single order read returns its client secret: to the
+    /// gateway, which streams every order, and to the merchant whose order
+    /// it is (it was theirs to hand out). Never through a `reader` role,
+    /// whatever else the key holds.
+    pub fn order_secrets(&self, order: &Order) -> Secrets {
+        if self.roles.contains(&Role::Gateway)
+            || (self.roles.contains(&Role::Merchant) && self.owns(order))
         {
             Secrets::Shown
         } else {

@@ -9,6 +9,9 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::auth::ApiKeys;
 
+/// Bound on a TLS handshake: see [`Config::tls`].
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address of the gRPC server.
@@ -130,7 +133,11 @@ impl Config {
         let read = |path: &PathBuf| {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
         };
-        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+        // A client that connects and never finishes its handshake is
+        // dropped after this, instead of holding a socket and a task.
+        let mut tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(read(cert)?, read(key)?))
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
         if let Some(ca) = &self.tls_client_ca_file {
             tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
         }

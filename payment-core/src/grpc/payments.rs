@@ -113,7 +113,7 @@ impl PaymentService for PaymentApi {
         if !caller.sees(&order) {
             return Err(ApiError::OrderNotFound.into());
         }
-        let secrets = caller.order_secrets();
+        let secrets = caller.order_secrets(&order);
         Ok(Response::new(pb::GetOrderResponse {
             order: Some(convert::order(
                 &order,
@@ -222,7 +222,9 @@ impl PaymentService for PaymentApi {
         let next_after_sequence = events
             .last()
             .map_or(request.after_sequence, |last| last.sequence);
-        let head_sequence = head_sequence.max(next_after_sequence);
+        let head_sequence = events
+            .last()
+            .map_or(head_sequence, |last| last.sequence.max(head_sequence));
         // A merchant key's page holds its own orders' events only; the page
         // was read over every order, so the reader continues after it.
         let events: Vec<PaymentEvent> = events

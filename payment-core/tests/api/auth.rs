@@ -19,6 +19,8 @@ const SHOP_A_ROTATED: &str = "key-shop-a-2";
 const SHOP_B: &str = "key-shop-b";
 const GATEWAY_ONLY: &str = "key-gateway";
 const READER: &str = "key-reader";
+/// shop-b's key that also holds `reader`, as a provider run by a merchant might.
+const SHOP_B_PAGE: &str = "key-shop-b-page";
 
 /// A core with keys of two merchants (shop-a with two live keys), a
 /// gateway-only key and a reader.
@@ -29,6 +31,10 @@ async fn spawn_app_with_keys() -> TestApp {
         format!("shop-b:shop-b:merchant:{}", hash_hex(SHOP_B)),
         format!("edge:shop-a:gateway:{}", hash_hex(GATEWAY_ONLY)),
         format!("page:provider:reader:{}", hash_hex(READER)),
+        format!(
+            "shop-b-page:shop-b:merchant+reader:{}",
+            hash_hex(SHOP_B_PAGE)
+        ),
     ]
     .join(",");
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -464,6 +470,39 @@ async fn a_merchant_key_sees_and_cancels_only_its_own_merchants_orders() {
     let next = watch.next().await.unwrap().unwrap();
     assert_eq!(next.order_id, own_later.order_id, "{later:?} was skipped");
 
+    // A merchant key that is also a reader sees every order, but only its
+    // own merchant's client secrets.
+    let read = |key, order_id: &str| {
+        let mut client = app.payments_as(key);
+        let order_id = order_id.to_owned();
+        async move {
+            client
+                .get_order(pb::GetOrderRequest { order_id })
+                .await
+                .unwrap()
+                .into_inner()
+                .order
+                .unwrap()
+                .client_secret
+        }
+    };
+    assert_eq!(read(SHOP_B_PAGE, &theirs.order_id).await, "");
+    assert_eq!(read(SHOP_B_PAGE, &mine.order_id).await, mine.client_secret);
+
+    // A page asked for past the end still names the store's head.
+    let past_end = shop_b
+        .list_events(pb::ListEventsRequest {
+            after_sequence: 1_000,
+            page_size: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        past_end.head_sequence,
+        head_sequence_of(app.payments_as(GATEWAY_ONLY)).await
+    );
+
     // The gateway serves every merchant's payers: it sees both.
     let all = app
         .payments_as(GATEWAY_ONLY)
@@ -482,7 +521,7 @@ async fn a_merchant_key_sees_and_cancels_only_its_own_merchants_orders() {
 }
 
 #[tokio::test]
-async fn a_sqlite_file_from_before_merchants_gains_the_column_and_its_orders_are_every_merchants() {
+async fn a_sqlite_file_from_before_merchants_gains_the_column_and_its_orders_are_no_merchants() {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let old_id = uuid::Uuid::new_v4().to_string();
     {
@@ -502,13 +541,30 @@ async fn a_sqlite_file_from_before_merchants_gains_the_column_and_its_orders_are
         )
         .unwrap();
     }
-    let keys = format!("shop-b:shop-b:merchant:{}", hash_hex(SHOP_B));
+    let keys = [
+        format!("shop-b:shop-b:merchant:{}", hash_hex(SHOP_B)),
+        format!("edge:shop-b:gateway:{}", hash_hex(GATEWAY_ONLY)),
+    ]
+    .join(",");
     let app = spawn_app_in(dir, |config| config.api_keys = Some(keys)).await;
-    let old = app
+    let get = |key| {
+        let mut client = app.payments_as(key);
+        let order_id = old_id.clone();
+        async move { client.get_order(pb::GetOrderRequest { order_id }).await }
+    };
+    // Missing data fails closed: no merchant owns an order without one.
+    assert_eq!(get(SHOP_B).await.unwrap_err().code(), Code::NotFound);
+    let cancel = app
         .payments_as(SHOP_B)
-        .get_order(pb::GetOrderRequest { order_id: old_id })
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: old_id.clone(),
+            reason: String::new(),
+        })
+        .await;
+    assert_eq!(cancel.unwrap_err().code(), Code::NotFound);
+    let old = get(GATEWAY_ONLY)
         .await
-        .expect("an order from before merchants is every merchant's");
+        .expect("the gateway still serves it");
     assert_eq!(old.into_inner().order.unwrap().description, "old");
     create_as(&app, SHOP_B).await;
 }

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use payment_core::{
     clock::Clock,
     domain::{
-        Amount, ClientSecret, Currency, Description, IdempotencyKey, NewOrder, OrderId,
+        Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, NewOrder, OrderId,
         OrderStatus, PaymentEvent, Reason, Scope, StatusChange,
     },
     expiry,
@@ -117,7 +117,9 @@ pub fn new_order(clock: &Clock, ttl_ms: i64) -> NewOrder {
         currency: Currency::parse("currency", "EUR").unwrap(),
         description: Description::parse("description", "store test").unwrap(),
         idempotency_key: None,
-        merchant: None,
+        // Recorded, so every store test also carries it through the row,
+        // the event join and (PostgreSQL) the NOTIFY payload.
+        merchant: Some(MerchantId::parse("merchant", "store-test-shop").unwrap()),
         client_secret: ClientSecret::generate(),
         created_at: now,
         expires_at: now.plus_millis(ttl_ms),
@@ -355,6 +357,15 @@ async fn orders_events_and_sequences_survive_closing_and_reopening_the_store(bac
         .unwrap();
     let statuses: Vec<_> = events.iter().map(PaymentEvent::status).collect();
     assert_eq!(statuses, [OrderStatus::Created, OrderStatus::Succeeded]);
+    let stored = reopened.get_order(paid.id).await.unwrap().unwrap();
+    for merchant in events
+        .iter()
+        .map(|e| &e.order.merchant)
+        .chain([&stored.merchant])
+    {
+        assert_eq!(merchant, &paid.merchant, "the order's merchant is kept");
+    }
+    assert!(paid.merchant.is_some());
     assert_eq!(reopened.head_sequence().await.unwrap(), head_before);
     let next = create(reopened.as_ref(), &clock).await;
     assert_eq!(

@@ -77,8 +77,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             origins::guard,
         ))
-        // Outside the guard: preflights are answered, and refusals carry
-        // CORS headers so a listed page can read them.
+        // Outside the guard: CORS answers preflights itself, for listed
+        // origins and refused ones alike (the latter without allow headers).
         .layer(cors)
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-gateway-instance"),

@@ -174,7 +174,8 @@ mod tests {
             currency: Currency::parse("currency", "EUR").unwrap(),
             description: Description::parse("description", description).unwrap(),
             idempotency_key: key.and_then(IdempotencyKey::from_stored),
-            merchant: None,
+            // One with a merchant, one without: both must come back as sent.
+            merchant: key.map(|_| MerchantId::parse("merchant", "shop-7").unwrap()),
             client_secret: ClientSecret::generate(),
             created_at: Timestamp(1_000),
             expires_at: Timestamp(61_000),
