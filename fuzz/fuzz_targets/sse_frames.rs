@@ -19,14 +19,6 @@ use sse_gateway::{
     extract::ResumeFrom,
 };
 
-const STATUSES: [Status; 6] = [
-    Status::Created,
-    Status::Processing,
-    Status::Succeeded,
-    Status::Failed,
-    Status::Canceled,
-    Status::Expired,
-];
 
 fn order_id(choices: &mut Choices) -> OrderId {
     let mut bytes = [0u8; 16];
@@ -77,7 +69,7 @@ fuzz_target!(|raw: &[u8]| {
     for piece in raw.split(|byte| *byte == 0xFF).take(32) {
         let data = String::from_utf8_lossy(piece);
         let sequence = choices.interesting_u64();
-        let status = STATUSES[choices.below(STATUSES.len() as u64) as usize];
+        let status = Status::ALL[choices.below(Status::ALL.len() as u64) as usize];
         let order_id = order_id(&mut choices);
 
         // Any text as `data`: a WHATWG parser reads its lines back joined

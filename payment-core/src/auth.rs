@@ -21,7 +21,7 @@
 //! health and reflection are open; ProviderService is proven by its HMAC
 //! signature instead (`grpc::provider`).
 
-use std::{fmt, path::Path};
+use std::{fmt, path::Path, sync::Arc};
 
 use anyhow::Context;
 use payments_proto::contract::dev;
@@ -97,14 +97,14 @@ pub struct Caller {
 
 impl Caller {
     /// The caller of `request`, if one of its roles allows `permission`.
-    pub fn of<T>(request: &Request<T>, permission: Permission) -> Result<&Caller, Status> {
+    pub fn of<T>(request: &Request<T>, permission: Permission) -> Result<Arc<Caller>, Status> {
         let caller = request
             .extensions()
-            .get::<Caller>()
+            .get::<Arc<Caller>>()
             // Only reachable if the service was mounted without its interceptor.
             .ok_or_else(|| Status::unauthenticated("missing API key"))?;
         if caller.roles.iter().any(|role| role.allows(permission)) {
-            Ok(caller)
+            Ok(Arc::clone(caller))
         } else {
             tracing::warn!(caller = %caller.name, ?permission, "call refused: role does not allow it");
             Err(Status::permission_denied(format!(
@@ -172,7 +172,7 @@ impl Permission {
 #[derive(Clone)]
 struct KeyEntry {
     hash: [u8; 32],
-    caller: Caller,
+    caller: Arc<Caller>,
 }
 
 impl KeyEntry {
@@ -195,11 +195,11 @@ impl KeyEntry {
             .with_context(|| format!("key `{name}`: the hash must be 64 hex digits (SHA-256)"))?;
         Ok(Self {
             hash,
-            caller: Caller {
+            caller: Arc::new(Caller {
                 name: name.to_owned(),
                 merchant,
                 roles,
-            },
+            }),
         })
     }
 }
@@ -207,7 +207,8 @@ impl KeyEntry {
 /// The keys PaymentService accepts.
 #[derive(Clone)]
 pub struct ApiKeys {
-    entries: Vec<KeyEntry>,
+    /// Shared: the interceptor holding these is cloned with the service.
+    entries: Arc<[KeyEntry]>,
 }
 
 impl fmt::Debug for ApiKeys {
@@ -244,7 +245,9 @@ impl ApiKeys {
                 );
             }
         }
-        Ok(Self { entries })
+        Ok(Self {
+            entries: entries.into(),
+        })
     }
 
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
@@ -284,7 +287,7 @@ impl ApiKeys {
     }
 
     /// The caller whose key `metadata`'s `authorization: Bearer` carries.
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Caller>, Status> {
         let Some(header) = metadata.get("authorization") else {
             return Err(Status::unauthenticated(
                 "missing API key: send `authorization: Bearer <key>`",
@@ -303,13 +306,13 @@ impl ApiKeys {
         // Every entry is compared, match or not: the time taken does not
         // depend on which key matched, or how much of a hash did.
         let mut found = None;
-        for entry in &self.entries {
+        for entry in self.entries.iter() {
             if bool::from(entry.hash[..].ct_eq(&presented[..])) {
                 found = Some(&entry.caller);
             }
         }
         match found {
-            Some(caller) => Ok(caller.clone()),
+            Some(caller) => Ok(Arc::clone(caller)),
             None => {
                 tracing::warn!("call refused: unknown API key");
                 Err(Status::unauthenticated("unknown API key"))
@@ -380,7 +383,7 @@ mod tests {
             hash_hex("new-key")
         ))
         .expect("valid");
-        let caller = |auth| keys.authenticate(&metadata(auth)).map(|c| c.name);
+        let caller = |auth| keys.authenticate(&metadata(auth)).map(|c| c.name.clone());
         assert_eq!(
             caller(Some("Bearer old-key")).ok().as_deref(),
             Some("shop-old")

@@ -63,6 +63,18 @@ pub enum Status {
 #[error("unknown order status {0}")]
 pub struct UnknownStatus(pub i32);
 
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 6] = [
+        Status::Created,
+        Status::Processing,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Canceled,
+        Status::Expired,
+    ];
+}
+
 impl TryFrom<ContractStatus> for Status {
     type Error = UnknownStatus;
 
@@ -265,20 +277,15 @@ mod tests {
 
     #[test]
     fn statuses_carry_the_contract_names_and_finality() {
-        let all = [
-            Status::Created,
-            Status::Processing,
-            Status::Succeeded,
-            Status::Failed,
-            Status::Canceled,
-            Status::Expired,
-        ];
-        for status in all {
+        for status in Status::ALL {
             let contract = ContractStatus::from(status);
             assert_eq!(Status::try_from(contract).ok(), Some(status));
             assert_eq!(Some(status.name()), contract.event_name());
         }
-        let terminal: Vec<_> = all.into_iter().filter(|s| s.is_terminal()).collect();
+        let terminal: Vec<_> = Status::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
         assert_eq!(
             terminal,
             [
@@ -294,15 +301,7 @@ mod tests {
     #[test]
     fn the_status_schema_lists_the_contract_names() {
         let schema = serde_json::to_value(<Status as utoipa::PartialSchema>::schema()).unwrap();
-        let names = [
-            Status::Created,
-            Status::Processing,
-            Status::Succeeded,
-            Status::Failed,
-            Status::Canceled,
-            Status::Expired,
-        ]
-        .map(Status::name);
+        let names = Status::ALL.map(Status::name);
         assert_eq!(schema["enum"], serde_json::json!(names));
     }
 }

@@ -127,7 +127,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
-        let caller = Caller::of(&request, Permission::Cancel)?.clone();
+        let caller = Caller::of(&request, Permission::Cancel)?;
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
         let reason = Reason::parse("reason", &request.reason).map_err(ApiError::from)?;
@@ -136,7 +136,6 @@ impl PaymentService for PaymentApi {
         if !caller.owns(&self.existing_order(&request.order_id).await?) {
             return Err(ApiError::OrderNotFound.into());
         }
-        let caller = caller.name;
         let change = StatusChange {
             target: OrderStatus::Canceled,
             reason,
@@ -151,7 +150,7 @@ impl PaymentService for PaymentApi {
             .map_err(ApiError::from)?
         {
             Applied::Moved(event) => {
-                tracing::info!(order_id = %id, sequence = event.sequence, %caller, "order canceled by merchant");
+                tracing::info!(order_id = %id, sequence = event.sequence, caller = %caller.name, "order canceled by merchant");
                 event.order
             }
             Applied::Unchanged(order) => order,
@@ -169,7 +168,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListOrderEventsRequest>,
     ) -> Result<Response<pb::ListOrderEventsResponse>, Status> {
-        let caller = Caller::of(&request, Permission::History)?.clone();
+        let caller = Caller::of(&request, Permission::History)?;
         let secrets = caller.secrets();
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
@@ -198,7 +197,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let caller = Caller::of(&request, Permission::History)?.clone();
+        let caller = Caller::of(&request, Permission::History)?;
         let secrets = caller.secrets();
         let request = request.into_inner();
         let page_size = match request.page_size {
@@ -244,7 +243,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::WatchPaymentsRequest>,
     ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
-        let caller = Caller::of(&request, Permission::History)?.clone();
+        let caller = Caller::of(&request, Permission::History)?;
         let secrets = caller.secrets();
         let watch_request =
             convert::Watch::try_from(request.into_inner()).map_err(ApiError::from)?;
@@ -330,7 +329,7 @@ pub struct EventStream {
     secrets: Secrets,
     /// Events of orders the caller may not see are skipped (a merchant
     /// key's all-orders watch).
-    caller: Caller,
+    caller: Arc<Caller>,
 }
 
 impl Stream for EventStream {

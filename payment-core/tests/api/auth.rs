@@ -61,6 +61,20 @@ async fn create_as(app: &TestApp, api_key: &str) -> pb::Order {
         .expect("order in the answer")
 }
 
+/// The client secret GetOrder answers the holder of `api_key` for an order.
+async fn secret_read_by(app: &TestApp, api_key: &str, order_id: &str) -> String {
+    app.payments_as(api_key)
+        .get_order(pb::GetOrderRequest {
+            order_id: order_id.to_owned(),
+        })
+        .await
+        .expect("order read")
+        .into_inner()
+        .order
+        .expect("order in the answer")
+        .client_secret
+}
+
 /// Every PaymentService call once, as the holder of `api_key`, with each
 /// answer's code.
 async fn every_call(app: &TestApp, api_key: &str, order_id: &str) -> Vec<(&'static str, Code)> {
@@ -282,26 +296,15 @@ async fn only_the_gateway_role_sees_client_secrets_in_events() {
         [0, 1, 2].map(|_| created.client_secret.clone())
     );
 
-    let read = |key| {
-        let mut client = app.payments_as(key);
-        let order_id = created.order_id.clone();
-        async move {
-            client
-                .get_order(pb::GetOrderRequest { order_id })
-                .await
-                .unwrap()
-                .into_inner()
-                .order
-                .unwrap()
-                .client_secret
-        }
-    };
     assert_eq!(
-        read(READER).await,
+        secret_read_by(&app, READER, &created.order_id).await,
         "",
         "the provider's page does not get the secret"
     );
-    assert_eq!(read(SHOP_A).await, created.client_secret);
+    assert_eq!(
+        secret_read_by(&app, SHOP_A, &created.order_id).await,
+        created.client_secret
+    );
 }
 
 #[tokio::test]
@@ -472,22 +475,14 @@ async fn a_merchant_key_sees_and_cancels_only_its_own_merchants_orders() {
 
     // A merchant key that is also a reader sees every order, but only its
     // own merchant's client secrets.
-    let read = |key, order_id: &str| {
-        let mut client = app.payments_as(key);
-        let order_id = order_id.to_owned();
-        async move {
-            client
-                .get_order(pb::GetOrderRequest { order_id })
-                .await
-                .unwrap()
-                .into_inner()
-                .order
-                .unwrap()
-                .client_secret
-        }
-    };
-    assert_eq!(read(SHOP_B_PAGE, &theirs.order_id).await, "");
-    assert_eq!(read(SHOP_B_PAGE, &mine.order_id).await, mine.client_secret);
+    assert_eq!(
+        secret_read_by(&app, SHOP_B_PAGE, &theirs.order_id).await,
+        ""
+    );
+    assert_eq!(
+        secret_read_by(&app, SHOP_B_PAGE, &mine.order_id).await,
+        mine.client_secret
+    );
 
     // A page asked for past the end still names the store's head.
     let past_end = shop_b
