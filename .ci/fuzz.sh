@@ -15,12 +15,22 @@
 # coverage); the stable toolchain accepts them with RUSTC_BOOTSTRAP=1, and
 # ships the AddressSanitizer runtime. FUZZ_SANITIZER=none builds without it
 # (faster, catches panics only).
+#
+# FUZZ_SEED fixes libFuzzer's random seed. Under CI it defaults to 1, so
+# that a gate run explores the same inputs from the same corpus each time
+# and a crash it finds replays; elsewhere each run draws a new seed and
+# explores further. A crash found either way goes into fuzz/corpus/ with
+# its fix, as a regression input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
 input_timeout="${FUZZ_INPUT_TIMEOUT:-10}"
 sanitizer="${FUZZ_SANITIZER:-address}"
+seed="${FUZZ_SEED:-}"
+if [ -z "$seed" ] && [ "${CI:-}" = "true" ]; then
+  seed=1
+fi
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -51,6 +61,9 @@ for target in $targets; do
   mkdir -p "$corpus" "fuzz/artifacts/$target"
   cp -r "fuzz/corpus/$target/." "$corpus/"
   options=(-max_total_time="$seconds" -timeout="$input_timeout" -print_final_stats=1)
+  if [ -n "$seed" ]; then
+    options+=(-seed="$seed")
+  fi
   if [ -f "fuzz/$target.dict" ]; then
     options+=(-dict="fuzz/$target.dict")
   fi

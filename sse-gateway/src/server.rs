@@ -198,12 +198,18 @@ pub fn event_stream_request(head: &[u8]) -> Option<Request<Body>> {
         .method(Method::GET)
         .uri(target)
         .version(version);
+    // hyper keeps one of several equal Content-Length fields; a second one
+    // goes to hyper so that both paths see the same headers.
+    let mut content_length_seen = false;
     for field in parsed.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
-        if name == header::TRANSFER_ENCODING
-            || (name == header::CONTENT_LENGTH && field.value != b"0")
-            || name == header::UPGRADE
-        {
+        if name == header::CONTENT_LENGTH {
+            if content_length_seen || field.value != b"0" {
+                return None;
+            }
+            content_length_seen = true;
+        }
+        if name == header::TRANSFER_ENCODING || name == header::UPGRADE {
             return None;
         }
         request = request.header(name, HeaderValue::from_bytes(field.value).ok()?);
@@ -434,6 +440,10 @@ mod tests {
         assert!(
             served("GET /api/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
             "an empty body is no body"
+        );
+        assert!(
+            !served("GET /api/events HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n"),
+            "hyper folds repeated lengths into one"
         );
         assert!(
             !served("GET /api/events HTTP/1.1\r\n\r\nabc"),
