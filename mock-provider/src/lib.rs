@@ -5,9 +5,11 @@
 //! - [`reporter`]: signed `ReportPaymentResult` calls, also used by the
 //!   `mock-provider report` command for scripts.
 //! - [`pages`]: the HTML templates, filled in one pass with escaped values.
+//! - [`metrics`]: the reports sent, at `GET /metrics`.
 //! - [`startup`] and [`config`]: running it.
 
 pub mod config;
+pub mod metrics;
 pub mod pages;
 pub mod reporter;
 pub mod startup;

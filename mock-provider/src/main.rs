@@ -50,9 +50,10 @@ async fn main() -> anyhow::Result<()> {
             outcome,
             reason,
         }) => {
-            let reporter = Reporter::new(&cli.core)?;
+            let (metrics, _) = mock_provider::metrics::ProviderMetrics::new();
+            let reporter = Reporter::new(&cli.core, metrics)?;
             // This is a command's answer to its user, not a service log.
-            match reporter.report(&order, outcome, &reason).await {
+            match reporter.report(&order, outcome, &reason, None).await {
                 Ok((order, changed)) => {
                     let status = order.status().as_str_name();
                     println!(
@@ -73,10 +74,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Some(Command::Serve) | None => {
-            telemetry::init(&cli.serve.log_format);
+            let telemetry = telemetry::init("mock-provider", &cli.serve.log_format)?;
             let app = Application::build(cli.core, cli.serve).await?;
             shutdown::cancel_on_signal(app.shutdown_token());
-            app.run_until_stopped().await
+            let result = app.run_until_stopped().await;
+            telemetry.shutdown();
+            result
         }
     }
 }

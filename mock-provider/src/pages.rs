@@ -53,7 +53,13 @@ pub fn render(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-pub fn pay_page(order_id: &str, merchant: &str, description: &str, amount: &str) -> String {
+pub fn pay_page(
+    order_id: &str,
+    merchant: &str,
+    description: &str,
+    amount: &str,
+    trace_parent: &str,
+) -> String {
     let action = format!("/pay/{order_id}");
     render(
         PAY,
@@ -63,6 +69,7 @@ pub fn pay_page(order_id: &str, merchant: &str, description: &str, amount: &str)
             ("description", description),
             ("amount", amount),
             ("action", &action),
+            ("traceparent", trace_parent),
         ],
     )
 }
@@ -94,7 +101,7 @@ mod tests {
     #[test]
     fn every_placeholder_of_every_page_is_filled() {
         for page in [
-            pay_page("id", "Shop", "Beans", "1.00 EUR"),
+            pay_page("id", "Shop", "Beans", "1.00 EUR", ""),
             result_page("succeeded", "Paid", "Done"),
             message_page("Gone", "Nothing here"),
         ] {

@@ -15,7 +15,11 @@ use payments_proto::{
 use service_kit::{
     core_client::{self, ApiKey, KeyedChannel},
     replicas::Replicas,
+    telemetry,
 };
+use tracing::Instrument;
+
+use crate::metrics::{ProviderMetrics, ReportAnswer};
 use tonic::{Code, transport::Channel};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,7 +55,7 @@ impl From<tonic::Status> for ReportError {
 }
 
 /// The payment outcomes a payer (or a script) can choose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Outcome {
     Processing,
     Succeeded,
@@ -84,11 +88,12 @@ struct Replica {
 pub struct Reporter {
     replicas: Arc<Replicas<Replica>>,
     secret: Vec<u8>,
+    metrics: ProviderMetrics,
 }
 
 impl Reporter {
     /// To the replicas `core` lists, signing with its secret.
-    pub fn new(core: &CoreConfig) -> anyhow::Result<Self> {
+    pub fn new(core: &CoreConfig, metrics: ProviderMetrics) -> anyhow::Result<Self> {
         let api_key = ApiKey::new(&core.payment_core_api_key)?;
         let secret = core.provider_secret.as_str();
         let replicas = core_client::endpoints(&core.payment_core_url, &core.payment_core_tls)?
@@ -109,6 +114,7 @@ impl Reporter {
         Ok(Self {
             replicas: Arc::new(Replicas::new(replicas)),
             secret: secret.as_bytes().to_vec(),
+            metrics,
         })
     }
 
@@ -129,9 +135,36 @@ impl Reporter {
         order.ok_or_else(|| ReportError::Other("GetOrder answered without an order".into()))
     }
 
-    /// Reports `outcome`, signed now. Answers the order after the report and
+    /// Reports `outcome`, signed now, in the order's trace when
+    /// `trace_parent` names it. Answers the order after the report and
     /// whether it changed (a repeat does not).
     pub async fn report(
+        &self,
+        order_id: &str,
+        outcome: Outcome,
+        reason: &str,
+        trace_parent: Option<&str>,
+    ) -> Result<(pb::Order, bool), ReportError> {
+        let span = tracing::info_span!("report", %order_id, ?outcome);
+        if let Some(trace_parent) = trace_parent {
+            telemetry::follow(&span, trace_parent);
+        }
+        let answer = self
+            .send_report(order_id, outcome, reason)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| match &answer {
+            Ok((_, changed)) => tracing::info!(changed, "report sent"),
+            Err(error) => tracing::warn!(%error, "report not taken"),
+        });
+        self.metrics.report_sent(
+            outcome,
+            ReportAnswer::from(&answer.as_ref().map(|(_, changed)| *changed)),
+        );
+        answer
+    }
+
+    async fn send_report(
         &self,
         order_id: &str,
         outcome: Outcome,
@@ -148,6 +181,7 @@ impl Reporter {
             .call(|mut replica| {
                 let mut request = signature::signed_now(&self.secret, message.clone());
                 request.set_timeout(CALL_TIMEOUT);
+                telemetry::inject(request.metadata_mut());
                 async move { replica.provider.report_payment_result(request).await }
             })
             .await?

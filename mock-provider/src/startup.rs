@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{CoreConfig, ServeConfig},
+    metrics::ProviderMetrics,
     reporter::Reporter,
     web::{ProviderState, router},
 };
@@ -32,7 +33,8 @@ impl Application {
                 "PAYMENT_CORE_API_KEY is the public development key; set the provider's own key in production."
             );
         }
-        let reporter = Reporter::new(&core).context(
+        let (metrics, metrics_registry) = ProviderMetrics::new();
+        let reporter = Reporter::new(&core, metrics).context(
             "payment-core client (PAYMENT_CORE_URL, PAYMENT_CORE_API_KEY, PAYMENT_CORE_CA_FILE)",
         )?;
         let listener = TcpListener::bind(serve.listen)
@@ -46,6 +48,7 @@ impl Application {
             state: ProviderState {
                 reporter,
                 config: Arc::new(serve),
+                metrics_registry,
             },
             shutdown: CancellationToken::new(),
         })

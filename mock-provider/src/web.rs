@@ -28,6 +28,8 @@ const MAX_REASON_CHARS: usize = 200;
 pub struct ProviderState {
     pub reporter: Reporter,
     pub config: Arc<ServeConfig>,
+    /// What `/metrics` renders.
+    pub metrics_registry: Arc<prometheus_client::registry::Registry>,
 }
 
 pub fn router(state: ProviderState) -> Router {
@@ -35,9 +37,19 @@ pub fn router(state: ProviderState) -> Router {
         .route("/pay/{order_id}", get(payment_page).post(decide))
         .route("/assets/mockpay.css", get(stylesheet))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            service_kit::metrics::PATH,
+            get(|State(state): State<ProviderState>| {
+                service_kit::metrics::metrics_handler(State(state.metrics_registry))
+            }),
+        )
         .fallback(|| async { PageError::Invalid("This page does not exist.".into()) })
         // Failures are logged once, by the error type that knows their cause.
-        .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(()))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(service_kit::telemetry::http_request_span)
+                .on_failure(()),
+        )
         .with_state(state)
 }
 
@@ -147,9 +159,12 @@ async fn payment_page(
         return Err(PageError::Finished(finished_message(order.status())));
     }
     // The payer is here: the checkout page learns the payment is under way.
+    // The page was opened for the order, so its reports join the order's
+    // trace: this one, and the decision's, through the form.
+    let trace_parent = (!order.trace_parent.is_empty()).then_some(order.trace_parent.as_str());
     state
         .reporter
-        .report(&order_id, Outcome::Processing, "")
+        .report(&order_id, Outcome::Processing, "", trace_parent)
         .await?;
     let amount = format_minor(order.amount_minor, &order.currency);
     Ok(Html(pages::pay_page(
@@ -157,6 +172,7 @@ async fn payment_page(
         &state.config.merchant_name,
         &order.description,
         &amount,
+        &order.trace_parent,
     )))
 }
 
@@ -165,6 +181,9 @@ pub struct DecisionForm {
     decision: String,
     #[serde(default)]
     reason: String,
+    /// The order's trace, carried by the page (empty: untraced).
+    #[serde(default)]
+    traceparent: String,
 }
 
 async fn decide(
@@ -204,9 +223,16 @@ async fn decide(
         tracing::info!(%order_id, ?delay, "delaying the report (PROVIDER_REPORT_DELAY_MS)");
         tokio::time::sleep(delay).await;
     }
-    let (order, _) = state.reporter.report(&order_id, outcome, &reason).await?;
+    let trace_parent = (!form.traceparent.is_empty()).then_some(form.traceparent.as_str());
+    let (order, _) = state
+        .reporter
+        .report(&order_id, outcome, &reason, trace_parent)
+        .await?;
     if state.config.duplicate_reports {
-        let (_, changed) = state.reporter.report(&order_id, outcome, &reason).await?;
+        let (_, changed) = state
+            .reporter
+            .report(&order_id, outcome, &reason, trace_parent)
+            .await?;
         tracing::info!(%order_id, changed, "sent the report twice (PROVIDER_DUPLICATE_REPORTS)");
     }
     let amount = format_minor(order.amount_minor, &order.currency);

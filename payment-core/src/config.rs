@@ -22,6 +22,11 @@ pub struct Config {
         default_value = "0.0.0.0:50051"
     )]
     pub listen: SocketAddr,
+    /// Address of the HTTP listener serving `GET /metrics` (Prometheus).
+    /// Unset: no metrics listener. It has no authentication: bind it where
+    /// only the scraper can reach it.
+    #[arg(long, global = true, env = "PAYMENT_CORE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// `sqlite://path/to/file.db` (relative) or `sqlite:///absolute/path.db`
     /// for one process; `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` for
     /// several replicas sharing one log.

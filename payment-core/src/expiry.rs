@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     clock::Clock,
     domain::{OrderStatus, Reason, StatusChange},
+    metrics::CoreMetrics,
     store::{Applied, Store, StoreError},
 };
 
@@ -25,6 +26,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     clock: Clock,
     interval: Duration,
+    metrics: CoreMetrics,
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -35,7 +37,10 @@ pub async fn run(
             _ = ticker.tick() => {
                 match sweep(store.as_ref(), &clock).await {
                     Ok(0) => {}
-                    Ok(expired) => tracing::info!(expired, "orders expired"),
+                    Ok(expired) => {
+                        metrics.orders_expired(expired as u64);
+                        tracing::info!(expired, "orders expired");
+                    }
                     Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying next tick"),
                 }
             }

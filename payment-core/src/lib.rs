@@ -13,6 +13,8 @@
 //! - [`store_health`]: NOT_SERVING, and open watches ended, while the
 //!   store cannot be read.
 //! - [`grpc`]: the `payments.v1` services; protobuf stays here.
+//! - [`metrics`]: the Prometheus metrics and their HTTP listener
+//!   (`PAYMENT_CORE_METRICS_LISTEN`); the store keeps its writer's own.
 //! - [`auth`]: API keys and their roles: who may call which RPC, and who
 //!   sees client secrets.
 //! - [`startup`], [`config`], [`clock`], [`healthcheck`]: running the
@@ -25,6 +27,7 @@ pub mod domain;
 pub mod expiry;
 pub mod grpc;
 pub mod healthcheck;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod store_health;

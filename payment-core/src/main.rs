@@ -53,8 +53,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Serve) | None => {}
     }
-    telemetry::init(&cli.config.log_format);
+    let telemetry = telemetry::init("payment-core", &cli.config.log_format)?;
     let app = Application::build(cli.config).await?;
     shutdown::cancel_on_signal(app.shutdown_token());
-    app.run_until_stopped().await
+    let result = app.run_until_stopped().await;
+    telemetry.shutdown();
+    result
 }

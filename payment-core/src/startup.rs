@@ -21,6 +21,7 @@ use crate::{
     config::{Config, Database},
     expiry,
     grpc::{CoreState, PaymentApi, ProviderApi},
+    metrics::{CoreMetrics, MetricsServer},
     store::{PostgresStore, SqliteStore, Store},
     store_health::{self, StoreOutages},
 };
@@ -33,6 +34,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_server: Option<MetricsServer>,
     state: CoreState,
     api_keys: ApiKeys,
     tls: Option<ServerTlsConfig>,
@@ -64,6 +66,14 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        let metrics = CoreMetrics::default();
+        let mut registry = service_kit::metrics::ServiceRegistry::new("payment_core");
+        metrics.register(registry.service());
+        store.write_metrics().register(registry.service());
+        let metrics_server = match config.metrics_listen {
+            Some(address) => Some(MetricsServer::bind(address, registry.finish()).await?),
+            None => None,
+        };
         let state = CoreState {
             store,
             clock: Clock::system(),
@@ -72,6 +82,7 @@ impl Application {
             slow_watcher_timeout: config.slow_watcher_timeout(),
             store_outages: StoreOutages::default(),
             shutdown,
+            metrics,
         };
         tracing::info!(
             %local_addr,
@@ -79,11 +90,13 @@ impl Application {
             api_keys = ?api_keys,
             tls = tls.is_some(),
             mutual_tls = config.tls_client_ca_file.is_some(),
+            metrics_addr = ?metrics_server.as_ref().and_then(|server| server.local_addr().ok()),
             "payment-core bound"
         );
         Ok(Self {
             listener,
             local_addr,
+            metrics_server,
             state,
             api_keys,
             tls,
@@ -93,6 +106,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served, if `PAYMENT_CORE_METRICS_LISTEN` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server
+            .as_ref()
+            .and_then(|server| server.local_addr().ok())
     }
 
     /// Cancelling this token stops the service (what SIGTERM does).
@@ -105,6 +125,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
+            metrics_server,
             state,
             api_keys,
             tls,
@@ -142,8 +163,17 @@ impl Application {
             state.store.clone(),
             state.clock,
             config.expiry_interval(),
+            state.metrics.clone(),
             shutdown.child_token(),
         ));
+        let metrics_server = metrics_server.map(|server| {
+            let shutdown = shutdown.child_token();
+            tokio::spawn(async move {
+                if let Err(error) = server.serve(shutdown).await {
+                    tracing::error!(%error, "metrics listener failed");
+                }
+            })
+        });
 
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
@@ -152,6 +182,7 @@ impl Application {
         let server = builder
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .trace_fn(call_span)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -182,9 +213,20 @@ impl Application {
         // Also on a server error: stop the background task before returning.
         shutdown.cancel();
         let _ = tokio::join!(expiry, store_health);
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         tracing::info!("payment-core stopped");
         Ok(())
     }
+}
+
+/// Every call's span: named after its method, and a child of the caller's
+/// trace when the call carries a W3C `traceparent`.
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    let span = tracing::info_span!("grpc", rpc = %request.uri().path());
+    service_kit::telemetry::continue_trace(&span, request.headers());
+    span
 }
 
 /// The store `database` names; a PostgreSQL store's background tasks end

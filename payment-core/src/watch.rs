@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     domain::{PaymentEvent, Scope},
+    metrics::WatchEndReason,
     store::{Store, StoreError},
 };
 
@@ -50,6 +51,19 @@ pub enum WatchEnd {
         error: StoreError,
         resume_after: u64,
     },
+}
+
+impl WatchEnd {
+    pub fn reason(&self) -> WatchEndReason {
+        match self {
+            WatchEnd::Completed => WatchEndReason::Completed,
+            WatchEnd::ClientGone => WatchEndReason::ClientGone,
+            WatchEnd::TooSlow { .. } => WatchEndReason::TooSlow,
+            WatchEnd::ShuttingDown { .. } => WatchEndReason::ShuttingDown,
+            WatchEnd::StoreLost { .. } => WatchEndReason::StoreLost,
+            WatchEnd::Failed { .. } => WatchEndReason::Failed,
+        }
+    }
 }
 
 enum Flow {

@@ -95,7 +95,8 @@ pub fn endpoints(urls: &str, tls: &CoreClientTls) -> anyhow::Result<Vec<Endpoint
         .collect()
 }
 
-/// Puts `authorization: Bearer <key>` on every call.
+/// Puts `authorization: Bearer <key>` on every call, and the calling span's
+/// W3C trace context (so the core's span of the call joins its trace).
 #[derive(Clone)]
 pub struct ApiKey(MetadataValue<Ascii>);
 
@@ -120,6 +121,7 @@ impl Interceptor for ApiKey {
         request
             .metadata_mut()
             .insert("authorization", self.0.clone());
+        crate::telemetry::inject(request.metadata_mut());
         Ok(request)
     }
 }

@@ -1,6 +1,10 @@
 //! What every service of the workspace runs the same way.
 //!
-//! - [`telemetry`]: tracing setup (`RUST_LOG`, `LOG_FORMAT`).
+//! - [`telemetry`]: logs and OpenTelemetry traces (`RUST_LOG`,
+//!   `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`), and W3C trace context
+//!   read from requests and written on calls.
+//! - [`metrics`]: the Prometheus registry each service fills, with the
+//!   process metrics, and `GET /metrics`.
 //! - [`shutdown`]: the one SIGINT/SIGTERM handler, which cancels a token.
 //! - [`healthcheck`]: `GET` a local path for container health checks.
 //! - [`core_client`]: payment-core's endpoints over TLS or mutual TLS, and
@@ -10,6 +14,7 @@
 
 pub mod core_client;
 pub mod healthcheck;
+pub mod metrics;
 pub mod replicas;
 pub mod shutdown;
 pub mod telemetry;

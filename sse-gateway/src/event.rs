@@ -4,7 +4,7 @@
 //! gRPC edge (the `payment_core` module, which uses this one) converts them
 //! into these.
 
-use std::fmt;
+use std::{fmt, sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
 use payments_proto::payments::v1::OrderStatus as ContractStatus;
@@ -208,6 +208,11 @@ pub struct WireEvent {
     pub status: Status,
     /// `id:`, `event:`, `data:` and the blank line that ends the frame.
     pub frame: Bytes,
+    /// When payment-core committed it: the start of its delivery lag.
+    pub committed_at: Option<SystemTime>,
+    /// The W3C traceparent of the order's trace, which each connection's
+    /// write of the event joins.
+    pub trace_parent: Option<Arc<str>>,
 }
 
 impl WireEvent {
@@ -234,7 +239,17 @@ impl WireEvent {
             order_id,
             status,
             frame: Bytes::from(frame),
+            committed_at: None,
+            trace_parent: None,
         }
+    }
+
+    /// The event as committed at `committed_at` in the trace `trace_parent`
+    /// (empty: untraced).
+    pub fn with_origin(mut self, committed_at: Option<SystemTime>, trace_parent: &str) -> Self {
+        self.committed_at = committed_at;
+        self.trace_parent = (!trace_parent.is_empty()).then(|| trace_parent.into());
+        self
     }
 
     pub fn is_terminal(&self) -> bool {

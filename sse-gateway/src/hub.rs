@@ -198,7 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_reach_only_the_watchers_of_their_order_and_all_dashboards() {
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Metrics::new("test").0);
         let mut a = hub.subscribe_order(order("a"));
         let mut b = hub.subscribe_order(order("b"));
         let (mut dashboard, recent) = hub.subscribe_dashboard();
@@ -211,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_connection_is_dropped_without_blocking_the_others() {
-        let metrics = Arc::new(Metrics::default());
+        let (metrics, _) = Metrics::new("test");
         let hub = Hub::new(metrics.clone());
         let mut slow = hub.subscribe_order(order("a"));
         let mut fast = hub.subscribe_order(order("a"));
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn dropping_a_subscription_unregisters_it() {
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Metrics::new("test").0);
         let subscription = hub.subscribe_order(order("a"));
         drop(subscription);
         assert!(hub.shard(order("a")).get(&order("a")).is_none());
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_new_dashboard_gets_the_recent_events_bounded() {
-        let hub = Hub::new(Arc::default());
+        let hub = Hub::new(Metrics::new("test").0);
         for sequence in 1..=RECENT_EVENTS as u64 + 5 {
             hub.publish(event(sequence, "a"));
         }

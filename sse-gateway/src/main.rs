@@ -29,8 +29,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Healthcheck) = cli.command {
         return healthcheck::http_ok(cli.config.listen, "/readyz").await;
     }
-    telemetry::init(&cli.config.log_format);
+    let telemetry = telemetry::init("sse-gateway", &cli.config.log_format)?;
     let app = Application::build(cli.config).await?;
     shutdown::cancel_on_signal(app.shutdown_token());
-    app.run_until_stopped().await
+    let result = app.run_until_stopped().await;
+    telemetry.shutdown();
+    result
 }

@@ -26,6 +26,8 @@ pub struct AppState {
     /// Routes the upstream's events to the connections watching them.
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    /// What `/metrics` renders: `metrics` and the process metrics.
+    pub metrics_registry: Arc<prometheus_client::registry::Registry>,
     /// True while the upstream stream is open. Written only by the upstream
     /// task; event streams are not served while it is false.
     pub upstream_up: Arc<AtomicBool>,
@@ -54,13 +56,14 @@ pub struct AppState {
 impl AppState {
     /// Fails on an `ALLOWED_ORIGINS` that is not a list of origins.
     pub fn new(config: &Config, core: Arc<dyn PaymentCore>) -> anyhow::Result<Self> {
-        let metrics = Arc::new(Metrics::default());
+        let (metrics, metrics_registry) = Metrics::new(&config.instance);
         Ok(Self {
             allowed_origins: config.allowed_origins()?,
             core,
             core_timeout: config.core_timeout(),
             hub: Hub::new(Arc::clone(&metrics)),
             metrics,
+            metrics_registry,
             upstream_up: Arc::new(AtomicBool::new(false)),
             admin_token: config.admin_token.as_str().into(),
             instance: config.instance.as_str().into(),

@@ -43,6 +43,7 @@ impl Upstream {
                 tracing::warn!(%error, after_sequence = ?last_sequence, "payment-core stream down; reconnecting");
             }
             let was_up = self.up.swap(false, Ordering::Relaxed);
+            self.metrics.upstream_is_up(false);
             if shutdown.is_cancelled() {
                 break;
             }
@@ -57,6 +58,7 @@ impl Upstream {
             }
         }
         self.up.store(false, Ordering::Relaxed);
+        self.metrics.upstream_is_up(false);
         tracing::debug!("upstream task stopped");
     }
 
@@ -84,6 +86,7 @@ impl Upstream {
             .map_err(|e| e.to_string())?;
         *last_sequence = Some(after);
         self.up.store(true, Ordering::Relaxed);
+        self.metrics.upstream_is_up(true);
         tracing::info!(after_sequence = after, "payment-core stream open");
         loop {
             let message = tokio::select! {
@@ -98,7 +101,7 @@ impl Upstream {
                         continue;
                     }
                     *last_sequence = Some(event.sequence);
-                    self.metrics.upstream_event_received();
+                    self.metrics.upstream_event_received(event.sequence);
                     self.hub.publish(event);
                 }
                 None => return Err("stream ended".into()),

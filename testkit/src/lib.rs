@@ -9,11 +9,13 @@
 //!   [`PROVIDER_SECRET`], the secret every test system shares.
 //! - [`payments_client`]: a PaymentService client that sends an API key
 //!   (the development keys of `contract::dev` unless a test sets its own).
+//! - [`metrics`]: reading a service's `/metrics`.
 //! - [`postgres`]: a fresh database per test on a real PostgreSQL server.
 //! - [`tls`]: a throwaway CA and certificates for TLS and mutual-TLS tests.
 //! - [`sse`]: a minimal SSE client over a raw TCP socket that keeps every
 //!   byte the server sent, for checking the framing itself.
 
+pub mod metrics;
 pub mod nginx;
 pub mod postgres;
 pub mod sse;
@@ -83,8 +85,29 @@ pub struct Process {
 impl Process {
     /// Starts `name` with `env`, and waits until `addr` accepts connections.
     pub fn start(name: &str, addr: SocketAddr, env: &[(&str, String)]) -> Self {
+        Self::start_with_stdout(name, addr, env, Stdio::null())
+    }
+
+    /// [`Process::start`], its log lines (stdout) written to `log`.
+    pub fn start_logging_to(
+        name: &str,
+        addr: SocketAddr,
+        env: &[(&str, String)],
+        log: &std::path::Path,
+    ) -> Self {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        Self::start_with_stdout(name, addr, env, Stdio::from(file))
+    }
+
+    fn start_with_stdout(
+        name: &str,
+        addr: SocketAddr,
+        env: &[(&str, String)],
+        stdout: Stdio,
+    ) -> Self {
         let mut command = Command::new(binary_path(name));
-        command.stdout(Stdio::null()).env("RUST_LOG", "warn");
+        command.stdout(stdout).env("RUST_LOG", "warn");
         for (key, value) in env {
             command.env(key, value);
         }

@@ -10,5 +10,6 @@ mod decisions;
 mod fake_core;
 mod helpers;
 mod knobs;
+mod metrics;
 mod payment_page;
 mod report_command;

@@ -2,7 +2,7 @@
 
 use super::{
     Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, MerchantId, OrderId,
-    OrderStatus, ProviderReference, Reason, StatusConflict, Timestamp,
+    OrderStatus, ProviderReference, Reason, StatusConflict, Timestamp, TraceParent,
 };
 
 /// An order as stored.
@@ -18,6 +18,8 @@ pub struct Order {
     /// The merchant whose key created the order; `None` for orders from
     /// before merchants were recorded, which every merchant may see.
     pub merchant: Option<MerchantId>,
+    /// The trace the order was created in, if its creation was traced.
+    pub trace_parent: Option<TraceParent>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub expires_at: Timestamp,
@@ -60,6 +62,7 @@ pub struct NewOrder {
     pub description: Description,
     pub idempotency_key: Option<IdempotencyKey>,
     pub merchant: Option<MerchantId>,
+    pub trace_parent: Option<TraceParent>,
     pub client_secret: ClientSecret,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -76,6 +79,7 @@ impl NewOrder {
             client_secret: self.client_secret,
             idempotency_key: self.idempotency_key,
             merchant: self.merchant,
+            trace_parent: self.trace_parent,
             created_at: self.created_at,
             updated_at: self.created_at,
             expires_at: self.expires_at,
@@ -142,6 +146,7 @@ mod tests {
             description: Description::parse("description", "tea").unwrap(),
             idempotency_key: None,
             merchant: None,
+            trace_parent: None,
             client_secret: ClientSecret::generate(),
             created_at: Timestamp(updated_at),
             expires_at: Timestamp(updated_at + 60_000),

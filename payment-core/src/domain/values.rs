@@ -198,6 +198,50 @@ impl fmt::Display for MerchantId {
     }
 }
 
+/// The W3C trace context (`traceparent`) an order was created in, kept
+/// with it so that its later steps (the provider's report, the delivery of
+/// each event to a browser) join the order's trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent(String);
+
+impl TraceParent {
+    /// `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`, lowercase,
+    /// ids not all zero (W3C Trace Context, version 00).
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let invalid = || {
+            ValidationError::new(
+                field,
+                "must be a W3C traceparent (00-<trace id>-<span id>-<flags>)",
+            )
+        };
+        let parts: Vec<&str> = raw.split('-').collect();
+        let hex = |part: &str, len: usize| {
+            part.len() == len
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let not_zero = |part: &str| part.bytes().any(|b| b != b'0');
+        match parts.as_slice() {
+            [version, trace, span, flags]
+                if *version == "00"
+                    && hex(trace, 32)
+                    && hex(span, 16)
+                    && hex(flags, 2)
+                    && not_zero(trace)
+                    && not_zero(span) =>
+            {
+                Ok(Self(raw.to_owned()))
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A client-chosen key that makes CreateOrder safe to retry, in the
 /// namespace of the merchant that sent it: held as `<merchant>/<key>`,
 /// which is one-to-one because a [`MerchantId`] has no `/`.

@@ -46,6 +46,11 @@ pub fn order(order: &Order, provider_page_url: &str, secrets: Secrets) -> pb::Or
         expires_at: Some(timestamp(order.expires_at)),
         reason: order.reason.as_str().to_owned(),
         provider_reference: order.provider_reference.as_str().to_owned(),
+        trace_parent: order
+            .trace_parent
+            .as_ref()
+            .map(|trace| trace.as_str().to_owned())
+            .unwrap_or_default(),
     }
 }
 

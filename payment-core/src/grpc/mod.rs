@@ -19,7 +19,7 @@ pub use error::ApiError;
 pub use payments::PaymentApi;
 pub use provider::ProviderApi;
 
-use crate::{clock::Clock, store::Store, store_health::StoreOutages};
+use crate::{clock::Clock, metrics::CoreMetrics, store::Store, store_health::StoreOutages};
 
 /// What both services share.
 #[derive(Clone)]
@@ -35,4 +35,5 @@ pub struct CoreState {
     pub store_outages: StoreOutages,
     /// Fires at shutdown: open WatchPayments streams end with UNAVAILABLE.
     pub shutdown: CancellationToken,
+    pub metrics: CoreMetrics,
 }

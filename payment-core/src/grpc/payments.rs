@@ -8,6 +8,7 @@ use std::{
 
 use futures::Stream;
 use payments_proto::payments::v1::{self as pb, payment_service_server::PaymentService};
+use service_kit::telemetry;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
@@ -19,7 +20,9 @@ use crate::{
     auth::{Caller, Permission},
     domain::{
         ClientSecret, NewOrder, OrderId, OrderStatus, PaymentEvent, Reason, Scope, StatusChange,
+        TraceParent,
     },
+    metrics::WatchKind,
     store::{Applied, Created},
     watch::{self, WatchEnd},
 };
@@ -78,6 +81,9 @@ impl PaymentService for PaymentApi {
             description: parsed.description,
             idempotency_key: parsed.idempotency_key,
             merchant: Some(caller.merchant.clone()),
+            // This call's span, which continues the caller's trace.
+            trace_parent: telemetry::traceparent_of(&tracing::Span::current())
+                .and_then(|raw| TraceParent::parse("traceparent", &raw).ok()),
             client_secret: ClientSecret::generate(),
             created_at: now,
             expires_at: now.plus_millis(self.state.order_ttl.as_millis() as i64),
@@ -90,6 +96,7 @@ impl PaymentService for PaymentApi {
             .map_err(ApiError::from)?
         {
             Created::New(event) => {
+                self.state.metrics.order_created();
                 tracing::info!(order_id = %event.order.id, sequence = event.sequence, caller = %caller.name, "order created");
                 event.order
             }
@@ -262,6 +269,9 @@ impl PaymentService for PaymentApi {
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let (end_tx, end_rx) = oneshot::channel();
         let state = self.state.clone();
+        let watcher = state
+            .metrics
+            .watcher_opened(WatchKind::from(&watch_request.scope));
         tokio::spawn(async move {
             let end = watch::watch(
                 state.store.as_ref(),
@@ -273,6 +283,7 @@ impl PaymentService for PaymentApi {
                 state.shutdown.child_token(),
             )
             .await;
+            watcher.ended(end.reason());
             // The receiver is gone when the client is; nothing to tell then.
             let _ = end_tx.send(end_status(end, &watch_request.scope));
         });

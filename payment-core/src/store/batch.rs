@@ -11,6 +11,12 @@
 //! idempotency-keyed create then finds what was committed (creates without a
 //! key can make a second order, which is what the key is for).
 
+use std::time::Instant;
+
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    registry::{Registry, Unit},
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Applied, Created, StoreError};
@@ -62,6 +68,61 @@ impl Outcome {
             | Outcome::Applied(Ok(Applied::Moved(event))) => Some(event),
             _ => None,
         }
+    }
+}
+
+/// The writer's figures. Clones share them: the store keeps one to
+/// register, its writer updates its own.
+#[derive(Clone)]
+pub struct WriteMetrics {
+    /// From the writer taking a batch to its commit (or rollback) being done.
+    commit_seconds: Histogram,
+    /// Commands per committed batch.
+    batch_commands: Histogram,
+    /// Batches rolled back (every caller in one got an error).
+    failed_batches: Counter,
+    /// The last sequence this process committed (on PostgreSQL, the log's
+    /// head is the highest of the replicas').
+    head: Gauge,
+}
+
+impl Default for WriteMetrics {
+    fn default() -> Self {
+        Self {
+            commit_seconds: Histogram::new(service_kit::metrics::LATENCY_BUCKETS),
+            // 1, 2, 4 … 256 (MAX_BATCH).
+            batch_commands: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 9),
+            ),
+            failed_batches: Counter::default(),
+            head: Gauge::default(),
+        }
+    }
+}
+
+impl WriteMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "commit",
+            "Time from the writer taking a batch of commands to its transaction being committed.",
+            Unit::Seconds,
+            self.commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_batch_commands",
+            "Commands committed per write transaction (group commit).",
+            self.batch_commands.clone(),
+        );
+        registry.register(
+            "commit_failures",
+            "Write batches rolled back: every command in one was answered with an error.",
+            self.failed_batches.clone(),
+        );
+        registry.register(
+            "log_head_sequence",
+            "The last event sequence this process committed (replicas: the log's head is the highest).",
+            self.head.clone(),
+        );
     }
 }
 
@@ -118,10 +179,28 @@ pub(super) fn take_queued(
     }
 }
 
-/// Answers every caller of a committed batch with its outcome. A caller that
-/// went away (request cancelled) no longer needs the answer.
-pub(super) fn answer(batch: &mut Vec<WriteCommand>, outcomes: Vec<Outcome>) {
+/// Answers every caller of a committed batch, which the writer took at
+/// `started`, with its outcome. A caller that went away (request
+/// cancelled) no longer needs the answer.
+pub(super) fn answer(
+    batch: &mut Vec<WriteCommand>,
+    outcomes: Vec<Outcome>,
+    metrics: &WriteMetrics,
+    started: Instant,
+) {
     debug_assert_eq!(batch.len(), outcomes.len());
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_commands.observe(batch.len() as f64);
+    if let Some(last) = outcomes
+        .iter()
+        .filter_map(Outcome::event)
+        .map(|e| e.sequence)
+        .max()
+    {
+        metrics.head.set(i64::try_from(last).unwrap_or(i64::MAX));
+    }
     for (command, outcome) in batch.drain(..).zip(outcomes) {
         match (command, outcome) {
             (WriteCommand::Create { reply, .. }, Outcome::Created(result)) => {
@@ -136,7 +215,8 @@ pub(super) fn answer(batch: &mut Vec<WriteCommand>, outcomes: Vec<Outcome>) {
 }
 
 /// Answers every caller of a rolled-back batch with `error`.
-pub(super) fn fail(batch: &mut Vec<WriteCommand>, error: &StoreError) {
+pub(super) fn fail(batch: &mut Vec<WriteCommand>, error: &StoreError, metrics: &WriteMetrics) {
+    metrics.failed_batches.inc();
     tracing::error!(%error, batch = batch.len(), "write batch rolled back");
     for command in batch.drain(..) {
         match command {

@@ -8,7 +8,7 @@
 
 use crate::domain::{
     Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, Order, OrderId,
-    OrderStatus, PaymentEvent, ProviderReference, Reason, Timestamp,
+    OrderStatus, PaymentEvent, ProviderReference, Reason, Timestamp, TraceParent,
 };
 
 /// An event joined with its order (`events e JOIN orders o`), named like the
@@ -20,11 +20,11 @@ pub(super) const EVENT_COLUMNS: &str = "e.sequence AS sequence, e.status AS stat
      o.order_id AS order_id, o.amount_minor AS amount_minor, o.currency AS currency, \
      o.description AS description, o.client_secret AS client_secret, \
      o.idempotency_key AS idempotency_key, o.created_at AS created_at, o.expires_at AS expires_at, \
-     o.merchant AS merchant";
+     o.merchant AS merchant, o.trace_parent AS trace_parent";
 /// Every column of `orders`, in the order both stores bind them when they
 /// insert an order.
 pub(super) const ORDER_COLUMNS: &str = "order_id, amount_minor, currency, description, client_secret, \
-     idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference, merchant";
+     idempotency_key, status, created_at, updated_at, expires_at, reason, provider_reference, merchant, trace_parent";
 
 /// A row whose columns can be read by name.
 pub(super) trait Columns {
@@ -81,6 +81,15 @@ pub(super) fn order_from_row<R: Columns>(row: &R) -> Result<Order, R::Error> {
             MerchantId::parse("merchant", &merchant),
         )?),
     };
+    let trace_parent = match row.optional_text("trace_parent")? {
+        // NULL: created untraced, or before traces were recorded.
+        None => None,
+        Some(raw) => Some(parsed(
+            row,
+            "trace_parent",
+            TraceParent::parse("trace_parent", &raw),
+        )?),
+    };
     Ok(Order {
         id: order_id_from_row(row)?,
         status: parsed(row, "status", OrderStatus::from_str_opt(&status).ok_or(()))?,
@@ -94,6 +103,7 @@ pub(super) fn order_from_row<R: Columns>(row: &R) -> Result<Order, R::Error> {
         client_secret: ClientSecret::from_stored(row.text("client_secret")?),
         idempotency_key,
         merchant,
+        trace_parent,
         created_at: Timestamp(row.integer("created_at")?),
         updated_at: Timestamp(row.integer("updated_at")?),
         expires_at: Timestamp(row.integer("expires_at")?),

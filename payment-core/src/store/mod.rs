@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+pub use batch::WriteMetrics;
 pub use postgres::{FOLLOWER_APPLICATION_NAME, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -104,4 +105,6 @@ pub trait Store: Send + Sync + 'static {
     /// falls behind gets `Lagged` and must re-read from
     /// [`Store::events_after`]; the log, not the channel, is the truth.
     fn subscribe(&self) -> broadcast::Receiver<Arc<PaymentEvent>>;
+    /// The writer's metrics (commit latency, batch size, head), to register.
+    fn write_metrics(&self) -> &WriteMetrics;
 }

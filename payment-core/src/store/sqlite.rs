@@ -25,6 +25,7 @@ use std::{
     fs::{File, OpenOptions},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -32,14 +33,16 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{
     Applied, Created, Store, StoreError,
-    batch::{MAX_BATCH, Outcome, WriteCommand, WriteQueue, answer, fail, take_queued},
+    batch::{
+        MAX_BATCH, Outcome, WriteCommand, WriteMetrics, WriteQueue, answer, fail, take_queued,
+    },
     columns::{
         Columns, EVENT_COLUMNS, ORDER_COLUMNS, event_from_row, order_from_row, order_id_from_row,
     },
 };
 use crate::domain::{
     Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent, Scope,
-    StatusChange, Timestamp,
+    StatusChange, Timestamp, TraceParent,
 };
 
 /// Live events kept for receivers that fall behind. A receiver further
@@ -70,7 +73,8 @@ CREATE TABLE IF NOT EXISTS orders (
     expires_at         INTEGER NOT NULL,
     reason             TEXT NOT NULL DEFAULT '',
     provider_reference TEXT NOT NULL DEFAULT '',
-    merchant           TEXT
+    merchant           TEXT,
+    trace_parent       TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS orders_open_by_expiry
     ON orders(expires_at) WHERE status IN ('created', 'processing');
@@ -89,17 +93,21 @@ CREATE TRIGGER IF NOT EXISTS events_are_append_only_delete BEFORE DELETE ON even
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 "#;
 
-/// A file made before orders recorded their merchant gets the column
-/// (NULL for its old orders); `CREATE TABLE IF NOT EXISTS` leaves an
-/// existing table as it was.
-fn add_merchant_column(conn: &Connection) -> Result<(), StoreError> {
-    let has_column = conn
-        .prepare("SELECT 1 FROM pragma_table_info('orders') WHERE name = 'merchant'")
-        .and_then(|mut stmt| stmt.exists([]))
-        .map_err(db)?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE orders ADD COLUMN merchant TEXT")
+/// Columns `orders` gained after its first release. A file made before
+/// one gets it (NULL for its old orders); `CREATE TABLE IF NOT EXISTS`
+/// leaves an existing table as it was.
+const ADDED_ORDER_COLUMNS: [&str; 2] = ["merchant", "trace_parent"];
+
+fn add_order_columns(conn: &Connection) -> Result<(), StoreError> {
+    for column in ADDED_ORDER_COLUMNS {
+        let has_column = conn
+            .prepare("SELECT 1 FROM pragma_table_info('orders') WHERE name = ?1")
+            .and_then(|mut stmt| stmt.exists([column]))
             .map_err(db)?;
+        if !has_column {
+            conn.execute_batch(&format!("ALTER TABLE orders ADD COLUMN {column} TEXT"))
+                .map_err(db)?;
+        }
     }
     Ok(())
 }
@@ -111,6 +119,7 @@ const DUE_FOR_EXPIRY: &str = "SELECT order_id FROM orders WHERE status IN ('crea
 
 pub struct SqliteStore {
     writer: WriteQueue,
+    metrics: WriteMetrics,
     readers: Arc<ReaderPool>,
     live: broadcast::Sender<Arc<PaymentEvent>>,
     /// Dropping it ends the checkpoint thread.
@@ -153,14 +162,16 @@ impl SqliteStore {
         )
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        add_merchant_column(&conn)?;
+        add_order_columns(&conn)?;
 
         let (writer, commands) = WriteQueue::new();
         let (live, _) = broadcast::channel(live_capacity.max(1));
         let publisher = live.clone();
+        let metrics = WriteMetrics::default();
+        let writer_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(conn, commands, publisher))
+            .spawn(move || run_writer(conn, commands, publisher, &writer_metrics))
             .map_err(|e| StoreError::Database(format!("starting writer thread: {e}")))?;
         let readers = Arc::new(ReaderPool {
             path: path.to_owned(),
@@ -175,6 +186,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("starting checkpoint thread: {e}")))?;
         Ok(Self {
             writer,
+            metrics,
             readers,
             live,
             _checkpoint_stop: checkpoint_stop,
@@ -254,6 +266,10 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<PaymentEvent>> {
         self.live.subscribe()
+    }
+
+    fn write_metrics(&self) -> &WriteMetrics {
+        &self.metrics
     }
 }
 
@@ -350,12 +366,23 @@ fn run_writer(
     mut conn: Connection,
     mut commands: mpsc::Receiver<WriteCommand>,
     live: broadcast::Sender<Arc<PaymentEvent>>,
+    metrics: &WriteMetrics,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = commands.blocking_recv() {
+        let started = Instant::now();
         batch.push(first);
         take_queued(&mut commands, &mut batch);
-        commit_batch(&mut conn, &mut batch, &live);
+        match commit_batch(&mut conn, &mut batch) {
+            Ok(outcomes) => {
+                for event in outcomes.iter().filter_map(Outcome::event) {
+                    // No receivers is fine: nobody is watching right now.
+                    let _ = live.send(Arc::new(event.clone()));
+                }
+                answer(&mut batch, outcomes, metrics, started);
+            }
+            Err(error) => fail(&mut batch, &error, metrics),
+        }
     }
     tracing::debug!("sqlite writer stopped");
 }
@@ -363,43 +390,26 @@ fn run_writer(
 /// Runs `batch` in one transaction. Domain refusals (conflicts, unknown
 /// orders) write nothing and do not spoil the batch; a database error rolls
 /// the whole batch back and every caller in it gets an error.
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<WriteCommand>,
-    live: &broadcast::Sender<Arc<PaymentEvent>>,
-) {
-    let result = (|| -> Result<Vec<Outcome>, StoreError> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for command in batch.iter() {
-            let outcome = match command {
-                WriteCommand::Create { new, .. } => Outcome::Created(create(&tx, new)),
-                WriteCommand::Apply { id, change, .. } => Outcome::Applied(apply(&tx, *id, change)),
-            };
-            // Stop at the first failure: some (a full disk) roll the
-            // transaction back on their own, and the commands after it
-            // would then commit one by one, outside the batch.
-            if let Some(error) = outcome.database_error() {
-                return Err(error.clone());
-            }
-            outcomes.push(outcome);
+fn commit_batch(conn: &mut Connection, batch: &[WriteCommand]) -> Result<Vec<Outcome>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for command in batch.iter() {
+        let outcome = match command {
+            WriteCommand::Create { new, .. } => Outcome::Created(create(&tx, new)),
+            WriteCommand::Apply { id, change, .. } => Outcome::Applied(apply(&tx, *id, change)),
+        };
+        // Stop at the first failure: some (a full disk) roll the
+        // transaction back on their own, and the commands after it
+        // would then commit one by one, outside the batch.
+        if let Some(error) = outcome.database_error() {
+            return Err(error.clone());
         }
-        tx.commit().map_err(db)?;
-        Ok(outcomes)
-    })();
-
-    match result {
-        Ok(outcomes) => {
-            for event in outcomes.iter().filter_map(Outcome::event) {
-                // No receivers is fine: nobody is watching right now.
-                let _ = live.send(Arc::new(event.clone()));
-            }
-            answer(batch, outcomes);
-        }
-        Err(error) => fail(batch, &error),
+        outcomes.push(outcome);
     }
+    tx.commit().map_err(db)?;
+    Ok(outcomes)
 }
 
 fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, StoreError> {
@@ -423,7 +433,7 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
     }
     let order = new.clone().into_order();
     tx.prepare_cached(&format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -440,6 +450,7 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
             order.reason.as_str(),
             order.provider_reference.as_str(),
             order.merchant.as_ref().map(MerchantId::as_str),
+            order.trace_parent.as_ref().map(TraceParent::as_str),
         ])
     })
     .map_err(db)?;

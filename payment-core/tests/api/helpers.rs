@@ -36,6 +36,7 @@ pub fn test_config(database: &Path) -> Config {
     config.provider_secret = PROVIDER_SECRET.into();
     config.expiry_interval_ms = 50;
     config.shutdown_grace_secs = 2;
+    config.metrics_listen = Some("127.0.0.1:0".parse().expect("valid address"));
     config
 }
 
@@ -44,6 +45,8 @@ pub struct TestApp {
     pub payments: PaymentServiceClient<KeyedChannel>,
     pub channel: Channel,
     pub addr: std::net::SocketAddr,
+    /// Where `GET /metrics` is served (test configs set a port).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub provider: ProviderServiceClient<Channel>,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<anyhow::Result<()>>,
@@ -67,6 +70,7 @@ pub async fn spawn_app_in(
     adjust(&mut config);
     let app = Application::build(config).await.expect("app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     // Lazy: a TLS test's server refuses this plaintext channel, and uses
@@ -79,6 +83,7 @@ pub async fn spawn_app_in(
         provider: ProviderServiceClient::new(channel.clone()),
         channel,
         addr,
+        metrics_addr,
         shutdown,
         server,
         database,
@@ -99,6 +104,12 @@ impl TestApp {
     }
 
     /// PaymentService as the holder of `api_key` calls it.
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("the test config serves metrics");
+        testkit::metrics::scrape(&format!("http://{addr}/metrics")).await
+    }
+
     pub fn payments_as(&self, api_key: &str) -> PaymentServiceClient<KeyedChannel> {
         testkit::payments_client(self.channel.clone(), api_key)
     }

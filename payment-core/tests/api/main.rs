@@ -9,6 +9,7 @@
 //!   both backends (SQLite, PostgreSQL);
 //! - `postgres`: several PostgreSQL-store replicas on one database;
 //! - `replicas`: several payment-core binaries on one PostgreSQL database;
+//! - `metrics`: the Prometheus metrics on their own listener;
 //! - `tls`: TLS and mutual TLS with a throwaway CA;
 //! - `grpcurl`: the built binary driven by grpcurl, SIGTERM and kill -9.
 
@@ -16,6 +17,7 @@ mod auth;
 mod grpcurl;
 mod helpers;
 mod hostile;
+mod metrics;
 mod orders;
 mod postgres;
 mod replicas;

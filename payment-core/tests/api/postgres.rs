@@ -198,6 +198,7 @@ async fn concurrent_creates_with_one_idempotency_key_on_two_replicas_make_one_or
     let keyed = NewOrder {
         idempotency_key: IdempotencyKey::from_stored("cart-7"),
         merchant: None,
+        trace_parent: None,
         ..new_order(&clock, 60_000)
     };
     let creates: Vec<_> = (0..6)
@@ -503,6 +504,7 @@ async fn commands_queued_together_on_one_replica_commit_as_one_transaction_and_e
     let keyed = NewOrder {
         idempotency_key: key(),
         merchant: None,
+        trace_parent: None,
         ..new_order(&clock, 60_000)
     };
     let retried = NewOrder {

@@ -12,7 +12,7 @@ use payment_core::{
     clock::Clock,
     domain::{
         Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, NewOrder, OrderId,
-        OrderStatus, PaymentEvent, Reason, Scope, StatusChange,
+        OrderStatus, PaymentEvent, Reason, Scope, StatusChange, TraceParent,
     },
     expiry,
     store::{Applied, Created, PostgresStore, SqliteStore, Store, StoreError},
@@ -120,6 +120,13 @@ pub fn new_order(clock: &Clock, ttl_ms: i64) -> NewOrder {
         // Recorded, so every store test also carries it through the row,
         // the event join and (PostgreSQL) the NOTIFY payload.
         merchant: Some(MerchantId::parse("merchant", "store-test-shop").unwrap()),
+        trace_parent: Some(
+            TraceParent::parse(
+                "trace_parent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .unwrap(),
+        ),
         client_secret: ClientSecret::generate(),
         created_at: now,
         expires_at: now.plus_millis(ttl_ms),
@@ -418,6 +425,7 @@ async fn unpaid_orders_expire_with_an_event_once_their_time_passes_and_paid_ones
         store.clone(),
         later,
         Duration::from_millis(50),
+        payment_core::metrics::CoreMetrics::default(),
         shutdown.clone(),
     ));
     let mut expired = Vec::new();
@@ -541,6 +549,7 @@ async fn an_idempotency_key_returns_the_first_order_for_the_same_request_and_is_
     let keyed = NewOrder {
         idempotency_key: IdempotencyKey::from_stored("cart-42"),
         merchant: None,
+        trace_parent: None,
         ..new_order(&clock, 60_000)
     };
     let Created::New(first) = store.create_order(keyed.clone()).await.unwrap() else {

@@ -95,6 +95,12 @@ impl TryFrom<&pb::PaymentEvent> for WireEvent {
             reason: &event.reason,
             occurred_at: rfc3339(event.occurred_at),
         })
+        .map(|wire| {
+            let committed_at = event
+                .occurred_at
+                .and_then(|at| std::time::SystemTime::try_from(at).ok());
+            wire.with_origin(committed_at, &order.trace_parent)
+        })
         .map_err(malformed)
     }
 }

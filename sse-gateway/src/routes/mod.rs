@@ -85,7 +85,11 @@ pub fn router(state: AppState) -> Router {
             instance,
         ))
         // Failures are logged once, by the error type that knows their cause.
-        .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(service_kit::telemetry::http_request_span)
+                .on_failure(()),
+        )
         .with_state(state)
 }
 

@@ -2,8 +2,8 @@
 
 use axum::{
     extract::State,
-    http::{StatusCode, header},
-    response::IntoResponse,
+    http::StatusCode,
+    response::{IntoResponse, Response},
 };
 
 use crate::{
@@ -45,22 +45,14 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// The Prometheus text format.
+/// The OpenMetrics text format (README, "Metrics", lists them).
 #[utoipa::path(
     get,
     path = METRICS,
     tag = "ops",
     summary = "Metrics",
-    responses((status = OK, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String)),
+    responses((status = OK, description = "OpenMetrics 1.0 text: the gateway's metrics and the process metrics.", content_type = "application/openmetrics-text", body = String)),
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state
-            .metrics
-            .render(&state.instance, state.upstream_is_up()),
-    )
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    service_kit::metrics::metrics_handler(State(state.metrics_registry)).await
 }

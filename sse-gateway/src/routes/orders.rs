@@ -126,6 +126,7 @@ pub async fn create_order(
         idempotency_key,
     };
     let order = bounded(state.core_timeout, state.core.create_order(new_order)).await?;
+    tracing::info!(order_id = %order.order_id, "order created");
     Ok((StatusCode::CREATED, Json(OrderResponse::from(order))))
 }
 

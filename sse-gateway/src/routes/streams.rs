@@ -34,7 +34,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -60,8 +60,8 @@ use crate::{
     event::{EventData, Sequence, Status, WireEvent},
     extract::{AdminAccess, ClientSecret, OrderIdPath, ResumeFrom},
     hub::Subscription,
-    metrics::ConnectionGauge,
-    payment_core::{PaymentCore, bounded},
+    metrics::{ConnectionGauge, EventSource, RefusalReason, StreamKind},
+    payment_core::{CoreError, PaymentCore, bounded},
     routes::{DASHBOARD_EVENTS, ORDER_EVENTS},
     state::AppState,
 };
@@ -164,12 +164,16 @@ pub async fn order_events(
     ResumeFrom(after): ResumeFrom,
     secret: ClientSecret,
 ) -> Result<Response, ApiError> {
-    let Some(gauge) = state.metrics.try_open_stream(state.max_streams) else {
+    const KIND: StreamKind = StreamKind::Order;
+    let started = Instant::now();
+    let Some(gauge) = state.metrics.try_open_stream(state.max_streams, KIND) else {
         return Ok(over_capacity(&state));
     };
     if !state.upstream_is_up() {
         return Ok(retry_later(
             &state,
+            KIND,
+            RefusalReason::UpstreamDown,
             "the payment-core stream is not open yet",
         ));
     }
@@ -180,12 +184,23 @@ pub async fn order_events(
     let history = match bounded(state.core_timeout, state.core.order_history(order_id)).await {
         Ok(history) => history,
         Err(error) if error.is_transient() => {
-            return Ok(retry_later(&state, &error.to_string()));
+            return Ok(retry_later(
+                &state,
+                KIND,
+                RefusalReason::CoreUnavailable,
+                &error.to_string(),
+            ));
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => {
+            if matches!(error, CoreError::NotFound) {
+                state.metrics.stream_refused(KIND, RefusalReason::NotFound);
+            }
+            return Err(error.into());
+        }
     };
     // A wrong secret looks exactly like an unknown order.
     if !secret.opens(&history.client_secret) {
+        state.metrics.stream_refused(KIND, RefusalReason::NotFound);
         return Err(ApiError::NotFound);
     }
     let after = after.unwrap_or(0);
@@ -195,6 +210,7 @@ pub async fn order_events(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let feed = Feed::order(history, subscription, after, gauge);
+    state.metrics.stream_set_up(KIND, started.elapsed());
     Ok(sse_response(&state, feed.into_stream()))
 }
 
@@ -222,12 +238,16 @@ pub async fn dashboard_events(
     _: AdminAccess,
     ResumeFrom(after): ResumeFrom,
 ) -> Result<Response, ApiError> {
-    let Some(gauge) = state.metrics.try_open_stream(state.max_streams) else {
+    const KIND: StreamKind = StreamKind::Dashboard;
+    let started = Instant::now();
+    let Some(gauge) = state.metrics.try_open_stream(state.max_streams, KIND) else {
         return Ok(over_capacity(&state));
     };
     if !state.upstream_is_up() {
         return Ok(retry_later(
             &state,
+            KIND,
+            RefusalReason::UpstreamDown,
             "the payment-core stream is not open yet",
         ));
     }
@@ -236,6 +256,7 @@ pub async fn dashboard_events(
         Some(after) => Feed::dashboard_resume(subscription, after, &state, gauge),
         None => Feed::dashboard(recent, subscription, gauge),
     };
+    state.metrics.stream_set_up(KIND, started.elapsed());
     Ok(sse_response(&state, feed.into_stream()))
 }
 
@@ -256,7 +277,8 @@ fn over_capacity(state: &AppState) -> Response {
     )
 }
 
-fn retry_later(state: &AppState, cause: &str) -> Response {
+fn retry_later(state: &AppState, kind: StreamKind, reason: RefusalReason, cause: &str) -> Response {
+    state.metrics.stream_refused(kind, reason);
     tracing::warn!(%cause, "cannot serve the event stream now; telling the browser to retry");
     // Only the reconnect delay: the response ends at once, so there is no
     // connection for a heartbeat to vouch for.
@@ -427,10 +449,10 @@ impl Feed {
         }
     }
 
-    async fn next_wire_event(&mut self) -> Option<Arc<WireEvent>> {
+    async fn next_wire_event(&mut self) -> Option<(Arc<WireEvent>, EventSource)> {
         loop {
             if let Some(event) = self.pending.pop_front() {
-                return Some(event);
+                return Some((event, EventSource::Replay));
             }
             if let Some(backfill) = &self.backfill {
                 // A failed page ends the stream; the browser resumes from its last id.
@@ -449,7 +471,7 @@ impl Feed {
                 continue;
             }
             // `None` when the hub cut this connection off as too slow.
-            return self.live.events.recv().await;
+            return Some((self.live.events.recv().await?, EventSource::Live));
         }
     }
 
@@ -458,7 +480,7 @@ impl Feed {
             return None;
         }
         loop {
-            let event = self.next_wire_event().await?;
+            let (event, source) = self.next_wire_event().await?;
             // Sent already: from the history, or an earlier live copy.
             if event.sequence <= self.last_sent {
                 // Or the client's resume point is past it. If it is the
@@ -471,7 +493,19 @@ impl Feed {
             }
             self.last_sent = event.sequence;
             self.finished = self.ends_at_terminal && event.is_terminal();
-            self.gauge.metrics().event_sent();
+            // The write of the event to this browser, in the order's trace.
+            let span = tracing::info_span!(
+                "sse.write",
+                sequence = event.sequence,
+                order_id = %event.order_id,
+                status = event.status.name(),
+                kind = ?self.gauge.kind(),
+                ?source,
+            );
+            if let Some(trace_parent) = &event.trace_parent {
+                service_kit::telemetry::follow(&span, trace_parent);
+            }
+            span.in_scope(|| self.gauge.event_sent(source, event.committed_at));
             return Some((event.frame.clone(), self));
         }
     }

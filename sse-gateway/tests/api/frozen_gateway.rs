@@ -83,13 +83,7 @@ async fn open_streams(gateway: &Process) -> Option<u64> {
         .text()
         .await
         .ok()?;
-    metrics
-        .lines()
-        .find(|line| line.starts_with("sse_gateway_open_connections{"))?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
+    testkit::metrics::sum(&metrics, "sse_gateway_open_streams", &[]).map(|open| open as u64)
 }
 
 /// The gateway the page's one stream is on, once it is open.

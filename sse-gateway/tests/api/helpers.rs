@@ -237,11 +237,7 @@ pub async fn metrics_of(http: &reqwest::Client, gateway: SocketAddr) -> String {
 
 /// The value of the sample `name{instance="test-gateway"}` in `metrics`.
 pub fn sample(metrics: &str, name: &str) -> Option<f64> {
-    let prefix = format!("{name}{{instance=\"test-gateway\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.trim().parse().ok())
+    testkit::metrics::sum(metrics, name, &[("gateway", "test-gateway")])
 }
 
 /// Creates `count` orders straight through payment-core's gRPC, 50 at a time.

@@ -8,6 +8,8 @@
 //! - [`orders`], [`streams`]: the JSON API and the event streams over real
 //!   sockets, with the real payment-core binary behind;
 //! - [`origins`]: CORS, preflights and foreign origins refused;
+//! - [`observability`]: one payment's trace across the three binaries
+//!   (OTLP, JSON logs), and a real Prometheus scraping them;
 //! - [`resilience`]: crashes, shutdowns, moves between gateways;
 //! - [`browser`]: headless Chromium through the checkout and the dashboard;
 //! - [`frozen_gateway`]: the same behind the project's nginx, with the
@@ -19,6 +21,7 @@ mod core_tls;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;
+mod observability;
 mod openapi;
 mod orders;
 mod origins;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use testkit::eventually;
 
-use crate::helpers::spawn_system;
+use crate::helpers::{sample, spawn_system};
 
 async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();
@@ -208,8 +208,9 @@ async fn bad_input_gets_the_right_4xx_with_a_json_error_and_creates_nothing() {
         );
     }
     let metrics = system.metrics().await;
-    assert!(
-        metrics.contains("sse_gateway_upstream_events_total{instance=\"test-gateway\"} 0"),
+    assert_eq!(
+        sample(&metrics, "sse_gateway_upstream_events_total"),
+        Some(0.0),
         "no order was created:\n{metrics}"
     );
 }
@@ -258,8 +259,8 @@ async fn pages_health_and_metrics_are_served() {
         ("/readyz", "text/plain", "ready"),
         (
             "/metrics",
-            "text/plain; version=0.0.4",
-            "sse_gateway_open_connections{instance=\"test-gateway\"}",
+            "application/openmetrics-text",
+            "sse_gateway_upstream_up{gateway=\"test-gateway\"} 1",
         ),
     ] {
         let response = system.http.get(system.url(path)).send().await.unwrap();

@@ -397,8 +397,7 @@ async fn a_browser_that_closes_its_stream_is_forgotten_at_once() {
     let order = system.create_order(500, "closed tab").await;
     let mut stream = system.open(&order.events_url, &[]).await;
     assert_eq!(stream.expect_event_name().await, "created");
-    let open_connections =
-        || async { sample(&system.metrics().await, "sse_gateway_open_connections") };
+    let open_connections = || async { sample(&system.metrics().await, "sse_gateway_open_streams") };
     assert_eq!(open_connections().await, Some(1.0));
     drop(stream);
     eventually("the closed stream stops counting as open", || async {

@@ -34,7 +34,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
     Applied, Created, Store, StoreError,
-    batch::WriteQueue,
+    batch::{WriteMetrics, WriteQueue},
     columns::{
         Columns, EVENT_COLUMNS, ORDER_COLUMNS, event_from_row, order_from_row, order_id_from_row,
         sequence_from_row,
@@ -82,6 +82,7 @@ const DUE_FOR_EXPIRY: &str = "SELECT order_id FROM orders WHERE status IN ('crea
 pub struct PostgresStore {
     pool: Pool,
     writer: WriteQueue,
+    metrics: WriteMetrics,
     live: broadcast::Sender<Arc<PaymentEvent>>,
     /// Dropping the store stops its follower (so does the shutdown token).
     _stop_follower: DropGuard,
@@ -163,10 +164,17 @@ impl PostgresStore {
             stop.clone(),
         ));
         let (writer, commands) = WriteQueue::new();
-        tokio::spawn(writer::run(pool.clone(), channel, commands));
+        let metrics = WriteMetrics::default();
+        tokio::spawn(writer::run(
+            pool.clone(),
+            channel,
+            commands,
+            metrics.clone(),
+        ));
         Ok(Self {
             pool,
             writer,
+            metrics,
             live,
             _stop_follower: stop.drop_guard(),
         })
@@ -335,6 +343,10 @@ impl Store for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<PaymentEvent>> {
         self.live.subscribe()
+    }
+
+    fn write_metrics(&self) -> &WriteMetrics {
+        &self.metrics
     }
 }
 

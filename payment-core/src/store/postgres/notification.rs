@@ -14,7 +14,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::{
-    domain::{IdempotencyKey, MerchantId, Order, PaymentEvent},
+    domain::{IdempotencyKey, MerchantId, Order, PaymentEvent, TraceParent},
     store::{
         StoreError,
         columns::{Columns, event_from_row},
@@ -45,6 +45,7 @@ pub(super) fn events_json(events: &[&Order]) -> String {
             "client_secret": order.client_secret.as_str(),
             "idempotency_key": order.idempotency_key.as_ref().map(IdempotencyKey::as_str),
             "merchant": order.merchant.as_ref().map(MerchantId::as_str),
+            "trace_parent": order.trace_parent.as_ref().map(TraceParent::as_str),
             "created_at": order.created_at.0,
             "expires_at": order.expires_at.0,
         });
@@ -176,6 +177,13 @@ mod tests {
             idempotency_key: key.and_then(IdempotencyKey::from_stored),
             // One with a merchant, one without: both must come back as sent.
             merchant: key.map(|_| MerchantId::parse("merchant", "shop-7").unwrap()),
+            trace_parent: Some(
+                TraceParent::parse(
+                    "trace_parent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .unwrap(),
+            ),
             client_secret: ClientSecret::generate(),
             created_at: Timestamp(1_000),
             expires_at: Timestamp(61_000),

@@ -28,7 +28,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use deadpool_postgres::{Object, Pool, Transaction};
@@ -37,10 +37,12 @@ use tokio_postgres::error::SqlState;
 
 use super::{client, db, notification};
 use crate::{
-    domain::{Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent},
+    domain::{
+        Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent, TraceParent,
+    },
     store::{
         Applied, Created, StoreError,
-        batch::{MAX_BATCH, Outcome, WriteCommand, answer, fail, take_queued},
+        batch::{MAX_BATCH, Outcome, WriteCommand, WriteMetrics, answer, fail, take_queued},
         columns::{ORDER_COLUMNS, order_from_row, order_id_from_row, sequence_from_row},
     },
 };
@@ -62,7 +64,7 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(15);
 /// that order's transaction first); the rows returned are those inserted.
 const INSERT_ORDERS_FROM_ARRAYS: &str = "SELECT * FROM unnest($1::text[], $2::bigint[], \
      $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], \
-     $10::bigint[], $11::text[], $12::text[], $13::text[]) \
+     $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[]) \
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING order_id";
 /// Step 5: one row per changed order, in its final state.
 const UPDATE_ORDERS: &str = "UPDATE orders o SET status = u.status, reason = u.reason, \
@@ -97,12 +99,18 @@ const APPEND_EVENTS: &str = "WITH head AS ( \
 
 /// Runs until every sender of `commands` is dropped (the store is
 /// dropped); notifies on `channel`, the log's private channel.
-pub(super) async fn run(pool: Pool, channel: Arc<str>, mut commands: mpsc::Receiver<WriteCommand>) {
+pub(super) async fn run(
+    pool: Pool,
+    channel: Arc<str>,
+    mut commands: mpsc::Receiver<WriteCommand>,
+    metrics: WriteMetrics,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = commands.recv().await {
+        let started = Instant::now();
         batch.push(first);
         take_queued(&mut commands, &mut batch);
-        commit_with_retries(&pool, &channel, &mut batch).await;
+        commit_with_retries(&pool, &channel, &mut batch, &metrics, started).await;
     }
     tracing::debug!("postgres writer stopped");
 }
@@ -134,7 +142,13 @@ impl From<StoreError> for Failure {
     }
 }
 
-async fn commit_with_retries(pool: &Pool, channel: &str, batch: &mut Vec<WriteCommand>) {
+async fn commit_with_retries(
+    pool: &Pool,
+    channel: &str,
+    batch: &mut Vec<WriteCommand>,
+    metrics: &WriteMetrics,
+    started: Instant,
+) {
     let mut attempt = 1;
     loop {
         let attempted = match client(pool).await {
@@ -156,7 +170,7 @@ async fn commit_with_retries(pool: &Pool, channel: &str, batch: &mut Vec<WriteCo
             }
         };
         match attempted {
-            Ok(outcomes) => return answer(batch, outcomes),
+            Ok(outcomes) => return answer(batch, outcomes, metrics, started),
             Err(Failure::Retryable(error)) if attempt < ATTEMPTS => {
                 tracing::warn!(%error, attempt, batch = batch.len(), "write batch aborted by the server; retrying");
                 attempt += 1;
@@ -166,9 +180,9 @@ async fn commit_with_retries(pool: &Pool, channel: &str, batch: &mut Vec<WriteCo
                     "aborted by the database {ATTEMPTS} times: {}",
                     db(error)
                 ));
-                return fail(batch, &error);
+                return fail(batch, &error, metrics);
             }
-            Err(Failure::Failed(error)) => return fail(batch, &error),
+            Err(Failure::Failed(error)) => return fail(batch, &error, metrics),
         }
     }
 }
@@ -415,6 +429,10 @@ async fn insert_orders(
         .iter()
         .map(|o| o.merchant.as_ref().map(MerchantId::as_str))
         .collect();
+    let trace_parents: Vec<Option<&str>> = new_orders
+        .iter()
+        .map(|o| o.trace_parent.as_ref().map(TraceParent::as_str))
+        .collect();
     let statement = tx
         .prepare_cached(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) {INSERT_ORDERS_FROM_ARRAYS}"
@@ -437,6 +455,7 @@ async fn insert_orders(
                 &text(|o| o.reason.as_str()),
                 &text(|o| o.provider_reference.as_str()),
                 &merchants,
+                &trace_parents,
             ],
         )
         .await?;
