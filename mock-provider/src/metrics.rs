@@ -11,9 +11,16 @@ use prometheus_client::{
 };
 use service_kit::metrics::ServiceRegistry;
 
-use crate::reporter::{Outcome, ReportError};
+/// The result a report carried.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ReportedResult {
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+}
 
-service_kit::label_values!(Outcome {
+service_kit::label_values!(ReportedResult {
     Processing => "processing",
     Succeeded => "succeeded",
     Failed => "failed",
@@ -40,20 +47,9 @@ service_kit::label_values!(ReportAnswer {
     Unavailable => "unavailable",
 });
 
-impl From<&Result<bool, &ReportError>> for ReportAnswer {
-    fn from(answer: &Result<bool, &ReportError>) -> Self {
-        match answer {
-            Ok(true) => Self::Applied,
-            Ok(false) => Self::Repeated,
-            Err(ReportError::Unavailable(_) | ReportError::Other(_)) => Self::Unavailable,
-            Err(_) => Self::Refused,
-        }
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReportLabels {
-    result: Outcome,
+    result: ReportedResult,
     outcome: ReportAnswer,
 }
 
@@ -75,7 +71,7 @@ impl ProviderMetrics {
         (metrics, registry.finish())
     }
 
-    pub fn report_sent(&self, result: Outcome, answer: ReportAnswer) {
+    pub fn report_sent(&self, result: ReportedResult, answer: ReportAnswer) {
         self.reports
             .get_or_create(&ReportLabels {
                 result,

@@ -19,7 +19,7 @@ use service_kit::{
 };
 use tracing::Instrument;
 
-use crate::metrics::{ProviderMetrics, ReportAnswer};
+use crate::metrics::{ProviderMetrics, ReportAnswer, ReportedResult};
 use tonic::{Code, transport::Channel};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +61,17 @@ pub enum Outcome {
     Succeeded,
     Failed,
     Canceled,
+}
+
+impl From<Outcome> for ReportedResult {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Processing => Self::Processing,
+            Outcome::Succeeded => Self::Succeeded,
+            Outcome::Failed => Self::Failed,
+            Outcome::Canceled => Self::Canceled,
+        }
+    }
 }
 
 impl From<Outcome> for pb::PaymentOutcome {
@@ -157,10 +168,13 @@ impl Reporter {
             Ok((_, changed)) => tracing::info!(changed, "report sent"),
             Err(error) => tracing::warn!(%error, "report not taken"),
         });
-        self.metrics.report_sent(
-            outcome,
-            ReportAnswer::from(&answer.as_ref().map(|(_, changed)| *changed)),
-        );
+        let how = match &answer {
+            Ok((_, true)) => ReportAnswer::Applied,
+            Ok((_, false)) => ReportAnswer::Repeated,
+            Err(ReportError::Unavailable(_) | ReportError::Other(_)) => ReportAnswer::Unavailable,
+            Err(_) => ReportAnswer::Refused,
+        };
+        self.metrics.report_sent(ReportedResult::from(outcome), how);
         answer
     }
 
