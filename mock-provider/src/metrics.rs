@@ -1,4 +1,4 @@
-//! mock-provider's Prometheus metrics (README, "Metrics"), at `GET /metrics`
+//! mock-provider's Prometheus metrics (README, "Metrics and traces"), at `GET /metrics`
 //! of the page server: the reports it sent, by result and by how
 //! payment-core answered.
 

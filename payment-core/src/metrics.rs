@@ -1,4 +1,4 @@
-//! payment-core's Prometheus metrics (README, "Metrics"), served on their
+//! payment-core's Prometheus metrics (README, "Metrics and traces"), served on their
 //! own address (`PAYMENT_CORE_METRICS_LISTEN`) by [`serve`].
 //!
 //! [`CoreMetrics`] holds the handles the gRPC edge, the watchers and the

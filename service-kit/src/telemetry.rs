@@ -33,22 +33,17 @@ use tracing_subscriber::{
 };
 
 /// The environment variable that turns span export on.
-pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
-/// Keeps the tracer provider alive; [`Telemetry::shutdown`] (or dropping it)
-/// exports the spans still queued, within the exporter's own timeout.
-#[must_use = "dropping it stops span export"]
+/// Keeps the tracer provider; [`Telemetry::shutdown`] exports the spans
+/// still queued, within the exporter's own timeout.
+#[must_use = "call shutdown at exit, or queued spans are lost"]
 pub struct Telemetry {
     provider: SdkTracerProvider,
     exporting: bool,
 }
 
 impl Telemetry {
-    /// Whether spans leave the process (`OTEL_EXPORTER_OTLP_ENDPOINT` set).
-    pub fn exporting(&self) -> bool {
-        self.exporting
-    }
-
     pub fn shutdown(self) {
         if self.exporting
             && let Err(error) = self.provider.shutdown()
@@ -183,11 +178,38 @@ pub fn traceparent_of(span: &Span) -> Option<String> {
 /// Makes `span` a child of `traceparent` (a step of the order it names);
 /// an empty or malformed one leaves `span` as it was.
 pub fn follow(span: &Span, traceparent: &str) {
-    let parent = context_of(traceparent);
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+    if let Some(trace) = RemoteTrace::parse(traceparent) {
+        trace.adopt(span);
     }
 }
+
+/// A W3C trace context read once (an order's `traceparent`), which any
+/// number of spans can then join without reading it again: the gateway
+/// reads each event's once, and every connection's write of it joins.
+#[derive(Clone, Debug)]
+pub struct RemoteTrace(opentelemetry::Context);
+
+impl RemoteTrace {
+    /// `None` for an empty or malformed `traceparent`.
+    pub fn parse(traceparent: &str) -> Option<Self> {
+        let context = context_of(traceparent);
+        let valid = context.span().span_context().is_valid();
+        valid.then_some(Self(context))
+    }
+
+    /// Makes `span` a child of this trace context.
+    pub fn adopt(&self, span: &Span) {
+        let _ = span.set_parent(self.0.clone());
+    }
+}
+
+impl PartialEq for RemoteTrace {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.span().span_context() == other.0.span().span_context()
+    }
+}
+
+impl Eq for RemoteTrace {}
 
 /// Links `span` to the trace `traceparent` names, when `span` belongs to
 /// another trace (a report a provider sent without the order's context).
@@ -197,15 +219,6 @@ pub fn link_to(span: &Span, traceparent: &str) {
     if linked.is_valid() && linked.trace_id() != span.context().span().span_context().trace_id() {
         span.add_link(linked);
     }
-}
-
-/// The trace id of `span`, as logs print it.
-pub fn trace_id_of(span: &Span) -> Option<String> {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
 }
 
 fn context_of(traceparent: &str) -> opentelemetry::Context {

@@ -4,11 +4,12 @@
 //! gRPC edge (the `payment_core` module, which uses this one) converts them
 //! into these.
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{fmt, time::SystemTime};
 
 use bytes::Bytes;
 use payments_proto::payments::v1::OrderStatus as ContractStatus;
 use serde::{Serialize, Serializer};
+use service_kit::telemetry::RemoteTrace;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -210,9 +211,9 @@ pub struct WireEvent {
     pub frame: Bytes,
     /// When payment-core committed it: the start of its delivery lag.
     pub committed_at: Option<SystemTime>,
-    /// The W3C traceparent of the order's trace, which each connection's
-    /// write of the event joins.
-    pub trace_parent: Option<Arc<str>>,
+    /// The order's trace (read once, from its W3C traceparent), which each
+    /// connection's write of the event joins.
+    pub trace: Option<RemoteTrace>,
 }
 
 impl WireEvent {
@@ -240,7 +241,7 @@ impl WireEvent {
             status,
             frame: Bytes::from(frame),
             committed_at: None,
-            trace_parent: None,
+            trace: None,
         }
     }
 
@@ -248,7 +249,7 @@ impl WireEvent {
     /// (empty: untraced).
     pub fn with_origin(mut self, committed_at: Option<SystemTime>, trace_parent: &str) -> Self {
         self.committed_at = committed_at;
-        self.trace_parent = (!trace_parent.is_empty()).then(|| trace_parent.into());
+        self.trace = RemoteTrace::parse(trace_parent);
         self
     }
 

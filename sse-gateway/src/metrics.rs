@@ -1,15 +1,18 @@
-//! The gateway's Prometheus metrics (README, "Metrics"), labelled with the
+//! The gateway's Prometheus metrics (README, "Metrics and traces"), labelled with the
 //! instance name (`gateway="…"`) so that several gateways can be told apart
 //! behind one scraper, and rendered at `GET /metrics` with the process
 //! metrics by `service_kit::metrics`.
 //!
 //! Handles are atomics (a histogram takes a short lock of its own): they
 //! are bumped on hot paths (every event sent) and read only by scrapes.
-//! Label sets are small closed enums, so each family's handles are looked up
-//! in a map that never grows past a few entries.
+//! Label sets are small closed enums: the handles of every label value are
+//! resolved once, at start, and the hot paths index them.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -87,17 +90,31 @@ struct SentLabels {
 }
 
 pub struct Metrics {
-    open_streams: Family<KindLabels, Gauge>,
-    stream_setup_seconds: Family<KindLabels, Histogram>,
+    /// Streams open, of every kind: the one count `MAX_STREAMS` is checked
+    /// against (one read-modify-write, so racing openers never both slip
+    /// in). The per-kind gauges are what is shown.
+    open_total: AtomicU64,
+    /// Per-kind and per-source handles, indexed by `StreamKind` and
+    /// `EventSource` (resolved from their families once, at start), so the
+    /// per-event path does no lookup.
+    open_streams: [Gauge; 2],
+    stream_setup_seconds: [Histogram; 2],
+    events_sent: [[Counter; 2]; 2],
+    delivery_lag_seconds: [[Histogram; 2]; 2],
     streams_refused: Family<RefusalLabels, Counter>,
-    events_sent: Family<SentLabels, Counter>,
-    delivery_lag_seconds: Family<SentLabels, Histogram>,
     slow_clients_disconnected: Counter,
     upstream_events: Counter,
     upstream_reconnects: Counter,
+    /// 1 while the payment-core stream is open: what `/readyz` reports, and
+    /// the condition for serving event streams.
     upstream_up: Gauge,
     upstream_position: Gauge,
 }
+
+/// In declaration order, so that `kind as usize` and `source as usize`
+/// index the handle arrays.
+const KINDS: [StreamKind; 2] = [StreamKind::Order, StreamKind::Dashboard];
+const SOURCES: [EventSource; 2] = [EventSource::Live, EventSource::Replay];
 
 /// Counts one open SSE stream for as long as it lives, and is that
 /// stream's handle on the metrics.
@@ -114,26 +131,18 @@ impl ConnectionGauge {
     /// One event written to this stream's browser. `committed_at` is the
     /// core's commit time of it, when known.
     pub fn event_sent(&self, source: EventSource, committed_at: Option<SystemTime>) {
-        let labels = SentLabels {
-            kind: self.kind,
-            source,
-        };
-        self.metrics.events_sent.get_or_create(&labels).inc();
+        let (kind, source) = (self.kind as usize, source as usize);
+        self.metrics.events_sent[kind][source].inc();
         if let Some(lag) = committed_at.and_then(|at| SystemTime::now().duration_since(at).ok()) {
-            self.metrics
-                .delivery_lag_seconds
-                .get_or_create(&labels)
-                .observe(lag.as_secs_f64());
+            self.metrics.delivery_lag_seconds[kind][source].observe(lag.as_secs_f64());
         }
     }
 }
 
 impl Drop for ConnectionGauge {
     fn drop(&mut self) {
-        self.metrics
-            .open_streams
-            .get_or_create(&KindLabels { kind: self.kind })
-            .dec();
+        self.metrics.open_streams[self.kind as usize].dec();
+        self.metrics.open_total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -141,58 +150,67 @@ impl Metrics {
     /// The metrics and the registry that renders them (with the process
     /// metrics), every one of them labelled `gateway=instance`.
     pub fn new(instance: &str) -> (Arc<Self>, Arc<Registry>) {
+        let open_streams = Family::<KindLabels, Gauge>::default();
+        let stream_setup = Family::<KindLabels, Histogram>::new_with_constructor(latency_histogram);
+        let events_sent = Family::<SentLabels, Counter>::default();
+        let delivery_lag = Family::<SentLabels, Histogram>::new_with_constructor(latency_histogram);
+        let by_kind = |kind: StreamKind| KindLabels { kind };
+        let sent = |kind: StreamKind, source: EventSource| SentLabels { kind, source };
+        // Every series exists from the start, at 0: one that appears only
+        // once something happens reads as "unknown" before it.
         let metrics = Arc::new(Self {
-            open_streams: Family::default(),
-            stream_setup_seconds: Family::new_with_constructor(latency_histogram),
+            open_total: AtomicU64::new(0),
+            open_streams: KINDS.map(|kind| open_streams.get_or_create(&by_kind(kind)).clone()),
+            stream_setup_seconds: KINDS
+                .map(|kind| stream_setup.get_or_create(&by_kind(kind)).clone()),
+            events_sent: KINDS.map(|kind| {
+                SOURCES.map(|source| events_sent.get_or_create(&sent(kind, source)).clone())
+            }),
+            delivery_lag_seconds: KINDS.map(|kind| {
+                SOURCES.map(|source| delivery_lag.get_or_create(&sent(kind, source)).clone())
+            }),
             streams_refused: Family::default(),
-            events_sent: Family::default(),
-            delivery_lag_seconds: Family::new_with_constructor(latency_histogram),
             slow_clients_disconnected: Counter::default(),
             upstream_events: Counter::default(),
             upstream_reconnects: Counter::default(),
             upstream_up: Gauge::default(),
             upstream_position: Gauge::default(),
         });
-        // Both kinds are shown from the start, at 0: a series that appears
-        // only once something happens reads as "unknown" before it.
-        for kind in [StreamKind::Order, StreamKind::Dashboard] {
-            drop(metrics.open_streams.get_or_create(&KindLabels { kind }));
-        }
         let mut registry = ServiceRegistry::new("sse_gateway");
         let service = registry
             .service()
             .sub_registry_with_label(("gateway".into(), instance.to_owned().into()));
+        service.register(
+            "open_streams",
+            "Open SSE streams, by kind (order, dashboard).",
+            open_streams,
+        );
+        service.register_with_unit(
+            "stream_setup",
+            "Time from a stream's request to its response starting (history read, live registered).",
+            Unit::Seconds,
+            stream_setup,
+        );
+        service.register(
+            "events_sent",
+            "SSE events written to browsers, by stream kind and source (live, replay).",
+            events_sent,
+        );
+        service.register_with_unit(
+            "delivery_lag",
+            "Time from payment-core's record of an event to its frame being handed to the browser's connection.",
+            Unit::Seconds,
+            delivery_lag,
+        );
         metrics.register(service);
         (metrics, registry.finish())
     }
 
     fn register(&self, registry: &mut Registry) {
         registry.register(
-            "open_streams",
-            "Open SSE streams, by kind (order, dashboard).",
-            self.open_streams.clone(),
-        );
-        registry.register_with_unit(
-            "stream_setup",
-            "Time from a stream's request to its response starting (history read, live registered).",
-            Unit::Seconds,
-            self.stream_setup_seconds.clone(),
-        );
-        registry.register(
             "streams_refused",
             "Streams not served, by kind and reason (over_capacity, upstream_down, core_unavailable, not_found).",
             self.streams_refused.clone(),
-        );
-        registry.register(
-            "events_sent",
-            "SSE events written to browsers, by stream kind and source (live, replay).",
-            self.events_sent.clone(),
-        );
-        registry.register_with_unit(
-            "delivery_lag",
-            "Time from payment-core's commit of an event to its frame being handed to the browser's connection.",
-            Unit::Seconds,
-            self.delivery_lag_seconds.clone(),
         );
         registry.register(
             "slow_clients_disconnected",
@@ -230,27 +248,12 @@ impl Metrics {
         max: u64,
         kind: StreamKind,
     ) -> Option<ConnectionGauge> {
-        // Cloned handles: a family's lookup guard must not be held across
-        // another lookup in it.
-        let gauge = self
-            .open_streams
-            .get_or_create(&KindLabels { kind })
-            .clone();
-        let open_before = gauge.inc();
-        let open_of_other_kind = self
-            .open_streams
-            .get_or_create(&KindLabels {
-                kind: match kind {
-                    StreamKind::Order => StreamKind::Dashboard,
-                    StreamKind::Dashboard => StreamKind::Order,
-                },
-            })
-            .get();
-        if u64::try_from(open_before + open_of_other_kind).unwrap_or(0) >= max {
-            gauge.dec();
+        if self.open_total.fetch_add(1, Ordering::Relaxed) >= max {
+            self.open_total.fetch_sub(1, Ordering::Relaxed);
             self.stream_refused(kind, RefusalReason::OverCapacity);
             return None;
         }
+        self.open_streams[kind as usize].inc();
         Some(ConnectionGauge {
             metrics: Arc::clone(self),
             kind,
@@ -264,9 +267,7 @@ impl Metrics {
     }
 
     pub fn stream_set_up(&self, kind: StreamKind, took: Duration) {
-        self.stream_setup_seconds
-            .get_or_create(&KindLabels { kind })
-            .observe(took.as_secs_f64());
+        self.stream_setup_seconds[kind as usize].observe(took.as_secs_f64());
     }
 
     pub fn upstream_event_received(&self, sequence: u64) {
@@ -279,8 +280,14 @@ impl Metrics {
         self.upstream_reconnects.inc();
     }
 
-    pub fn upstream_is_up(&self, up: bool) {
-        self.upstream_up.set(i64::from(up));
+    /// Marks the payment-core stream open or closed; answers whether it
+    /// was open.
+    pub fn set_upstream_up(&self, up: bool) -> bool {
+        self.upstream_up.set(i64::from(up)) == 1
+    }
+
+    pub fn upstream_is_up(&self) -> bool {
+        self.upstream_up.get() == 1
     }
 
     pub fn slow_client_dropped(&self) {

@@ -105,7 +105,6 @@ impl Application {
             core: Arc::clone(&state.core),
             hub: Arc::clone(&state.hub),
             metrics: Arc::clone(&state.metrics),
-            up: Arc::clone(&state.upstream_up),
         };
         let upstream = tokio::spawn(upstream.run(shutdown.child_token()));
         service_kit::shutdown::serve_with_bounded_drain(

@@ -1,12 +1,6 @@
 //! What every request handler shares: [`AppState`].
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
@@ -28,9 +22,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// What `/metrics` renders: `metrics` and the process metrics.
     pub metrics_registry: Arc<prometheus_client::registry::Registry>,
-    /// True while the upstream stream is open. Written only by the upstream
-    /// task; event streams are not served while it is false.
-    pub upstream_up: Arc<AtomicBool>,
     /// Foreign origins allowed to use the API (`ALLOWED_ORIGINS`); empty:
     /// same-origin only.
     pub allowed_origins: Arc<[HeaderValue]>,
@@ -64,7 +55,6 @@ impl AppState {
             hub: Hub::new(Arc::clone(&metrics)),
             metrics,
             metrics_registry,
-            upstream_up: Arc::new(AtomicBool::new(false)),
             admin_token: config.admin_token.as_str().into(),
             instance: config.instance.as_str().into(),
             heartbeat: config.heartbeat(),
@@ -80,7 +70,9 @@ impl AppState {
         })
     }
 
+    /// Whether the upstream stream is open (set only by the upstream
+    /// task): event streams are not served while it is not.
     pub fn upstream_is_up(&self) -> bool {
-        self.upstream_up.load(Ordering::Relaxed)
+        self.metrics.upstream_is_up()
     }
 }

@@ -7,13 +7,7 @@
 //! stampede a restarting core) and resumes after the last sequence it saw,
 //! so no connected browser misses an event.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -26,9 +20,9 @@ const BACKOFF_CEILING: Duration = Duration::from_secs(5);
 pub struct Upstream {
     pub core: Arc<dyn PaymentCore>,
     pub hub: Arc<Hub>,
+    /// Also where the stream's state is kept (`upstream_up`): what
+    /// `/readyz` reports.
     pub metrics: Arc<Metrics>,
-    /// True while the stream is open: what `/readyz` reports.
-    pub up: Arc<AtomicBool>,
 }
 
 impl Upstream {
@@ -42,8 +36,7 @@ impl Upstream {
             {
                 tracing::warn!(%error, after_sequence = ?last_sequence, "payment-core stream down; reconnecting");
             }
-            let was_up = self.up.swap(false, Ordering::Relaxed);
-            self.metrics.upstream_is_up(false);
+            let was_up = self.metrics.set_upstream_up(false);
             if shutdown.is_cancelled() {
                 break;
             }
@@ -57,8 +50,7 @@ impl Upstream {
                 () = tokio::time::sleep(delay) => {}
             }
         }
-        self.up.store(false, Ordering::Relaxed);
-        self.metrics.upstream_is_up(false);
+        self.metrics.set_upstream_up(false);
         tracing::debug!("upstream task stopped");
     }
 
@@ -85,8 +77,7 @@ impl Upstream {
             .await
             .map_err(|e| e.to_string())?;
         *last_sequence = Some(after);
-        self.up.store(true, Ordering::Relaxed);
-        self.metrics.upstream_is_up(true);
+        self.metrics.set_upstream_up(true);
         tracing::info!(after_sequence = after, "payment-core stream open");
         loop {
             let message = tokio::select! {

@@ -705,7 +705,23 @@ pub async fn apply_failing_change_and_check_it_left_nothing(
         .await
         .unwrap();
     assert!(matches!(paid, Applied::Moved(event) if event.sequence == 2));
+    let metrics = write_metrics(store);
+    let sample = |name| testkit::metrics::sum(&metrics, name, &[]);
+    assert_eq!(sample("commit_failures_total"), Some(1.0), "{metrics}");
+    assert_eq!(
+        sample("commit_seconds_count"),
+        Some(2.0),
+        "the create and the payment"
+    );
+    assert_eq!(sample("log_head_sequence"), Some(2.0));
     error
+}
+
+/// `store`'s writer metrics, rendered.
+fn write_metrics(store: &dyn Store) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    store.write_metrics().register(&mut registry);
+    service_kit::metrics::render(&registry).unwrap()
 }
 
 #[tokio::test]

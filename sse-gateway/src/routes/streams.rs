@@ -502,8 +502,8 @@ impl Feed {
                 kind = ?self.gauge.kind(),
                 ?source,
             );
-            if let Some(trace_parent) = &event.trace_parent {
-                service_kit::telemetry::follow(&span, trace_parent);
+            if let Some(trace) = &event.trace {
+                trace.adopt(&span);
             }
             span.in_scope(|| self.gauge.event_sent(source, event.committed_at));
             return Some((event.frame.clone(), self));

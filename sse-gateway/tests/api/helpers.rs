@@ -235,7 +235,7 @@ pub async fn metrics_of(http: &reqwest::Client, gateway: SocketAddr) -> String {
         .expect("metrics body")
 }
 
-/// The value of the sample `name{instance="test-gateway"}` in `metrics`.
+/// The sum of the samples `name{gateway="test-gateway",…}` in `metrics`.
 pub fn sample(metrics: &str, name: &str) -> Option<f64> {
     testkit::metrics::sum(metrics, name, &[("gateway", "test-gateway")])
 }

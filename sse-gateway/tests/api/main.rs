@@ -8,6 +8,7 @@
 //! - [`orders`], [`streams`]: the JSON API and the event streams over real
 //!   sockets, with the real payment-core binary behind;
 //! - [`origins`]: CORS, preflights and foreign origins refused;
+//! - [`metrics`]: `/metrics` moving with a payment;
 //! - [`observability`]: one payment's trace across the three binaries
 //!   (OTLP, JSON logs), and a real Prometheus scraping them;
 //! - [`resilience`]: crashes, shutdowns, moves between gateways;
@@ -21,6 +22,7 @@ mod core_tls;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;
+mod metrics;
 mod observability;
 mod openapi;
 mod orders;
