@@ -87,7 +87,7 @@ pub fn router(state: AppState) -> Router {
         // Failures are logged once, by the error type that knows their cause.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(service_kit::telemetry::http_request_span)
+                .make_span_with(request_span)
                 .on_failure(()),
         )
         .with_state(state)
@@ -103,6 +103,20 @@ async fn method_not_allowed() -> ApiError {
 /// Whether `path` (without its query) names an event stream: the dashboard
 /// stream, or an order stream whose id needs no percent-decoding (the
 /// router decodes; paths that need it are left to hyper's path).
+/// A request's span. An event stream's lives as long as the stream (the
+/// layer keeps it with the body), so it stays a `debug` span, off by
+/// default and never an OpenTelemetry span: at 10,000 open streams one
+/// would cost 1.5 KiB each (BENCHMARKS.md). Each event's write is a span of
+/// its own, in its order's trace (`streams`).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let path = request.uri().path();
+    if is_event_stream_path(path) {
+        tracing::debug_span!("http", method = %request.method(), path)
+    } else {
+        service_kit::telemetry::http_request_span(request)
+    }
+}
+
 pub fn is_event_stream_path(path: &str) -> bool {
     if path == DASHBOARD_EVENTS {
         return true;
