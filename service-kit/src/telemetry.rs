@@ -4,12 +4,13 @@
 //!   writes one JSON object per line, with the `trace_id` and `span_id` of
 //!   the span the line was logged in, so one payment's lines can be found in
 //!   every service's log by its trace id.
-//! - Traces: every service keeps OpenTelemetry spans of its `info` spans,
-//!   whatever `RUST_LOG` says, so the ids exist for the logs and for the
-//!   peers a call goes to. They leave the process only when
-//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set (OTLP over HTTP/protobuf, batched
-//!   on a thread of the exporter's own; `OTEL_SERVICE_NAME` and the other
-//!   standard `OTEL_*` variables apply).
+//! - Traces: a service keeps OpenTelemetry spans of its `info` spans,
+//!   whatever `RUST_LOG` says, when something reads them: the JSON logs
+//!   (their ids) or an exporter (`OTEL_EXPORTER_OTLP_ENDPOINT`: OTLP over
+//!   HTTP/protobuf, batched on a thread of the exporter's own;
+//!   `OTEL_SERVICE_NAME` and the other standard `OTEL_*` variables apply).
+//!   Otherwise none are built: they cost a third of the unpaced throughput
+//!   (BENCHMARKS.md), and with no trace nothing is propagated either.
 //! - Propagation: W3C `traceparent`/`tracestate`, read from HTTP requests
 //!   and gRPC calls ([`continue_trace`]), written on calls to payment-core
 //!   ([`inject`]), and kept as text with an order ([`traceparent_of`],
@@ -66,8 +67,9 @@ pub fn init(service: &'static str, format: &str) -> anyhow::Result<Telemetry> {
     } else {
         fmt::layer().with_filter(filter).boxed()
     };
+    let traced = exporting || format == "json";
     let _ = tracing_subscriber::registry()
-        .with(trace_layer(tracer))
+        .with(traced.then(|| trace_layer(tracer)))
         .with(log_layer)
         .try_init();
     Ok(Telemetry {
