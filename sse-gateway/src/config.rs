@@ -54,6 +54,14 @@ pub struct Config {
     /// limit, with room for the API's own connections.
     #[arg(long, env = "MAX_STREAMS", default_value_t = 15_000)]
     pub max_streams: u64,
+    /// Orders whose whole history this gateway keeps in memory, from the
+    /// `created` events it sees, so that opening a stream for one of them
+    /// (a reconnect storm when another gateway stops) costs no call to
+    /// payment-core. Oldest created go first; each costs about 0.5 KiB
+    /// (BENCHMARKS.md). Orders it did not see created are read from the
+    /// core. 0 keeps none.
+    #[arg(long, env = "RECENT_ORDERS", default_value_t = 50_000)]
+    pub recent_orders: usize,
     /// Reconnect delay told to a stream refused for `MAX_STREAMS`: this
     /// plus up to as much again at random, so refused browsers do not all
     /// come back in the same instant.

@@ -4,7 +4,7 @@
 //! gRPC edge (the `payment_core` module, which uses this one) converts them
 //! into these.
 
-use std::{fmt, time::SystemTime};
+use std::{fmt, sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
 use payments_proto::payments::v1::OrderStatus as ContractStatus;
@@ -258,9 +258,62 @@ impl WireEvent {
     }
 }
 
+/// One order's events, oldest first, and the secret that lets a browser
+/// watch them: what a stream needs to open, from payment-core or from the
+/// gateway's memory of recent orders.
+#[derive(Debug, Clone)]
+pub struct OrderHistory {
+    pub client_secret: Arc<str>,
+    pub events: Vec<Arc<WireEvent>>,
+}
+
+impl OrderHistory {
+    /// The events after `sequence`, and whether the order has reached a
+    /// final state (its last event is final).
+    pub fn after(self, sequence: u64) -> (Vec<Arc<WireEvent>>, bool) {
+        let finished = self.events.last().is_some_and(|event| event.is_terminal());
+        let newer = self
+            .events
+            .into_iter()
+            .filter(|event| event.sequence > sequence)
+            .collect();
+        (newer, finished)
+    }
+}
+
+/// An event as the upstream delivers it: the event, and its order's client
+/// secret, which only the gateway's memory of recent orders keeps (no
+/// frame carries it).
+#[derive(Debug, Clone)]
+pub struct UpstreamEvent {
+    pub event: WireEvent,
+    pub client_secret: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn history(statuses: &[Status]) -> OrderHistory {
+        let order = OrderId(Uuid::nil());
+        OrderHistory {
+            client_secret: "cs".into(),
+            events: statuses
+                .iter()
+                .zip(1..)
+                .map(|(status, sequence)| Arc::new(WireEvent::new(sequence, order, *status, "{}")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_history_is_cut_after_the_resume_point_and_knows_when_the_order_is_final() {
+        let (newer, finished) = history(&[Status::Created, Status::Processing]).after(1);
+        assert_eq!(newer.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2]);
+        assert!(!finished);
+        let (newer, finished) = history(&[Status::Created, Status::Succeeded]).after(2);
+        assert!(newer.is_empty() && finished, "a client that saw the end");
+    }
 
     #[test]
     fn a_frame_carries_id_event_and_one_data_line_per_line() {

@@ -10,10 +10,18 @@
 //! reconnects with `Last-Event-ID` and catches up from payment-core). A slow
 //! browser therefore neither delays the others nor grows memory.
 //!
-//! Locks: each shard's mutex guards its order -> connections map; the
-//! dashboard mutex guards the dashboard list and the recent-events ring.
-//! Both are std mutexes held only to register, unregister or push to
-//! channels without waiting, never across an `.await`.
+//! Each shard also keeps its part of the gateway's memory of recent orders
+//! ([`RecentOrders`]): an event is recorded there and handed to the order's
+//! connections under one lock, and a new connection registers and reads
+//! that memory under the same lock. So for an order the gateway knows, the
+//! history a stream opens with and its live channel split the order's
+//! events exactly: each one is in one of the two, never in neither.
+//!
+//! Locks: each shard's mutex guards its order -> connections map and its
+//! recent orders; the dashboard mutex guards the dashboard list and the
+//! recent-events ring. Both are std mutexes held only to register,
+//! unregister, copy a handful of references or push to channels without
+//! waiting, never across an `.await`.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -27,8 +35,9 @@ use std::{
 use tokio::sync::mpsc;
 
 use crate::{
-    event::{OrderId, WireEvent},
+    event::{OrderHistory, OrderId, UpstreamEvent, WireEvent},
     metrics::Metrics,
+    recent::RecentOrders,
 };
 
 /// Order connections get at most a handful of events (created, processing,
@@ -53,9 +62,16 @@ struct Dashboards {
     recent: VecDeque<Arc<WireEvent>>,
 }
 
+/// One shard of the orders: the connections watching them, and the
+/// recent ones' histories.
+struct Shard {
+    watchers: HashMap<OrderId, Vec<Subscriber>>,
+    recent: RecentOrders,
+}
+
 pub struct Hub {
-    /// Order id -> the connections watching it; sharded by the id's hash.
-    shards: Vec<Mutex<HashMap<OrderId, Vec<Subscriber>>>>,
+    /// Sharded by the order id's hash.
+    shards: Vec<Mutex<Shard>>,
     dashboards: Mutex<Dashboards>,
     hasher: RandomState,
     /// Tells apart two connections of one order (two tabs) when one leaves.
@@ -81,10 +97,10 @@ impl Drop for Subscription {
         match &self.key {
             Key::Order(order_id) => {
                 let mut shard = self.hub.shard(*order_id);
-                if let Some(subscribers) = shard.get_mut(order_id) {
+                if let Some(subscribers) = shard.watchers.get_mut(order_id) {
                     subscribers.retain(|subscriber| subscriber.id != self.id);
                     if subscribers.is_empty() {
-                        shard.remove(order_id);
+                        shard.watchers.remove(order_id);
                     }
                 }
             }
@@ -104,9 +120,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+    /// `recent_orders`: how many orders' histories to keep (spread over
+    /// the shards, each holding its share rounded up); 0 keeps none.
+    pub fn new(metrics: Arc<Metrics>, recent_orders: usize) -> Arc<Self> {
+        let per_shard = recent_orders.div_ceil(SHARDS);
         Arc::new(Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        watchers: HashMap::new(),
+                        recent: RecentOrders::with_capacity(per_shard),
+                    })
+                })
+                .collect(),
             dashboards: Mutex::default(),
             hasher: RandomState::new(),
             next_id: AtomicU64::new(0),
@@ -114,24 +140,35 @@ impl Hub {
         })
     }
 
-    fn shard(&self, order_id: OrderId) -> MutexGuard<'_, HashMap<OrderId, Vec<Subscriber>>> {
+    fn shard(&self, order_id: OrderId) -> MutexGuard<'_, Shard> {
         lock(&self.shards[self.hasher.hash_one(order_id) as usize % SHARDS])
     }
 
-    /// Registers for one order's events from now on.
-    pub fn subscribe_order(self: &Arc<Self>, order_id: OrderId) -> Subscription {
+    /// Registers for one order's events from now on, and answers the
+    /// order's history up to now if the gateway knows the order (see the
+    /// module doc); `None` leaves the history to the caller.
+    pub fn subscribe_order(
+        self: &Arc<Self>,
+        order_id: OrderId,
+    ) -> (Subscription, Option<OrderHistory>) {
         let (tx, events) = mpsc::channel(ORDER_BUFFER);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.shard(order_id)
-            .entry(order_id)
-            .or_default()
-            .push(Subscriber { id, tx });
-        Subscription {
+        let history = {
+            let mut shard = self.shard(order_id);
+            shard
+                .watchers
+                .entry(order_id)
+                .or_default()
+                .push(Subscriber { id, tx });
+            shard.recent.get(order_id)
+        };
+        let subscription = Subscription {
             hub: Arc::clone(self),
             key: Key::Order(order_id),
             id,
             events,
-        }
+        };
+        (subscription, history)
     }
 
     /// Registers for every event from now on, and returns the recent ones
@@ -153,11 +190,17 @@ impl Hub {
         )
     }
 
-    /// Hands `event` to every connection that wants it, without waiting.
-    pub fn publish(&self, event: WireEvent) {
-        let event = Arc::new(event);
-        if let Some(subscribers) = self.shard(event.order_id).get_mut(&event.order_id) {
-            self.offer(subscribers, &event);
+    /// Records `event` in the recent orders and hands it to every
+    /// connection that wants it, without waiting.
+    pub fn publish(&self, upstream: UpstreamEvent) {
+        let event = Arc::new(upstream.event);
+        {
+            let mut shard = self.shard(event.order_id);
+            let held = shard.recent.record(&event, &upstream.client_secret);
+            self.metrics.recent_orders_changed(held);
+            if let Some(subscribers) = shard.watchers.get_mut(&event.order_id) {
+                self.offer(subscribers, &event);
+            }
         }
         let mut dashboards = lock(&self.dashboards);
         if dashboards.recent.len() == RECENT_EVENTS {
@@ -192,15 +235,23 @@ mod tests {
         OrderId::parse(&format!("{id}-0000-4000-8000-000000000000")).expect("uuid")
     }
 
-    fn event(sequence: u64, order_id: &str) -> WireEvent {
-        WireEvent::new(sequence, order(order_id), Status::Created, "{}")
+    fn event(sequence: u64, order_id: &str) -> UpstreamEvent {
+        let status = if sequence == 1 {
+            Status::Created
+        } else {
+            Status::Processing
+        };
+        UpstreamEvent {
+            event: WireEvent::new(sequence, order(order_id), status, "{}"),
+            client_secret: format!("cs_{order_id}"),
+        }
     }
 
     #[tokio::test]
     async fn events_reach_only_the_watchers_of_their_order_and_all_dashboards() {
-        let hub = Hub::new(Metrics::new("test").0);
-        let mut a = hub.subscribe_order(order("a"));
-        let mut b = hub.subscribe_order(order("b"));
+        let hub = Hub::new(Metrics::new("test").0, 100);
+        let (mut a, _) = hub.subscribe_order(order("a"));
+        let (mut b, _) = hub.subscribe_order(order("b"));
         let (mut dashboard, recent) = hub.subscribe_dashboard();
         assert!(recent.is_empty());
         hub.publish(event(1, "a"));
@@ -212,9 +263,9 @@ mod tests {
     #[tokio::test]
     async fn a_full_connection_is_dropped_without_blocking_the_others() {
         let (metrics, _) = Metrics::new("test");
-        let hub = Hub::new(metrics.clone());
-        let mut slow = hub.subscribe_order(order("a"));
-        let mut fast = hub.subscribe_order(order("a"));
+        let hub = Hub::new(metrics.clone(), 100);
+        let (mut slow, _) = hub.subscribe_order(order("a"));
+        let (mut fast, _) = hub.subscribe_order(order("a"));
         for sequence in 1..=ORDER_BUFFER as u64 + 1 {
             hub.publish(event(sequence, "a"));
             assert_eq!(fast.events.recv().await.unwrap().sequence, sequence);
@@ -232,10 +283,10 @@ mod tests {
 
     #[test]
     fn dropping_a_subscription_unregisters_it() {
-        let hub = Hub::new(Metrics::new("test").0);
-        let subscription = hub.subscribe_order(order("a"));
+        let hub = Hub::new(Metrics::new("test").0, 100);
+        let (subscription, _) = hub.subscribe_order(order("a"));
         drop(subscription);
-        assert!(hub.shard(order("a")).get(&order("a")).is_none());
+        assert!(!hub.shard(order("a")).watchers.contains_key(&order("a")));
         let (dashboard, _) = hub.subscribe_dashboard();
         drop(dashboard);
         assert!(lock(&hub.dashboards).subscribers.is_empty());
@@ -243,12 +294,98 @@ mod tests {
 
     #[test]
     fn a_new_dashboard_gets_the_recent_events_bounded() {
-        let hub = Hub::new(Metrics::new("test").0);
+        let hub = Hub::new(Metrics::new("test").0, 100);
         for sequence in 1..=RECENT_EVENTS as u64 + 5 {
             hub.publish(event(sequence, "a"));
         }
         let (_dashboard, recent) = hub.subscribe_dashboard();
         assert_eq!(recent.len(), RECENT_EVENTS);
         assert_eq!(recent[0].sequence, 6);
+    }
+
+    #[tokio::test]
+    async fn a_known_orders_history_and_live_channel_split_its_events_exactly() {
+        let hub = Hub::new(Metrics::new("test").0, 100);
+        hub.publish(event(1, "a"));
+        let (mut live, history) = hub.subscribe_order(order("a"));
+        let history = history.expect("seen from its creation");
+        assert_eq!(&*history.client_secret, "cs_a");
+        assert_eq!(
+            history
+                .events
+                .iter()
+                .map(|e| e.sequence)
+                .collect::<Vec<_>>(),
+            [1]
+        );
+        assert!(live.events.try_recv().is_err(), "not in both");
+        hub.publish(event(2, "a"));
+        assert_eq!(live.events.recv().await.unwrap().sequence, 2);
+        let (_, later) = hub.subscribe_order(order("a"));
+        assert_eq!(later.expect("known").events.len(), 2);
+    }
+
+    #[test]
+    fn an_order_created_before_the_hub_saw_it_is_left_to_the_core() {
+        let hub = Hub::new(Metrics::new("test").0, 100);
+        hub.publish(event(2, "a"));
+        assert!(hub.subscribe_order(order("a")).1.is_none());
+        let off = Hub::new(Metrics::new("test").0, 0);
+        off.publish(event(1, "b"));
+        assert!(
+            off.subscribe_order(order("b")).1.is_none(),
+            "RECENT_ORDERS=0"
+        );
+    }
+
+    #[test]
+    fn streams_opened_while_their_orders_events_arrive_get_each_event_exactly_once() {
+        const ORDERS: u32 = 3_000;
+        let hub = Hub::new(Metrics::new("test").0, ORDERS as usize);
+        let order_of =
+            |k: u32| OrderId::parse(&format!("{k:08x}-0000-4000-8000-000000000000")).expect("uuid");
+        let created = AtomicU64::new(0);
+        let statuses = [Status::Created, Status::Processing, Status::Succeeded];
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for k in 0..ORDERS {
+                    for (step, status) in statuses.into_iter().enumerate() {
+                        let sequence = u64::from(k) * 3 + step as u64 + 1;
+                        hub.publish(UpstreamEvent {
+                            event: WireEvent::new(sequence, order_of(k), status, "{}"),
+                            client_secret: "cs".into(),
+                        });
+                        if step == 0 {
+                            created.store(u64::from(k) + 1, Ordering::Release);
+                        }
+                    }
+                }
+            });
+            let mut subscriptions = Vec::new();
+            for k in 0..ORDERS {
+                // Opened as soon as the order exists, while its later
+                // events are being published.
+                while created.load(Ordering::Acquire) <= u64::from(k) {
+                    std::hint::spin_loop();
+                }
+                subscriptions.push(hub.subscribe_order(order_of(k)));
+            }
+            subscriptions
+        })
+        .into_iter()
+        .zip(0..ORDERS)
+        .for_each(|((mut live, history), k)| {
+            let mut seen: Vec<u64> = history
+                .expect("seen created")
+                .events
+                .iter()
+                .map(|event| event.sequence)
+                .collect();
+            while let Ok(event) = live.events.try_recv() {
+                seen.push(event.sequence);
+            }
+            let first = u64::from(k) * 3 + 1;
+            assert_eq!(seen, [first, first + 1, first + 2], "order {k}");
+        });
     }
 }

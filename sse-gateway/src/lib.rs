@@ -15,7 +15,8 @@
 //! - [`upstream`]: the one `WatchPayments(all_orders)` stream per gateway,
 //!   reconnecting with backoff and resuming after the last sequence seen.
 //! - [`hub`]: in-process fan-out to connections, by order, with bounded
-//!   per-connection buffers and slow clients cut off.
+//!   per-connection buffers and slow clients cut off; it keeps the
+//!   [`recent`] orders' histories, so most streams open without a core call.
 //! - [`config`], [`metrics`], [`error`].
 //! - [`payment_core`]: the seam to payment-core: the [`PaymentCore`] trait
 //!   and its gRPC implementation, where protobuf stops.
@@ -30,6 +31,7 @@ pub mod extract;
 pub mod hub;
 pub mod metrics;
 pub mod payment_core;
+pub mod recent;
 pub mod routes;
 mod server;
 pub mod startup;

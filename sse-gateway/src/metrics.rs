@@ -72,6 +72,26 @@ service_kit::label_values!(EventSource {
     Replay => "replay",
 });
 
+/// Where an order stream's history was read when it opened.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum HistorySource {
+    /// The gateway's memory of recent orders: no call to payment-core.
+    Memory,
+    /// payment-core (`ListOrderEvents`): an order this gateway did not see
+    /// created.
+    Core,
+}
+
+service_kit::label_values!(HistorySource {
+    Memory => "memory",
+    Core => "core",
+});
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FromLabels {
+    from: HistorySource,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: StreamKind,
@@ -102,6 +122,9 @@ pub struct Metrics {
     events_sent: [[Counter; 2]; 2],
     delivery_lag_seconds: [[Histogram; 2]; 2],
     streams_refused: Family<RefusalLabels, Counter>,
+    /// Indexed by `HistorySource`.
+    histories_read: [Counter; 2],
+    recent_orders: Gauge,
     slow_clients_disconnected: Counter,
     upstream_events: Counter,
     upstream_reconnects: Counter,
@@ -115,6 +138,7 @@ pub struct Metrics {
 /// index the handle arrays.
 const KINDS: [StreamKind; 2] = [StreamKind::Order, StreamKind::Dashboard];
 const SOURCES: [EventSource; 2] = [EventSource::Live, EventSource::Replay];
+const HISTORY_SOURCES: [HistorySource; 2] = [HistorySource::Memory, HistorySource::Core];
 
 /// Counts one open SSE stream for as long as it lives, and is that
 /// stream's handle on the metrics.
@@ -154,6 +178,7 @@ impl Metrics {
         let stream_setup = Family::<KindLabels, Histogram>::new_with_constructor(latency_histogram);
         let events_sent = Family::<SentLabels, Counter>::default();
         let delivery_lag = Family::<SentLabels, Histogram>::new_with_constructor(latency_histogram);
+        let histories_read = Family::<FromLabels, Counter>::default();
         let by_kind = |kind: StreamKind| KindLabels { kind };
         let sent = |kind: StreamKind, source: EventSource| SentLabels { kind, source };
         // Every series exists from the start, at 0: one that appears only
@@ -170,6 +195,9 @@ impl Metrics {
                 SOURCES.map(|source| delivery_lag.get_or_create(&sent(kind, source)).clone())
             }),
             streams_refused: Family::default(),
+            histories_read: HISTORY_SOURCES
+                .map(|from| histories_read.get_or_create(&FromLabels { from }).clone()),
+            recent_orders: Gauge::default(),
             slow_clients_disconnected: Counter::default(),
             upstream_events: Counter::default(),
             upstream_reconnects: Counter::default(),
@@ -202,6 +230,11 @@ impl Metrics {
             Unit::Seconds,
             delivery_lag,
         );
+        service.register(
+            "order_histories_read",
+            "Order streams opened, by where their history was read: memory (this gateway saw the order created) or core (a call to payment-core).",
+            histories_read,
+        );
         metrics.register(service);
         (metrics, registry.finish())
     }
@@ -211,6 +244,11 @@ impl Metrics {
             "streams_refused",
             "Streams not served, by kind and reason (over_capacity, upstream_down, core_unavailable, not_found).",
             self.streams_refused.clone(),
+        );
+        registry.register(
+            "recent_orders",
+            "Orders whose whole history this gateway holds in memory (at most RECENT_ORDERS).",
+            self.recent_orders.clone(),
         );
         registry.register(
             "slow_clients_disconnected",
@@ -268,6 +306,17 @@ impl Metrics {
 
     pub fn stream_set_up(&self, kind: StreamKind, took: Duration) {
         self.stream_setup_seconds[kind as usize].observe(took.as_secs_f64());
+    }
+
+    pub fn history_read(&self, from: HistorySource) {
+        self.histories_read[from as usize].inc();
+    }
+
+    /// `change`: orders added to (or dropped from) the recent orders.
+    pub fn recent_orders_changed(&self, change: i64) {
+        if change != 0 {
+            self.recent_orders.inc_by(change);
+        }
     }
 
     pub fn upstream_event_received(&self, sequence: u64) {

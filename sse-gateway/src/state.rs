@@ -17,7 +17,8 @@ pub struct AppState {
     pub core: Arc<dyn PaymentCore>,
     /// Bound on every unary call to the core made for a request.
     pub core_timeout: Duration,
-    /// Routes the upstream's events to the connections watching them.
+    /// Routes the upstream's events to the connections watching them, and
+    /// remembers recent orders' histories.
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     /// What `/metrics` renders: `metrics` and the process metrics.
@@ -52,7 +53,7 @@ impl AppState {
             allowed_origins: config.allowed_origins()?,
             core,
             core_timeout: config.core_timeout(),
-            hub: Hub::new(Arc::clone(&metrics)),
+            hub: Hub::new(Arc::clone(&metrics), config.recent_orders),
             metrics,
             metrics_registry,
             admin_token: config.admin_token.as_str().into(),

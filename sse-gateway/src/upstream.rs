@@ -1,11 +1,12 @@
 //! The one `WatchPayments(all_orders)` stream per gateway.
 //!
-//! It starts at the core's current head (connections fetch their own
-//! history, so the gateway needs only what happens from now on) and hands
-//! every event to the [`Hub`]. When the stream breaks, it reconnects with
-//! exponential backoff and full jitter (so a fleet of gateways does not
-//! stampede a restarting core) and resumes after the last sequence it saw,
-//! so no connected browser misses an event.
+//! It starts at the core's current head (connections to orders older than
+//! that fetch their own history, so the gateway needs only what happens
+//! from now on) and hands every event to the [`Hub`]. When the stream
+//! breaks, it reconnects with exponential backoff and full jitter (so a
+//! fleet of gateways does not stampede a restarting core) and resumes after
+//! the last sequence it saw, so no connected browser misses an event and
+//! the hub's recent orders stay whole.
 
 use std::{sync::Arc, time::Duration};
 
@@ -85,15 +86,17 @@ impl Upstream {
                 message = stream.next() => message,
             };
             match message {
-                Some(Ok(event)) => {
+                Some(Ok(upstream)) => {
                     *failures = 0;
-                    // The core never repeats on one stream; this guards the invariant anyway.
-                    if *last_sequence >= Some(event.sequence) {
+                    let sequence = upstream.event.sequence;
+                    // The core never repeats on one stream; this guards the
+                    // invariant anyway (the recent orders rely on it).
+                    if *last_sequence >= Some(sequence) {
                         continue;
                     }
-                    *last_sequence = Some(event.sequence);
-                    self.metrics.upstream_event_received(event.sequence);
-                    self.hub.publish(event);
+                    *last_sequence = Some(sequence);
+                    self.metrics.upstream_event_received(sequence);
+                    self.hub.publish(upstream);
                 }
                 None => return Err("stream ended".into()),
                 Some(Err(error)) => return Err(error.to_string()),

@@ -14,7 +14,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::{CoreError, EventStream, EventsPage, OrderHistory, PaymentCore};
-use crate::event::{EventData, NewOrder, OrderId, OrderView, Status, WireEvent};
+use crate::event::{EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, WireEvent};
 
 impl From<tonic::Status> for CoreError {
     fn from(status: tonic::Status) -> Self {
@@ -216,11 +216,11 @@ impl PaymentCore for GrpcCore {
         let client_secret = events
             .last()
             .and_then(|event| event.order.as_ref())
-            .map(|order| order.client_secret.clone())
+            .map(|order| order.client_secret.as_str().into())
             .ok_or(CoreError::NotFound)?;
         Ok(OrderHistory {
             client_secret,
-            events: wire_events(&events)?,
+            events: wire_events(&events)?.into_iter().map(Arc::new).collect(),
         })
     }
 
@@ -262,7 +262,13 @@ impl PaymentCore for GrpcCore {
             .filter_map(|message| {
                 std::future::ready(match message {
                     Ok(event) => match WireEvent::try_from(&event) {
-                        Ok(wire) => Some(Ok(wire)),
+                        Ok(wire) => Some(Ok(UpstreamEvent {
+                            event: wire,
+                            client_secret: event
+                                .order
+                                .map(|order| order.client_secret)
+                                .unwrap_or_default(),
+                        })),
                         // One unreadable event must not stop every other
                         // order's: it is logged and skipped.
                         Err(error) => {

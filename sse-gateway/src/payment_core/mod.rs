@@ -15,7 +15,8 @@ use futures::stream::BoxStream;
 
 pub use grpc::GrpcCore;
 
-use crate::event::{NewOrder, OrderId, OrderView, WireEvent};
+pub use crate::event::OrderHistory;
+use crate::event::{NewOrder, OrderId, OrderView, UpstreamEvent, WireEvent};
 
 /// Every way a call to payment-core can fail, in the terms the gateway acts on.
 #[derive(Debug, thiserror::Error)]
@@ -44,28 +45,6 @@ impl CoreError {
     }
 }
 
-/// One order's events, oldest first, and the secret that lets a browser
-/// watch them.
-#[derive(Debug, Clone)]
-pub struct OrderHistory {
-    pub client_secret: String,
-    pub events: Vec<WireEvent>,
-}
-
-impl OrderHistory {
-    /// The events after `sequence`, and whether the order has reached a
-    /// final state (its last event is final).
-    pub fn after(self, sequence: u64) -> (Vec<WireEvent>, bool) {
-        let finished = self.events.last().is_some_and(WireEvent::is_terminal);
-        let newer = self
-            .events
-            .into_iter()
-            .filter(|event| event.sequence > sequence)
-            .collect();
-        (newer, finished)
-    }
-}
-
 /// One page of every order's events, and the newest sequence in the log.
 #[derive(Debug, Clone, Default)]
 pub struct EventsPage {
@@ -73,8 +52,9 @@ pub struct EventsPage {
     pub head_sequence: u64,
 }
 
-/// The all-orders stream: events in sequence order until it breaks.
-pub type EventStream = BoxStream<'static, Result<WireEvent, CoreError>>;
+/// The all-orders stream: events in sequence order, each with its order's
+/// secret, until it breaks.
+pub type EventStream = BoxStream<'static, Result<UpstreamEvent, CoreError>>;
 
 /// What the gateway asks of payment-core.
 #[async_trait::async_trait]
@@ -108,29 +88,6 @@ pub async fn bounded<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Status;
-
-    fn history(statuses: &[Status]) -> OrderHistory {
-        let order = OrderId::parse("6f1c1a52-2a55-4d5c-9a55-2f0d8f5b0b1e").expect("uuid");
-        OrderHistory {
-            client_secret: "cs".into(),
-            events: statuses
-                .iter()
-                .zip(1..)
-                .map(|(status, sequence)| WireEvent::new(sequence, order, *status, "{}"))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn a_history_is_cut_after_the_resume_point_and_knows_when_the_order_is_final() {
-        let (newer, finished) = history(&[Status::Created, Status::Processing]).after(1);
-        assert_eq!(newer.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2]);
-        assert!(!finished);
-        let (newer, finished) = history(&[Status::Created, Status::Succeeded]).after(2);
-        assert!(newer.is_empty() && finished, "a client that saw the end");
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_call_that_never_answers_times_out_as_a_transient_failure() {
         let bound = Duration::from_secs(5);

@@ -6,10 +6,13 @@
 //! Heartbeat events keep idle connections open through proxies and let
 //! pages detect a dead one.
 //!
-//! The connection registers with the hub *before* it reads history from the
-//! core, and skips any live event whose sequence it already sent: an event
-//! is then either in the history, or in the live channel, or both, never in
-//! neither.
+//! An order stream's history comes from the gateway's memory of recent
+//! orders when the gateway saw the order created (no call to the core), and
+//! from the core otherwise. The connection registers with the hub *before*
+//! it reads history: from memory under the same lock as the registration,
+//! from the core after it. It skips any live event whose sequence it
+//! already sent: an event is then either in the history, or in the live
+//! channel, or both, never in neither.
 //!
 //! An order stream ends after the order's final event (also when the
 //! client's resume point is past it), and a reconnect that has already seen
@@ -57,10 +60,10 @@ use utoipa::{
 
 use crate::{
     error::{ApiError, ErrorBody},
-    event::{EventData, Sequence, Status, WireEvent},
+    event::{EventData, OrderHistory, OrderId, Sequence, Status, WireEvent},
     extract::{AdminAccess, ClientSecret, OrderIdPath, ResumeFrom},
     hub::Subscription,
-    metrics::{ConnectionGauge, EventSource, RefusalReason, StreamKind},
+    metrics::{ConnectionGauge, EventSource, HistorySource, RefusalReason, StreamKind},
     payment_core::{CoreError, PaymentCore, bounded},
     routes::{DASHBOARD_EVENTS, ORDER_EVENTS},
     state::AppState,
@@ -178,25 +181,16 @@ pub async fn order_events(
         ));
     }
     // Registered before the history is read: see the module's invariant.
-    let subscription = state.hub.subscribe_order(order_id);
-    // One call to the core per stream: the connection rate of a gateway is
-    // bounded by it (BENCHMARKS.md).
-    let history = match bounded(state.core_timeout, state.core.order_history(order_id)).await {
-        Ok(history) => history,
-        Err(error) if error.is_transient() => {
-            return Ok(retry_later(
-                &state,
-                KIND,
-                RefusalReason::CoreUnavailable,
-                &error.to_string(),
-            ));
+    let (subscription, known) = state.hub.subscribe_order(order_id);
+    let history = match known {
+        Some(history) => {
+            state.metrics.history_read(HistorySource::Memory);
+            history
         }
-        Err(error) => {
-            if matches!(error, CoreError::NotFound) {
-                state.metrics.stream_refused(KIND, RefusalReason::NotFound);
-            }
-            return Err(error.into());
-        }
+        None => match read_history(&state, order_id).await {
+            Ok(history) => history,
+            Err(refused) => return refused,
+        },
     };
     // A wrong secret looks exactly like an unknown order.
     if !secret.opens(&history.client_secret) {
@@ -212,6 +206,31 @@ pub async fn order_events(
     let feed = Feed::order(history, subscription, after, gauge);
     state.metrics.stream_set_up(KIND, started.elapsed());
     Ok(sse_response(&state, feed.into_stream()))
+}
+
+/// An order's history from payment-core, for an order this gateway did not
+/// see created; `Err` is the answer to give the browser instead.
+async fn read_history(
+    state: &AppState,
+    order_id: OrderId,
+) -> Result<OrderHistory, Result<Response, ApiError>> {
+    const KIND: StreamKind = StreamKind::Order;
+    state.metrics.history_read(HistorySource::Core);
+    match bounded(state.core_timeout, state.core.order_history(order_id)).await {
+        Ok(history) => Ok(history),
+        Err(error) if error.is_transient() => Err(Ok(retry_later(
+            state,
+            KIND,
+            RefusalReason::CoreUnavailable,
+            &error.to_string(),
+        ))),
+        Err(error) => {
+            if matches!(error, CoreError::NotFound) {
+                state.metrics.stream_refused(KIND, RefusalReason::NotFound);
+            }
+            Err(Err(error.into()))
+        }
+    }
 }
 
 /// `GET /api/events?token=`: every order's events, for the dashboard.
@@ -388,19 +407,12 @@ impl Feed {
     /// One order's stream: its history after the client's last event, then
     /// live events, ending after the final one.
     fn order(
-        history: Vec<WireEvent>,
+        history: Vec<Arc<WireEvent>>,
         live: Subscription,
         after: u64,
         gauge: ConnectionGauge,
     ) -> Self {
-        Self::new(
-            history.into_iter().map(Arc::new).collect(),
-            live,
-            after,
-            true,
-            None,
-            gauge,
-        )
+        Self::new(history.into(), live, after, true, None, gauge)
     }
 
     /// A fresh dashboard: the recent events this gateway has seen, then live ones.

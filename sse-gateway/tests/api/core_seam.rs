@@ -1,6 +1,8 @@
 //! The gateway in front of a fake core that commits, fails and stalls on
 //! cue: the delivery rules of a stream's set-up, which a real core hits
-//! only by chance.
+//! only by chance. Orders a test means the gateway to read from the core
+//! are created before the gateway starts: it never saw them created, so
+//! they are not among its recent orders.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,6 +13,7 @@ use crate::{
     fake_core::{FakeCore, HistoryCall},
     helpers::{ADMIN_TOKEN, BOUND, names, spawn_with_fake_core},
 };
+use testkit::eventually;
 
 fn events_path(order_id: impl std::fmt::Display, secret: &str) -> String {
     format!("/api/orders/{order_id}/events?client_secret={secret}")
@@ -19,8 +22,8 @@ fn events_path(order_id: impl std::fmt::Display, secret: &str) -> String {
 #[tokio::test]
 async fn an_event_committed_while_the_history_is_read_still_reaches_the_stream() {
     let core = FakeCore::new();
-    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     let (order, secret) = core.create();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     // Committed after the history was read, and published to the hub before
     // the history answer: only a connection already registered can get it.
     core.on_history(order, HistoryCall::CommitAfterReading(Status::Succeeded));
@@ -32,8 +35,8 @@ async fn an_event_committed_while_the_history_is_read_still_reaches_the_stream()
 #[tokio::test]
 async fn an_event_committed_while_the_core_is_slow_is_sent_once_and_other_orders_are_not_held_up() {
     let core = FakeCore::new();
-    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     let (slow_order, slow_secret) = core.create();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     core.on_history(
         slow_order,
@@ -78,8 +81,8 @@ async fn an_event_committed_while_the_core_is_slow_is_sent_once_and_other_orders
 #[tokio::test]
 async fn a_core_that_fails_transiently_tells_the_browser_to_retry_instead_of_giving_up() {
     let core = FakeCore::new();
-    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     let (order, secret) = core.create();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     core.on_history(order, HistoryCall::Unavailable);
     let mut refused = gateway.open(&events_path(order, &secret), &[]).await;
     assert_eq!(refused.status, 200, "EventSource gives up on anything else");
@@ -105,9 +108,9 @@ async fn a_core_that_fails_transiently_tells_the_browser_to_retry_instead_of_giv
 #[tokio::test]
 async fn a_core_that_never_answers_is_given_up_on_within_the_call_bound() {
     let core = FakeCore::new();
+    let (order, secret) = core.create();
     let gateway =
         spawn_with_fake_core(Arc::clone(&core), |config| config.core_timeout_ms = 200).await;
-    let (order, secret) = core.create();
     core.on_history(order, HistoryCall::Hang);
     let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
     assert_eq!(stream.status, 200);
@@ -115,6 +118,89 @@ async fn a_core_that_never_answers_is_given_up_on_within_the_call_bound() {
         .await
         .expect("ends long before the read bound");
     assert!(rest.expect("ends").is_empty(), "only the retry delay");
+}
+
+#[tokio::test]
+async fn a_stream_for_an_order_the_gateway_saw_created_opens_without_a_core_call() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (order, secret) = core.create();
+    let processing = core.commit(order, Status::Processing);
+    core.delivered(processing.sequence).await;
+    // Would refuse the stream, were it asked.
+    core.on_history(order, HistoryCall::Unavailable);
+    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+    assert_eq!(stream.expect_event_name().await, "processing");
+    core.commit(order, Status::Succeeded);
+    let rest = stream.events_until_end(BOUND).await.expect("stream ends");
+    assert_eq!(names(&rest), ["succeeded"]);
+    assert_eq!(core.histories_read(), 0);
+
+    // Resumed after the first event, from memory too.
+    let mut resumed = gateway
+        .open(&events_path(order, &secret), &[("Last-Event-ID", "1")])
+        .await;
+    let rest = resumed.events_until_end(BOUND).await.expect("stream ends");
+    assert_eq!(names(&rest), ["processing", "succeeded"]);
+    // Past the end: 204, still without the core.
+    let done = gateway
+        .open(&events_path(order, &secret), &[("Last-Event-ID", "3")])
+        .await;
+    assert_eq!(done.status, 204);
+    // A wrong secret is refused from memory exactly as the core would.
+    let wrong = gateway.open(&events_path(order, "cs_wrong"), &[]).await;
+    assert_eq!(wrong.status, 404);
+    assert_eq!(core.histories_read(), 0);
+}
+
+#[tokio::test]
+async fn an_order_created_before_the_gateway_started_is_read_from_the_core() {
+    let core = FakeCore::new();
+    let (order, secret) = core.create();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+    assert_eq!(core.histories_read(), 1);
+}
+
+#[tokio::test]
+async fn with_recent_orders_off_every_stream_reads_the_core() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |config| config.recent_orders = 0).await;
+    let (order, secret) = core.create();
+    core.delivered(1).await;
+    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+    assert_eq!(core.histories_read(), 1);
+}
+
+#[tokio::test]
+async fn events_committed_while_the_upstream_was_down_complete_the_gateways_memory() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (order, secret) = core.create();
+    core.delivered(1).await;
+    // The all-orders stream breaks; the result is committed while it is down.
+    core.break_streams();
+    let http = reqwest::Client::new();
+    let readyz = format!("http://{}/readyz", gateway.addr);
+    eventually("the gateway sees its upstream down", || async {
+        let answer = http.get(&readyz).send().await.ok()?;
+        (answer.status() == 503).then_some(())
+    })
+    .await;
+    core.commit(order, Status::Succeeded);
+    core.restore_streams();
+    core.delivered(2).await;
+    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let events = stream.events_until_end(BOUND).await.expect("stream ends");
+    assert_eq!(names(&events), ["created", "succeeded"]);
+    assert_eq!(
+        core.histories_read(),
+        0,
+        "the upstream resumed where it stopped"
+    );
 }
 
 #[tokio::test]

@@ -12,17 +12,18 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
 use futures::StreamExt;
 use sse_gateway::{
     PaymentCore,
-    event::{EventData, NewOrder, OrderId, OrderView, Status, WireEvent},
+    event::{EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, WireEvent},
     payment_core::{CoreError, EventStream, EventsPage, OrderHistory},
 };
 use tokio::sync::{Notify, broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 /// What the next `order_history` call does.
 pub enum HistoryCall {
@@ -52,16 +53,38 @@ struct Log {
     orders: Vec<Order>,
 }
 
+impl Log {
+    /// `event` as the all-orders stream carries it: with its order's secret.
+    fn upstream(&self, event: &WireEvent) -> UpstreamEvent {
+        let client_secret = self
+            .orders
+            .iter()
+            .find(|order| order.id == event.order_id)
+            .map(|order| order.secret.clone())
+            .unwrap_or_default();
+        UpstreamEvent {
+            event: event.clone(),
+            client_secret,
+        }
+    }
+}
+
 pub struct FakeCore {
     /// Guards the log; held only to append or copy, never across an await.
     log: Mutex<Log>,
     /// Committed events, for the all-orders stream. 1024 outlasts any test;
     /// a watcher that lags is failed, and the gateway resumes from the log.
-    live: broadcast::Sender<WireEvent>,
+    live: broadcast::Sender<UpstreamEvent>,
     /// The highest sequence the gateway's upstream has handed to the hub.
     delivered: watch::Sender<u64>,
     /// How many `events` pages were asked for.
     pages_read: AtomicUsize,
+    /// How many `order_history` calls were made.
+    histories_read: AtomicUsize,
+    /// Fires to break every open all-orders stream (replaced after).
+    break_streams: Mutex<CancellationToken>,
+    /// While set, opening an all-orders stream fails as an unreachable core.
+    streams_down: AtomicBool,
     /// Behaviours for the next `order_history` calls of each order, in
     /// order; an order without one is answered at once.
     history_calls: Mutex<HashMap<OrderId, VecDeque<HistoryCall>>>,
@@ -80,6 +103,9 @@ impl FakeCore {
             live: broadcast::channel(1024).0,
             delivered: watch::channel(0).0,
             pages_read: AtomicUsize::new(0),
+            histories_read: AtomicUsize::new(0),
+            break_streams: Mutex::default(),
+            streams_down: AtomicBool::new(false),
             history_calls: Mutex::default(),
         })
     }
@@ -122,7 +148,7 @@ impl FakeCore {
         .expect("renders");
         log.events.push(event.clone());
         // Published under the log's lock, so watchers see commit order.
-        let _ = self.live.send(event.clone());
+        let _ = self.live.send(log.upstream(&event));
         event
     }
 
@@ -131,10 +157,31 @@ impl FakeCore {
         self.pages_read.load(Ordering::Relaxed)
     }
 
+    /// How many `order_history` calls were made.
+    pub fn histories_read(&self) -> usize {
+        self.histories_read.load(Ordering::Relaxed)
+    }
+
+    /// Ends every open all-orders stream with an error and refuses new
+    /// ones until [`FakeCore::restore_streams`]: a core that is restarting.
+    pub fn break_streams(&self) {
+        self.streams_down.store(true, Ordering::SeqCst);
+        std::mem::take(&mut *lock(&self.break_streams)).cancel();
+    }
+
+    pub fn restore_streams(&self) {
+        self.streams_down.store(false, Ordering::SeqCst);
+    }
+
     /// Waits until the gateway's upstream has handed `sequence` to the hub.
+    /// Bounded: a gateway that never takes it fails the test.
     pub async fn delivered(&self, sequence: u64) {
         let mut delivered = self.delivered.subscribe();
-        let _ = delivered.wait_for(|handed| *handed >= sequence).await;
+        let handed = delivered.wait_for(|handed| *handed >= sequence);
+        tokio::time::timeout(std::time::Duration::from_secs(10), handed)
+            .await
+            .unwrap_or_else(|_| panic!("the gateway's upstream never took event {sequence}"))
+            .expect("the fake core outlives the test");
     }
 
     fn history_now(&self, order_id: OrderId) -> Result<OrderHistory, CoreError> {
@@ -145,12 +192,12 @@ impl FakeCore {
             .find(|order| order.id == order_id)
             .ok_or(CoreError::NotFound)?;
         Ok(OrderHistory {
-            client_secret: order.secret.clone(),
+            client_secret: order.secret.as_str().into(),
             events: log
                 .events
                 .iter()
                 .filter(|event| event.order_id == order_id)
-                .cloned()
+                .map(|event| Arc::new(event.clone()))
                 .collect(),
         })
     }
@@ -169,6 +216,7 @@ impl PaymentCore for FakeCore {
     }
 
     async fn order_history(&self, order_id: OrderId) -> Result<OrderHistory, CoreError> {
+        self.histories_read.fetch_add(1, Ordering::Relaxed);
         let call = lock(&self.history_calls)
             .get_mut(&order_id)
             .and_then(VecDeque::pop_front);
@@ -208,6 +256,9 @@ impl PaymentCore for FakeCore {
     }
 
     async fn watch_all(&self, after: u64) -> Result<EventStream, CoreError> {
+        if self.streams_down.load(Ordering::SeqCst) {
+            return Err(CoreError::Unavailable("the fake core is down".into()));
+        }
         // Subscribed under the log's lock: nothing falls between the copy
         // of the log and the live channel.
         let (backlog, live) = {
@@ -216,11 +267,12 @@ impl PaymentCore for FakeCore {
                 .events
                 .iter()
                 .filter(|event| event.sequence > after)
-                .cloned()
+                .map(|event| log.upstream(event))
                 .collect();
             (backlog, self.live.subscribe())
         };
         let delivered = self.delivered.clone();
+        let broken = lock(&self.break_streams).clone();
         let state = (backlog, live, None::<u64>, delivered);
         let stream = futures::stream::unfold(
             state,
@@ -240,10 +292,17 @@ impl PaymentCore for FakeCore {
                         .await
                         .map_err(|lagged| CoreError::Unavailable(lagged.to_string())),
                 };
-                let handed = next.as_ref().ok().map(|event| event.sequence);
+                let handed = next.as_ref().ok().map(|upstream| upstream.event.sequence);
                 Some((next, (backlog, live, handed, delivered)))
             },
         );
-        Ok(stream.boxed())
+        // Broken on cue: an error, then nothing (the upstream reconnects).
+        let broken = futures::stream::once(async move {
+            broken.cancelled_owned().await;
+            Err(CoreError::Unavailable(
+                "the fake core broke the stream".into(),
+            ))
+        });
+        Ok(futures::stream::select(stream, broken).boxed())
     }
 }

@@ -4,7 +4,7 @@
 use payments_proto::payments::v1::PaymentOutcome;
 use testkit::{eventually, metrics::sum};
 
-use crate::helpers::{ADMIN_TOKEN, spawn_system};
+use crate::helpers::{ADMIN_TOKEN, metrics_of, sample, spawn_gateway, spawn_system};
 
 #[tokio::test]
 async fn a_payment_moves_the_stream_delivery_and_upstream_metrics() {
@@ -103,4 +103,36 @@ async fn a_payment_moves_the_stream_delivery_and_upstream_metrics() {
         (sum(&metrics, "sse_gateway_open_streams", &[]) == Some(0.0)).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn orders_the_gateway_saw_created_open_from_memory_and_older_ones_from_the_core() {
+    let system = spawn_system().await;
+    let order = system.create_order(1200, "remembered").await;
+    eventually("the gateway sees the order created", || async {
+        (sample(&system.metrics().await, "sse_gateway_recent_orders") == Some(1.0)).then_some(())
+    })
+    .await;
+    let mut warm = system.open(&order.events_url, &[]).await;
+    assert_eq!(warm.expect_event_name().await, "created");
+
+    // A gateway started after the order was created never saw it.
+    let late = spawn_gateway(system.core_port, |_| {}).await;
+    let mut cold = late.open(&order.events_url, &[]).await;
+    assert_eq!(cold.expect_event_name().await, "created");
+
+    let reads = |metrics: &str, from: &str| {
+        sum(
+            metrics,
+            "sse_gateway_order_histories_read_total",
+            &[("from", from)],
+        )
+    };
+    let first = system.metrics().await;
+    assert_eq!(reads(&first, "memory"), Some(1.0));
+    assert_eq!(reads(&first, "core"), Some(0.0));
+    let second = metrics_of(&system.http, late.addr).await;
+    assert_eq!(reads(&second, "memory"), Some(0.0));
+    assert_eq!(reads(&second, "core"), Some(1.0));
+    assert_eq!(sample(&second, "sse_gateway_recent_orders"), Some(0.0));
 }
