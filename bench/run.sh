@@ -7,6 +7,11 @@
 #   bench/run.sh latency N RATE [gateway|nchan|both]    N watchers, one result per watcher at RATE/s
 #                                                       (RATE=max: unpaced, as fast as it goes)
 #   bench/run.sh fanout WATCHERS [ORDERS] [gateway|nchan|both]   WATCHERS clients on each order
+#   bench/run.sh storm N [RATE] [gateway|nchan|both]    reconnect storm: N streams on gateway A; A stops
+#                                                       and every browser reconnects to gateway B with
+#                                                       Last-Event-ID, while results go out at RATE/s
+#                                                       (default 2000); nchan: every subscriber is
+#                                                       dropped and reconnects to the same nginx
 #
 # Environment: BIN_DIR (default target/release; must hold payment-core,
 # sse-gateway and loadgen), OUT_DIR (default bench/results), LOADGEN_ARGS
@@ -38,7 +43,7 @@ PROCESSES=${PROCESSES:-1}
 CORE_REPLICAS=${CORE_REPLICAS:-1}
 REPORT_TO=${REPORT_TO:-others}
 
-usage() { sed -n '2,22p' "$0" >&2; exit 64; }
+usage() { sed -n '2,27p' "$0" >&2; exit 64; }
 
 mode=${1:-}; shift || true
 case "$mode" in
@@ -47,6 +52,8 @@ case "$mode" in
            if [[ $rate == max ]]; then extra=(--unpaced); else extra=(--rate "$rate"); fi ;;
   fanout)  w=${1:?WATCHERS}; orders=${2:-1}; targets=${3:-gateway}; n=$((w * orders))
            extra=(--watchers-per-order "$w" --rate "${FANOUT_RATE:-10}") ;;
+  storm)   n=${1:?N}; rate=${2:-2000}; targets=${3:-gateway}
+           extra=(--storm --rate "$rate" --settle-secs 1) ;;
   *) usage ;;
 esac
 [[ $targets == both ]] && targets="gateway nchan"
@@ -124,20 +131,34 @@ for target in $targets; do
     for i in $(seq 1 "$PROCESSES"); do
       GATEWAY_LISTEN=$GW_ADDR PAYMENT_CORE_URL="http://$CORE_ADDR" ADMIN_TOKEN=bench-admin \
         GATEWAY_REUSE_PORT=$([[ $PROCESSES -gt 1 ]] && echo true || echo false) GATEWAY_INSTANCE="gateway-$i" \
+        MAX_STREAMS=${MAX_STREAMS:-$(( n + 500 < 15000 ? 15000 : n + 500 ))} \
         HEARTBEAT_SECS=15 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
         ${GW_WRAP:-} "$BIN_DIR/sse-gateway" >"$RUN/gateway-$i.log" 2>&1 &
       gw_pids+=($!); PIDS+=($!)
     done
     gw_pid=${gw_pids[0]}
+    storm_args=()
+    if [[ $mode == storm ]]; then
+      # Gateway B, on the next port: where A's browsers go when A stops.
+      failover_addr="${GW_ADDR%:*}:$(( ${GW_ADDR##*:} + 1 ))"
+      GATEWAY_LISTEN=$failover_addr PAYMENT_CORE_URL="http://$CORE_ADDR" ADMIN_TOKEN=bench-admin \
+        GATEWAY_INSTANCE=gateway-b HEARTBEAT_SECS=15 MAX_STREAMS=$((n + 500)) RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
+        ${GW_WRAP:-} "$BIN_DIR/sse-gateway" >"$RUN/gateway-b.log" 2>&1 &
+      failover_pid=$!; PIDS+=($failover_pid)
+      wait_http "http://$failover_addr/readyz" 30
+      # B's figures are the ones measured; A is the one stopped.
+      storm_args=(--failover-url "http://$failover_addr" --storm-stop-pid "$gw_pid")
+      gw_pids=("$failover_pid")
+    fi
     # With several processes on one port, each answer comes from any one of
     # them: go on once many answers in a row said ready.
     for _ in $(seq 1 $((PROCESSES > 1 ? 10 * PROCESSES : 1))); do wait_http "http://$GW_ADDR/readyz" 30; done
     for url in "${core_urls[@]}"; do wait_tcp "${url#http://}" 30; done
-    profile "$gw_pid" gateway; profile "$core_pid" core
+    profile "${gw_pids[0]}" gateway; profile "$core_pid" core
     set +e
     PROVIDER_SECRET=$SECRET timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target gateway --url "http://$GW_ADDR" \
       --core-url "http://$CORE_ADDR" "${report_urls[@]/#/--report-url=}" -n "$n" "${extra[@]}" \
-      "${gw_pids[@]/#/--server-pid=}" "${core_pids[@]/#/--core-pid=}" --label "$label" \
+      "${gw_pids[@]/#/--server-pid=}" "${core_pids[@]/#/--core-pid=}" --label "$label" "${storm_args[@]}" \
       --json "$OUT_DIR/$label${RESULT_SUFFIX:-}.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
     rc=$?; set -e
   else

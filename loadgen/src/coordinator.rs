@@ -125,6 +125,18 @@ pub struct RunArgs {
     /// Bound on the whole run, seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// A reconnect storm once every connection is up: `--storm-stop-pid`
+    /// is stopped (SIGTERM), or without it every stream is closed from this
+    /// side; all of them reconnect at once, with Last-Event-ID, to
+    /// `--failover-url`. The reports (if any) start at the same instant.
+    #[arg(long)]
+    pub storm: bool,
+    /// Where connections go in a storm (default: `--url`).
+    #[arg(long)]
+    pub failover_url: Option<String>,
+    /// The server the storm stops (a gateway holding every connection).
+    #[arg(long)]
+    pub storm_stop_pid: Option<u32>,
 }
 
 fn source_count(args: &RunArgs) -> u8 {
@@ -296,6 +308,19 @@ pub struct Summary {
     pub max_wait_after_ack_ms: f64,
     pub reconnects: u64,
     pub early_terminal: u64,
+    /// Reconnect storm: connections served again (by the failover server,
+    /// or finished), and the time from the storm to the last of them.
+    pub storm_restored: u64,
+    pub storm_restore_secs: f64,
+    pub storm_restore_per_sec: f64,
+    /// CPU of the servers (`--server-pid`) and of the core from the storm
+    /// to the last connection served again.
+    pub storm_server_cpu_secs: f64,
+    pub storm_core_cpu_secs: f64,
+    /// Order histories the failover gateway read from payment-core meanwhile
+    /// (`sse_gateway_order_histories_read_total{from="core"}`); the others
+    /// came from its memory. -1: not a gateway, or not scraped.
+    pub storm_core_calls: f64,
     pub ok: bool,
 }
 
@@ -630,6 +655,12 @@ fn worker_command(
         })
         .arg("--addr")
         .arg(addr.to_string())
+        .args(
+            args.failover_url
+                .as_deref()
+                .and_then(|url| loopback_addr(url).ok())
+                .map(|failover| format!("--failover-addr={failover}")),
+        )
         .arg("--sources")
         .arg(sources.join(","))
         .arg("--connect-concurrency")
@@ -711,6 +742,8 @@ fn totals(shared: &Shared) -> Status {
             total.first_connect_ns = s.first_connect_ns;
         }
         total.last_ready_ns = total.last_ready_ns.max(s.last_ready_ns);
+        total.restored += s.restored;
+        total.last_restored_ns = total.last_restored_ns.max(s.last_restored_ns);
     }
     total
 }
@@ -943,10 +976,17 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         "opening {} SSE connections in {} worker(s) from {} source address(es)",
         args.connections, summary.workers, summary.source_addresses
     ));
-    let workers = spawn_workers(&args, addr, &orders, &shared).await?;
+    let mut workers = spawn_workers(&args, addr, &orders, &shared).await?;
     wait_for_setup(&args, &shared).await;
     record_setup(&args, &shared, &mut summary);
     settle_and_sample_idle(&args, &core_pids, &baseline, &mut summary).await;
+
+    // 3. The storm, if asked for: its reports below start at once.
+    let storm = if args.storm {
+        Some(start_storm(&args, &mut workers, &shared).await?)
+    } else {
+        None
+    };
 
     // 3. Reports at the set rate, and the terminal events they cause.
     let load = args.rate > 0.0 || args.unpaced;
@@ -958,6 +998,10 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
             core_pids: &core_pids,
         };
         call_us = apply_load(&args, &system, &orders, &shared, &mut summary).await?;
+    }
+
+    if let Some(storm) = storm {
+        storm.await.context("the storm task")?.record(&mut summary);
     }
 
     // 4. Close the workers and collect their final counts.
@@ -986,6 +1030,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         && summary.report_errors == 0
         && summary.reports_unchanged == 0
         && summary.failed_connections == 0
+        && (!args.storm || summary.storm_restored == summary.connected)
         && missing_finals == 0;
     finish(&args, &summary, missing_finals)
 }
@@ -1000,6 +1045,9 @@ fn check_args(args: &RunArgs) -> anyhow::Result<SocketAddr> {
         }
     }
     ensure!(args.connections > 0, "--connections must be > 0");
+    if let Some(url) = &args.failover_url {
+        loopback_addr(url)?;
+    }
     ensure!(
         args.report_attempts <= 1 || args.target == Target::Gateway,
         "--report-attempts > 1 needs --target gateway: a repeated nchan publish is a second message"
@@ -1146,6 +1194,128 @@ async fn settle_and_sample_idle(
         progress(&format!("holding idle for {}s", args.hold_secs));
         tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     }
+}
+
+/// What a storm measured.
+struct StormResult {
+    restored: u64,
+    secs: f64,
+    server_cpu: f64,
+    core_cpu: f64,
+    core_calls: Option<f64>,
+}
+
+impl StormResult {
+    fn record(self, summary: &mut Summary) {
+        summary.storm_restored = self.restored;
+        summary.storm_restore_secs = self.secs;
+        if self.secs > 0.0 {
+            summary.storm_restore_per_sec = self.restored as f64 / self.secs;
+        }
+        summary.storm_server_cpu_secs = self.server_cpu;
+        summary.storm_core_cpu_secs = self.core_cpu;
+        summary.storm_core_calls = self.core_calls.unwrap_or(-1.0);
+        progress(&format!(
+            "storm: {} streams served again in {:.3}s ({:.0}/s); server CPU {:.2}s, core CPU {:.2}s, core calls {}",
+            self.restored,
+            self.secs,
+            summary.storm_restore_per_sec,
+            self.server_cpu,
+            self.core_cpu,
+            self.core_calls
+                .map_or("-".into(), |calls| format!("{calls:.0}")),
+        ));
+    }
+}
+
+/// Starts the reconnect storm; the task answers once every connection is
+/// served again (or failed, or half the run's timeout passed).
+async fn start_storm(
+    args: &RunArgs,
+    workers: &mut [WorkerHandle],
+    shared: &Arc<Shared>,
+) -> anyhow::Result<tokio::task::JoinHandle<StormResult>> {
+    let failover = loopback_addr(args.failover_url.as_deref().unwrap_or(&args.url))?;
+    let reads_core = args.target == Target::Gateway;
+    let calls_before = if reads_core {
+        core_history_reads(failover).await
+    } else {
+        None
+    };
+    let (server_pids, core_pids) = (args.server_pids.clone(), args.core_pids.clone());
+    let cpu_before = (cpu_secs(&server_pids), cpu_secs(&core_pids));
+    let command: &[u8] = if args.storm_stop_pid.is_some() {
+        b"{\"cmd\":\"storm\"}\n"
+    } else {
+        b"{\"cmd\":\"drop\"}\n"
+    };
+    let started = mono_ns();
+    for worker in workers {
+        worker
+            .stdin
+            .write_all(command)
+            .await
+            .context("telling a worker")?;
+        worker.stdin.flush().await?;
+    }
+    if let Some(pid) = args.storm_stop_pid {
+        // SAFETY: kill has no memory preconditions; the pid is the run's own server.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    progress("storm: every stream reconnects");
+    let (shared, n) = (Arc::clone(shared), args.connections as u64);
+    let deadline = Instant::now() + Duration::from_secs(args.timeout / 2);
+    Ok(tokio::spawn(async move {
+        loop {
+            let total = totals(&shared);
+            if total.restored + total.failed >= n || Instant::now() > deadline {
+                let secs = total.last_restored_ns.saturating_sub(started) as f64 / 1e9;
+                let calls_after = if reads_core {
+                    core_history_reads(failover).await
+                } else {
+                    None
+                };
+                return StormResult {
+                    restored: total.restored,
+                    secs,
+                    server_cpu: cpu_secs(&server_pids) - cpu_before.0,
+                    core_cpu: cpu_secs(&core_pids) - cpu_before.1,
+                    core_calls: calls_before
+                        .zip(calls_after)
+                        .map(|(before, after)| after - before),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }))
+}
+
+/// The gateway's count of order histories read from payment-core, from
+/// its `/metrics`.
+async fn core_history_reads(gateway: SocketAddr) -> Option<f64> {
+    let mut stream = TcpStream::connect(gateway).await.ok()?;
+    let mut buf = Vec::new();
+    let (status, body, _) = http::request(
+        &mut stream,
+        &mut buf,
+        "GET",
+        "loadgen",
+        "/metrics",
+        "text/plain",
+        b"",
+    )
+    .await
+    .ok()?;
+    (status == 200).then_some(())?;
+    // None from a gateway without the metric (one from before it existed).
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|line| {
+            line.starts_with("sse_gateway_order_histories_read_total{")
+                && line.contains("from=\"core\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
 }
 
 /// What the load phase reports to and samples.

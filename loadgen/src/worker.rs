@@ -3,7 +3,10 @@
 //! lines on stdout.
 //!
 //! stdin:  `{"i":<conn>,"p":"<path>"}` lines, then `{"cmd":"open"}`; later
-//!         `{"cmd":"close"}` (or EOF) ends the worker.
+//!         `{"cmd":"storm"}` (the server is about to stop: from now on
+//!         connect to the failover address, at once), `{"cmd":"drop"}` (the
+//!         same, and close every stream now, as a proxy restart does), and
+//!         `{"cmd":"close"}` (or EOF), which ends the worker.
 //! stdout: `status` lines every 250 ms, one `term` line per terminal event
 //!         (with the CLOCK_MONOTONIC time it was parsed), `dup` and `err`
 //!         lines, and a final `done`.
@@ -40,6 +43,9 @@ pub struct WorkerArgs {
     /// The server, host:port (loopback).
     #[arg(long)]
     pub addr: SocketAddr,
+    /// Where connections go once told of a storm (default: `--addr`).
+    #[arg(long)]
+    pub failover_addr: Option<SocketAddr>,
     /// Source addresses, comma-separated (127.x.y.z); connections take them in turn.
     #[arg(long, value_delimiter = ',')]
     pub sources: Vec<IpAddr>,
@@ -76,6 +82,12 @@ pub struct Status {
     pub wrong_result: u64,
     pub first_connect_ns: u64,
     pub last_ready_ns: u64,
+    /// Connections served again after a storm: answered by the failover
+    /// server, or finished.
+    #[serde(default)]
+    pub restored: u64,
+    #[serde(default)]
+    pub last_restored_ns: u64,
 }
 
 #[derive(Default)]
@@ -91,6 +103,8 @@ struct Counters {
     wrong_result: AtomicU64,
     first_connect_ns: AtomicU64,
     last_ready_ns: AtomicU64,
+    restored: AtomicU64,
+    last_restored_ns: AtomicU64,
 }
 
 impl Counters {
@@ -107,6 +121,8 @@ impl Counters {
             wrong_result: self.wrong_result.load(Relaxed),
             first_connect_ns: self.first_connect_ns.load(Relaxed),
             last_ready_ns: self.last_ready_ns.load(Relaxed),
+            restored: self.restored.load(Relaxed),
+            last_restored_ns: self.last_restored_ns.load(Relaxed),
         }
     }
 }
@@ -128,6 +144,29 @@ struct Ctx {
     out: mpsc::UnboundedSender<OutLine>,
     cancel: CancellationToken,
     errors_reported: AtomicU64,
+    /// Set by `storm`: connections go to the failover address.
+    storm: std::sync::atomic::AtomicBool,
+    /// Fired by `drop`: every stream is closed and reopened.
+    dropped: CancellationToken,
+}
+
+impl Ctx {
+    fn server(&self) -> SocketAddr {
+        if self.storm.load(Relaxed) {
+            self.args.failover_addr.unwrap_or(self.args.addr)
+        } else {
+            self.args.addr
+        }
+    }
+
+    /// Counts `watch` as served again after the storm, once.
+    fn restored(&self, watch: &mut Watch) {
+        if self.storm.load(Relaxed) && !watch.restored {
+            watch.restored = true;
+            self.counters.restored.fetch_add(1, Relaxed);
+            self.counters.last_restored_ns.fetch_max(mono_ns(), Relaxed);
+        }
+    }
 }
 
 impl Ctx {
@@ -149,6 +188,10 @@ struct Watch {
     saw_created: bool,
     got_terminal: bool,
     ready: bool,
+    /// Served again since the storm (see [`Ctx::restored`]).
+    restored: bool,
+    /// Already closed by a `drop`.
+    dropped: bool,
     permit: Option<OwnedSemaphorePermit>,
     /// The gateway's heartbeat interval, as its heartbeat event announces
     /// it: a stream silent for WATCHDOG_INTERVALS of them is given up and
@@ -216,6 +259,8 @@ async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         out,
         cancel: CancellationToken::new(),
         errors_reported: AtomicU64::new(0),
+        storm: std::sync::atomic::AtomicBool::new(false),
+        dropped: CancellationToken::new(),
     });
 
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
@@ -268,6 +313,8 @@ async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     saw_created: false,
                     got_terminal: false,
                     ready: false,
+                    restored: false,
+                    dropped: false,
                     permit: Some(permit),
                     heartbeat: DEFAULT_HEARTBEAT,
                 };
@@ -286,6 +333,11 @@ async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     loop {
         match stdin.next_line().await {
             Ok(Some(line)) if line.contains("close") => break,
+            Ok(Some(line)) if line.contains("storm") => ctx.storm.store(true, Relaxed),
+            Ok(Some(line)) if line.contains("drop") => {
+                ctx.storm.store(true, Relaxed);
+                ctx.dropped.cancel();
+            }
             Ok(Some(_)) => continue,
             _ => break,
         }
@@ -311,11 +363,20 @@ async fn watch_loop(mut watch: Watch, ctx: Arc<Ctx>) {
     loop {
         let result = tokio::select! {
             () = ctx.cancel.cancelled() => return,
+            // Closed from this side; reopened at once, to the failover server.
+            () = ctx.dropped.cancelled(), if !watch.dropped => {
+                watch.dropped = true;
+                continue;
+            }
             result = attempt(&mut watch, &ctx) => result,
         };
         match result {
-            Ok(End::Finished) => return,
+            Ok(End::Finished) => {
+                ctx.restored(&mut watch);
+                return;
+            }
             Ok(End::NoContent) => {
+                ctx.restored(&mut watch);
                 if !watch.got_terminal {
                     ctx.counters.no_content.fetch_add(1, Relaxed);
                     ctx.error(watch.i, "204 before the terminal event was seen".into());
@@ -335,8 +396,14 @@ async fn watch_loop(mut watch: Watch, ctx: Arc<Ctx>) {
                 if watch.ready {
                     ctx.counters.reconnects.fetch_add(1, Relaxed);
                 }
-                // EventSource's reconnect, shortened (the gateway says 2000 ms).
-                let delay = Duration::from_millis(100 * u64::from(failures));
+                // EventSource's reconnect, shortened (the gateway says
+                // 2000 ms); none when a storm sends every connection to
+                // the failover server at once, as a proxy would.
+                let delay = if ctx.storm.load(Relaxed) && !watch.restored {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(100 * u64::from(failures))
+                };
                 tokio::select! {
                     () = ctx.cancel.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
@@ -379,9 +446,12 @@ fn mark_ready(watch: &mut Watch, ctx: &Ctx) {
 
 async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
     let target = ctx.args.target;
+    // A connection opened after the storm began goes to the failover
+    // server, and only its answer counts as the stream served again.
+    let after_storm = ctx.storm.load(Relaxed);
     let mut stream = tokio::time::timeout(
         Duration::from_secs(10),
-        http::connect(ctx.args.addr, watch.source),
+        http::connect(ctx.server(), watch.source),
     )
     .await
     .context("connect timed out")?
@@ -404,6 +474,7 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
     .await
     .context("response head timed out")??;
     match head.status {
+        200 if after_storm => ctx.restored(watch),
         200 => {}
         204 => return Ok(End::NoContent),
         status => bail!("HTTP {status}"),
