@@ -44,7 +44,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, Request, Version, header},
 };
 use bytes::{Buf, Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
@@ -65,6 +65,10 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_BUFFER: usize = 1024;
 /// Most header lines parsed here; more go to hyper.
 const MAX_HEADERS: usize = 48;
+/// Most bytes of ready frames gathered into one write: a resuming dashboard's
+/// backlog goes out in writes of about this size, not in one huge buffer.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
 /// A write that cannot complete this long means the client stopped reading
 /// and its socket buffer is full: the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -229,8 +233,8 @@ async fn write_response(
     let (mut reader, mut writer) = stream.split();
     let mut frames = body.into_data_stream();
     let mut ignored_input = 0;
-    // The head goes out with the stream's first frame (retry:) in one write.
-    loop {
+    let mut ended = false;
+    while !ended {
         let frame = tokio::select! {
             frame = frames.next() => frame,
             () = peer_closed(&mut reader, &mut ignored_input) => return,
@@ -238,13 +242,36 @@ async fn write_response(
         let Some(Ok(frame)) = frame else {
             break;
         };
-        let written = if head.is_empty() {
-            write_bounded(&mut writer, &frame, shutdown).await
-        } else {
-            head.extend_from_slice(&frame);
-            let written = write_bounded(&mut writer, &head, shutdown).await;
-            head = BytesMut::new();
-            written
+        // Whatever else is ready goes out in the same write, after the head
+        // (if not sent yet): a stream's opening (retry, heartbeat, history)
+        // is one segment rather than one per frame. A lone live event is
+        // written as it is, without a copy.
+        let mut coalesced = std::mem::take(&mut head);
+        let mut first = Some(frame);
+        while coalesced.len() < COALESCE_LIMIT {
+            match frames.next().now_or_never() {
+                Some(Some(Ok(more))) => {
+                    if let Some(first) = first.take() {
+                        coalesced.extend_from_slice(&first);
+                    }
+                    coalesced.extend_from_slice(&more);
+                }
+                Some(_) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        let written = match first {
+            Some(frame) if coalesced.is_empty() => {
+                write_bounded(&mut writer, &frame, shutdown).await
+            }
+            Some(frame) => {
+                coalesced.extend_from_slice(&frame);
+                write_bounded(&mut writer, &coalesced, shutdown).await
+            }
+            None => write_bounded(&mut writer, &coalesced, shutdown).await,
         };
         if !written {
             return;
