@@ -27,6 +27,9 @@
 # (K gateway processes sharing the port with GATEWAY_REUSE_PORT, or K nginx
 # workers with `reuseport`; default 1; needed past one process's fd cap),
 # RESULT_SUFFIX (added to the result file's name, for repeated runs).
+# Gateway runs also keep both servers' /metrics after the run in
+# OUT_DIR/metrics/ (payment-core's on CORE_ADDR's port + 1000), for
+# bench/hops.py.
 # Exit status: loadgen's (0 = nothing lost, nothing duplicated).
 set -euo pipefail
 
@@ -120,6 +123,7 @@ for target in $targets; do
     for i in $(seq 0 $((CORE_REPLICAS - 1))); do
       addr="${CORE_ADDR%:*}:$(( ${CORE_ADDR##*:} + i ))"
       PAYMENT_CORE_LISTEN=$addr DATABASE_URL="${CORE_DATABASE_URL:-sqlite://$RUN/core.db}" PROVIDER_SECRET=$SECRET \
+        PAYMENT_CORE_METRICS_LISTEN="${addr%:*}:$(( ${addr##*:} + 1000 ))" \
         ORDER_TTL_SECS=3600 RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=pretty \
         ${CORE_WRAP:-} "$BIN_DIR/payment-core" >"$RUN/core-$i.log" 2>&1 &
       core_pids+=($!); PIDS+=($!); core_urls+=("http://$addr")
@@ -137,7 +141,7 @@ for target in $targets; do
       gw_pids+=($!); PIDS+=($!)
     done
     gw_pid=${gw_pids[0]}
-    storm_args=()
+    storm_args=(); failover_addr=""
     if [[ $mode == storm ]]; then
       # Gateway B, on the next port: where A's browsers go when A stops.
       failover_addr="${GW_ADDR%:*}:$(( ${GW_ADDR##*:} + 1 ))"
@@ -154,6 +158,11 @@ for target in $targets; do
     # them: go on once many answers in a row said ready.
     for _ in $(seq 1 $((PROCESSES > 1 ? 10 * PROCESSES : 1))); do wait_http "http://$GW_ADDR/readyz" 30; done
     for url in "${core_urls[@]}"; do wait_tcp "${url#http://}" 30; done
+    # A port answered by a leftover server from an earlier run would be
+    # measured in place of this one: every server started must be alive.
+    for p in "${PIDS[@]}"; do
+      kill -0 "$p" 2>/dev/null || { echo "bench: a server exited at start (port taken?)" >&2; tail -n 5 "$RUN"/*.log >&2; exit 1; }
+    done
     profile "${gw_pids[0]}" gateway; profile "$core_pid" core
     set +e
     PROVIDER_SECRET=$SECRET timeout -k 10 "$TIMEOUT" "$BIN_DIR/loadgen" run --target gateway --url "http://$GW_ADDR" \
@@ -161,6 +170,10 @@ for target in $targets; do
       "${gw_pids[@]/#/--server-pid=}" "${core_pids[@]/#/--core-pid=}" --label "$label" "${storm_args[@]}" \
       --json "$OUT_DIR/$label${RESULT_SUFFIX:-}.json" --timeout "$((TIMEOUT - 30))" ${LOADGEN_ARGS:-}
     rc=$?; set -e
+    # The servers' own figures after the run (bench/hops.py reads them).
+    mkdir -p "$OUT_DIR/metrics"
+    curl -fsS --max-time 5 "http://${failover_addr:-$GW_ADDR}/metrics" >"$OUT_DIR/metrics/$label${RESULT_SUFFIX:-}-gateway.txt" || true
+    curl -fsS --max-time 5 "http://${CORE_ADDR%:*}:$(( ${CORE_ADDR##*:} + 1000 ))/metrics" >"$OUT_DIR/metrics/$label${RESULT_SUFFIX:-}-core.txt" || true
   else
     command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] \
       || { echo "bench: nginx + libnginx-mod-nchan not installed; skipping nchan" >&2; continue; }

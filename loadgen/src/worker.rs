@@ -474,7 +474,8 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
     .await
     .context("response head timed out")??;
     match head.status {
-        200 if after_storm => ctx.restored(watch),
+        // nchan sends nothing on subscribing: its 200 is the stream served.
+        200 if after_storm && target == Target::Nchan => ctx.restored(watch),
         200 => {}
         204 => return Ok(End::NoContent),
         status => bail!("HTTP {status}"),
@@ -498,6 +499,11 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
             if target == Target::Gateway && event.event == HEARTBEAT_EVENT {
                 if let Some(interval) = heartbeat_interval(&event.data) {
                     watch.heartbeat = interval;
+                }
+                // The gateway's stream is served once its heartbeat comes;
+                // a lone `retry:` frame (come back later) is not.
+                if after_storm {
+                    ctx.restored(watch);
                 }
                 continue;
             }
