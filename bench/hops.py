@@ -5,15 +5,16 @@ after the run) and whose loadgen JSON is beside them.
 
     bench/hops.py OUT_DIR [LABEL_PREFIX]
 
-Means, from the histograms' _sum/_count (a mean per hop adds up, which
-percentiles do not):
+Medians; the servers' are interpolated within their histogram buckets, as
+Prometheus's histogram_quantile does (so only as fine as the buckets):
   report call      loadgen: the signed report sent → its answer received
   commit           payment-core: the writer taking the batch → COMMIT done
                    (the fsync is in it)
-  commit → handed  sse-gateway: the event's commit time (its occurred_at) →
-                   its frame handed to the browser's connection: the core's
-                   broadcast, watcher, HTTP/2 out, the gateway's upstream,
-                   hub and connection task
+  recorded → handed  sse-gateway: the event's time (its occurred_at, taken
+                   when the writer applies it, before the commit) → its frame
+                   handed to the browser's connection: the rest of the
+                   commit, the core's broadcast, watcher, HTTP/2 out, the
+                   gateway's upstream, hub and connection task
   report → browser loadgen: the report sent → the event parsed by the client
 """
 import glob
@@ -22,23 +23,33 @@ import os
 import sys
 
 
-def mean(text, name, labels=()):
-    total = count = 0.0
+def median_ms(text, name, labels=()):
+    """histogram_quantile(0.5, name) in ms, summed over matching series."""
+    buckets = {}
     for line in text.splitlines():
-        for suffix, slot in (("_sum", "sum"), ("_count", "count")):
-            if line.startswith(name + suffix) and all(f'{k}="{v}"' in line for k, v in labels):
-                value = float(line.rsplit(" ", 1)[1])
-                if slot == "sum":
-                    total += value
-                else:
-                    count += value
-    return total / count * 1000 if count else float("nan")
+        if line.startswith(name + "_bucket{") and all(f'{k}="{v}"' in line for k, v in labels):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    if not buckets:
+        return float("nan")
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    rank, lower, below = total / 2, 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower * 1000
+            inside = buckets[bound] - below
+            return (lower + (bound - lower) * (rank - below) / inside) * 1000
+        lower, below = bound, buckets[bound]
+    return float("nan")
 
 
 def main():
     out = sys.argv[1]
     prefix = sys.argv[2] if len(sys.argv) > 2 else ""
-    print("| run | report call, p50 | commit, mean | commit → handed to connection, mean | report → browser, p50 |")
+    print("| run | report call | commit | recorded → handed to the connection | report → browser |")
     print("|---|---:|---:|---:|---:|")
     for core_file in sorted(glob.glob(os.path.join(out, "metrics", f"{prefix}*-core.txt"))):
         label = os.path.basename(core_file)[: -len("-core.txt")]
@@ -48,11 +59,10 @@ def main():
             continue
         core, gateway = open(core_file).read(), open(gateway_file).read()
         summary = json.load(open(summary_file))
-        commit = mean(core, "payment_core_commit_seconds")
-        lag = mean(gateway, "sse_gateway_delivery_lag_seconds", [("kind", "order"), ("source", "live")])
+        commit = median_ms(core, "payment_core_commit_seconds")
+        lag = median_ms(gateway, "sse_gateway_delivery_lag_seconds", [("kind", "order"), ("source", "live")])
         call = summary["report_call"]
         browser = summary["report_to_browser"]
-        # The loadgen JSON keeps percentiles only; its p50 stands in for the mean.
         print(f"| {label} | {call['p50_ms']:.3f} ms | {commit:.3f} ms | {lag:.3f} ms | {browser['p50_ms']:.3f} ms |")
 
 
