@@ -12,6 +12,7 @@
 #                                                       Last-Event-ID, while results go out at RATE/s
 #                                                       (default 2000); nchan: every subscriber is
 #                                                       dropped and reconnects to the same nginx
+#                                                       (STORM=drop: the gateway's clients drop too)
 #
 # Environment: BIN_DIR (default target/release; must hold payment-core,
 # sse-gateway and loadgen), OUT_DIR (default bench/results), LOADGEN_ARGS
@@ -151,7 +152,10 @@ for target in $targets; do
       failover_pid=$!; PIDS+=($failover_pid)
       wait_http "http://$failover_addr/readyz" 30
       # B's figures are the ones measured; A is the one stopped.
-      storm_args=(--failover-url "http://$failover_addr" --storm-stop-pid "$gw_pid")
+      storm_args=(--failover-url "http://$failover_addr")
+      # STORM=drop: A keeps running and the clients drop their streams, as
+      # in nchan's storm; the default stops A.
+      [[ ${STORM:-stop} == drop ]] || storm_args+=(--storm-stop-pid "$gw_pid")
       gw_pids=("$failover_pid")
     fi
     # With several processes on one port, each answer comes from any one of

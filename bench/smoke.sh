@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI smoke of the benchmark: 300 SSE watchers on our gateway, one payment
 # result each at 300/s, plus a small fan-out (3 orders x 100 watchers) and
-# the first run again over two gateway processes sharing the port;
-# fails unless every terminal event arrived exactly once (lost = 0,
+# the first run again over two gateway processes sharing the port, and a
+# reconnect storm (gateway A stops, its 300 browsers move to gateway B while
+# results go out); fails unless every terminal event arrived exactly once (lost = 0,
 # duplicated = 0). Then the same small latency run against nginx + nchan
 # when nginx and libnginx-mod-nchan are installed (skipped otherwise).
 #
@@ -26,6 +27,7 @@ FANOUT_RATE=10 "$ROOT/bench/run.sh" fanout 100 3 gateway
 # Two gateway processes sharing one port (GATEWAY_REUSE_PORT), as the runs
 # past one process's fd cap use them.
 PROCESSES=2 "$ROOT/bench/run.sh" latency "$N" "$N" gateway
+"$ROOT/bench/run.sh" storm "$N" "$N" gateway
 if command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]]; then
   "$ROOT/bench/run.sh" latency "$N" "$N" nchan
 else
