@@ -57,8 +57,9 @@ pub struct Config {
     /// Orders whose whole history this gateway keeps in memory, from the
     /// `created` events it sees, so that opening a stream for one of them
     /// (a reconnect storm when another gateway stops) costs no call to
-    /// payment-core. Oldest created go first; each costs about 0.8 KiB, and
-    /// ~0.4 KiB more per later event (BENCHMARKS.md). Orders it did not see
+    /// payment-core. Oldest created go first, and sooner when the orders'
+    /// events pass 1 KiB per order on average (long descriptions); a new
+    /// order costs about 0.8 KiB (BENCHMARKS.md). Orders it did not see
     /// created are read from the core. 0 keeps none.
     #[arg(long, env = "RECENT_ORDERS", default_value_t = 50_000)]
     pub recent_orders: usize,

@@ -268,6 +268,14 @@ pub struct OrderHistory {
 }
 
 impl OrderHistory {
+    /// Whether this history is as far as a client that saw `sequence`:
+    /// its last event is at or past it, or final (nothing follows).
+    pub fn reaches(&self, sequence: u64) -> bool {
+        self.events
+            .last()
+            .is_some_and(|last| last.sequence >= sequence || last.is_terminal())
+    }
+
     /// The events after `sequence`, and whether the order has reached a
     /// final state (its last event is final).
     pub fn after(self, sequence: u64) -> (Vec<Arc<WireEvent>>, bool) {
@@ -288,6 +296,27 @@ impl OrderHistory {
 pub struct UpstreamEvent {
     pub event: WireEvent,
     pub client_secret: String,
+}
+
+/// What the all-orders stream delivers: an event, or the sequence of one
+/// the gateway could not read, with its order when that much was readable
+/// (the gateway then forgets that order's history: it has a hole).
+#[derive(Debug, Clone)]
+pub enum UpstreamItem {
+    Event(UpstreamEvent),
+    Unreadable {
+        sequence: u64,
+        order_id: Option<OrderId>,
+    },
+}
+
+impl UpstreamItem {
+    pub fn sequence(&self) -> u64 {
+        match self {
+            UpstreamItem::Event(upstream) => upstream.event.sequence,
+            UpstreamItem::Unreadable { sequence, .. } => *sequence,
+        }
+    }
 }
 
 #[cfg(test)]

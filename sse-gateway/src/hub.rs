@@ -210,6 +210,24 @@ impl Hub {
         self.offer(&mut dashboards.subscribers, &event);
     }
 
+    /// Forgets the history of `order_id` (an event of it could not be
+    /// read, so the history has a hole), or of every order when the event
+    /// named none: their streams then read the core.
+    pub fn forget(&self, order_id: Option<OrderId>) {
+        match order_id {
+            Some(order_id) => {
+                let dropped = self.shard(order_id).recent.forget(order_id);
+                self.metrics.recent_orders_changed(dropped);
+            }
+            None => {
+                for shard in &self.shards {
+                    let dropped = lock(shard).recent.forget_all();
+                    self.metrics.recent_orders_changed(dropped);
+                }
+            }
+        }
+    }
+
     fn offer(&self, subscribers: &mut Vec<Subscriber>, event: &Arc<WireEvent>) {
         subscribers.retain(|subscriber| match subscriber.tx.try_send(Arc::clone(event)) {
             Ok(()) => true,
@@ -323,6 +341,21 @@ mod tests {
         assert_eq!(live.events.recv().await.unwrap().sequence, 2);
         let (_, later) = hub.subscribe_order(order("a"));
         assert_eq!(later.expect("known").events.len(), 2);
+    }
+
+    #[test]
+    fn a_forgotten_order_is_left_to_the_core() {
+        let hub = Hub::new(Metrics::new("test").0, 100);
+        hub.publish(event(1, "a"));
+        hub.publish(event(1, "b"));
+        hub.forget(Some(order("a")));
+        assert!(hub.subscribe_order(order("a")).1.is_none());
+        assert!(hub.subscribe_order(order("b")).1.is_some());
+        hub.forget(None);
+        assert!(
+            hub.subscribe_order(order("b")).1.is_none(),
+            "no order named: all"
+        );
     }
 
     #[test]

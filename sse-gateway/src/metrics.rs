@@ -232,7 +232,7 @@ impl Metrics {
         );
         service.register(
             "order_histories_read",
-            "Order streams opened, by where their history was read: memory (this gateway saw the order created) or core (a call to payment-core).",
+            "Order stream requests, by where their history was read: memory (this gateway saw the order created) or core (a call to payment-core).",
             histories_read,
         );
         metrics.register(service);
@@ -247,7 +247,7 @@ impl Metrics {
         );
         registry.register(
             "recent_orders",
-            "Orders whose whole history this gateway holds in memory (at most RECENT_ORDERS).",
+            "Orders whose whole history this gateway holds in memory (about RECENT_ORDERS at most: each shard holds its share, rounded up; fewer when their frames pass the byte budget).",
             self.recent_orders.clone(),
         );
         registry.register(

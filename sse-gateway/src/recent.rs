@@ -9,11 +9,18 @@
 //! (or evicted since) has no entry and is read from the core, so an entry is
 //! never a history with its beginning missing.
 //!
-//! Bounds: at most `capacity` orders, evicted oldest-created first, and at
-//! most [`MAX_EVENTS_PER_ORDER`] events per order (an order that somehow
-//! has more is forgotten, not truncated). An entry costs its order's
-//! secret and a reference to each of its events, whose frames the hub's
-//! connections share anyway; BENCHMARKS.md measures it.
+//! Bounds: at most `capacity` orders and [`BYTES_PER_ORDER`] times that in
+//! bytes (frames plus a fixed cost per entry), evicted oldest-created
+//! first, so that orders with long descriptions cannot grow the memory past
+//! its budget (they just keep fewer orders); and at most
+//! [`MAX_EVENTS_PER_ORDER`] events per order (an order that somehow has
+//! more is forgotten, not truncated). An entry costs its order's secret and
+//! a reference to each of its events, whose frames the hub's connections
+//! share anyway; BENCHMARKS.md measures it.
+//!
+//! An event the gateway could not decode is a hole in its order's history:
+//! [`RecentOrders::forget`] drops the order, which is then read from the
+//! core (which fails loudly rather than answer a wrong history).
 //!
 //! No lock here: the hub keeps one `RecentOrders` per shard, under the
 //! shard's lock, so that recording an event and handing it to the live
@@ -29,9 +36,17 @@ use crate::event::{OrderHistory, OrderId, Status, WireEvent};
 /// A real order has three events at most (created, processing, a result);
 /// more means something unforeseen, and the core is asked instead.
 pub const MAX_EVENTS_PER_ORDER: usize = 8;
+/// The byte budget per order held: an order's frames are ~0.3 KB each with
+/// a short description, up to ~4 KB with the longest one.
+pub const BYTES_PER_ORDER: usize = 1024;
+/// What an entry costs besides its frames (map slot, id, secret, event
+/// headers), counted against the budget.
+const ENTRY_OVERHEAD: usize = 256;
 
 pub struct RecentOrders {
     capacity: usize,
+    /// Frames plus [`ENTRY_OVERHEAD`] per entry, of the orders held.
+    bytes: usize,
     orders: HashMap<OrderId, OrderHistory>,
     /// Order ids in the order their entries were made: the eviction order.
     /// Never longer than `capacity`; an id whose entry was dropped early
@@ -44,9 +59,46 @@ impl RecentOrders {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             capacity,
+            bytes: 0,
             orders: HashMap::new(),
             arrival: VecDeque::new(),
         }
+    }
+
+    fn budget(&self) -> usize {
+        self.capacity * BYTES_PER_ORDER
+    }
+
+    fn cost(history: &OrderHistory) -> usize {
+        ENTRY_OVERHEAD
+            + history
+                .events
+                .iter()
+                .map(|event| event.frame.len())
+                .sum::<usize>()
+    }
+
+    fn remove(&mut self, order_id: &OrderId) {
+        if let Some(history) = self.orders.remove(order_id) {
+            self.bytes -= Self::cost(&history);
+        }
+    }
+
+    /// Forgets one order (an event of it could not be decoded); answers the
+    /// change in the number of orders held.
+    pub fn forget(&mut self, order_id: OrderId) -> i64 {
+        let before = self.orders.len() as i64;
+        self.remove(&order_id);
+        self.orders.len() as i64 - before
+    }
+
+    /// Forgets every order (an undecodable event named no order).
+    pub fn forget_all(&mut self) -> i64 {
+        let before = self.orders.len() as i64;
+        self.orders.clear();
+        self.arrival.clear();
+        self.bytes = 0;
+        -before
     }
 
     /// Records an event the upstream delivered; answers the change in the
@@ -57,25 +109,30 @@ impl RecentOrders {
         }
         let before = self.orders.len() as i64;
         if event.status == Status::Created {
-            if self.arrival.len() == self.capacity
-                && let Some(oldest) = self.arrival.pop_front()
-            {
-                self.orders.remove(&oldest);
+            let history = OrderHistory {
+                client_secret: client_secret.into(),
+                events: vec![Arc::clone(event)],
+            };
+            self.bytes += Self::cost(&history);
+            // An id is created once; a repeat would mean a replayed log.
+            if let Some(replaced) = self.orders.insert(event.order_id, history) {
+                self.bytes -= Self::cost(&replaced);
+            } else {
+                self.arrival.push_back(event.order_id);
             }
-            self.arrival.push_back(event.order_id);
-            self.orders.insert(
-                event.order_id,
-                OrderHistory {
-                    client_secret: client_secret.into(),
-                    events: vec![Arc::clone(event)],
-                },
-            );
         } else if let Some(history) = self.orders.get_mut(&event.order_id) {
             if history.events.len() == MAX_EVENTS_PER_ORDER {
-                self.orders.remove(&event.order_id);
+                self.remove(&event.order_id);
             } else {
                 history.events.push(Arc::clone(event));
+                self.bytes += event.frame.len();
             }
+        }
+        while self.arrival.len() > self.capacity || self.bytes > self.budget() {
+            let Some(oldest) = self.arrival.pop_front() else {
+                break;
+            };
+            self.remove(&oldest);
         }
         self.orders.len() as i64 - before
     }
@@ -177,5 +234,43 @@ mod tests {
             0
         );
         assert!(recent.get(order(1)).is_none());
+    }
+
+    #[test]
+    fn long_frames_keep_fewer_orders_within_the_byte_budget() {
+        let mut recent = RecentOrders::with_capacity(10);
+        let long = "x".repeat(3000);
+        for n in 0..10 {
+            let big = Arc::new(WireEvent::new(
+                u64::from(n) + 1,
+                order(n),
+                Status::Created,
+                &long,
+            ));
+            recent.record(&big, "cs");
+        }
+        assert!(
+            recent.bytes <= recent.budget(),
+            "{} > {}",
+            recent.bytes,
+            recent.budget()
+        );
+        assert!(recent.orders.len() < 10, "fewer orders, not more memory");
+        assert!(recent.get(order(9)).is_some(), "the newest stays");
+        let held: usize = recent.orders.values().map(RecentOrders::cost).sum();
+        assert_eq!(held, recent.bytes, "the count follows the entries");
+    }
+
+    #[test]
+    fn a_forgotten_order_is_left_to_the_core_and_its_later_events_too() {
+        let mut recent = RecentOrders::with_capacity(10);
+        recent.record(&event(1, order(1), Status::Created), "cs_1");
+        recent.record(&event(2, order(2), Status::Created), "cs_2");
+        assert_eq!(recent.forget(order(1)), -1);
+        recent.record(&event(3, order(1), Status::Succeeded), "cs_1");
+        assert!(recent.get(order(1)).is_none());
+        assert_eq!(recent.forget_all(), -1);
+        assert!(recent.get(order(2)).is_none());
+        assert_eq!(recent.bytes, 0);
     }
 }

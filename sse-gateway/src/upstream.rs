@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{hub::Hub, metrics::Metrics, payment_core::PaymentCore};
+use crate::{event::UpstreamItem, hub::Hub, metrics::Metrics, payment_core::PaymentCore};
 
 const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
 const BACKOFF_CEILING: Duration = Duration::from_secs(5);
@@ -88,7 +88,7 @@ impl Upstream {
             match message {
                 Some(Ok(upstream)) => {
                     *failures = 0;
-                    let sequence = upstream.event.sequence;
+                    let sequence = upstream.sequence();
                     // The core never repeats on one stream; this guards the
                     // invariant anyway (the recent orders rely on it).
                     if *last_sequence >= Some(sequence) {
@@ -96,7 +96,10 @@ impl Upstream {
                     }
                     *last_sequence = Some(sequence);
                     self.metrics.upstream_event_received(sequence);
-                    self.hub.publish(upstream);
+                    match upstream {
+                        UpstreamItem::Event(event) => self.hub.publish(event),
+                        UpstreamItem::Unreadable { order_id, .. } => self.hub.forget(order_id),
+                    }
                 }
                 None => return Err("stream ended".into()),
                 Some(Err(error)) => return Err(error.to_string()),

@@ -14,7 +14,9 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::{CoreError, EventStream, EventsPage, OrderHistory, PaymentCore};
-use crate::event::{EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, WireEvent};
+use crate::event::{
+    EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, UpstreamItem, WireEvent,
+};
 
 impl From<tonic::Status> for CoreError {
     fn from(status: tonic::Status) -> Self {
@@ -259,24 +261,26 @@ impl PaymentCore for GrpcCore {
             .await?
             .into_inner();
         Ok(stream
-            .filter_map(|message| {
-                std::future::ready(match message {
-                    Ok(event) => match WireEvent::try_from(&event) {
-                        Ok(wire) => Some(Ok(UpstreamEvent {
-                            event: wire,
-                            client_secret: event
-                                .order
-                                .map(|order| order.client_secret)
-                                .unwrap_or_default(),
-                        })),
-                        // One unreadable event must not stop every other
-                        // order's: it is logged and skipped.
-                        Err(error) => {
-                            tracing::error!(%error, sequence = event.sequence, "undecodable event skipped");
-                            None
+            .map(|message| {
+                let event = message.map_err(CoreError::from)?;
+                Ok(match WireEvent::try_from(&event) {
+                    Ok(wire) => UpstreamItem::Event(UpstreamEvent {
+                        event: wire,
+                        client_secret: event
+                            .order
+                            .map(|order| order.client_secret)
+                            .unwrap_or_default(),
+                    }),
+                    // One unreadable event must not stop every other
+                    // order's: it is logged and passed on as a mark, so
+                    // the gateway forgets its order's history.
+                    Err(error) => {
+                        tracing::error!(%error, sequence = event.sequence, "undecodable event skipped");
+                        UpstreamItem::Unreadable {
+                            sequence: event.sequence,
+                            order_id: OrderId::parse(&event.order_id).ok(),
                         }
-                    },
-                    Err(status) => Some(Err(CoreError::from(status))),
+                    }
                 })
             })
             .boxed())

@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 pub use grpc::GrpcCore;
 
 pub use crate::event::OrderHistory;
-use crate::event::{NewOrder, OrderId, OrderView, UpstreamEvent, WireEvent};
+use crate::event::{NewOrder, OrderId, OrderView, UpstreamItem, WireEvent};
 
 /// Every way a call to payment-core can fail, in the terms the gateway acts on.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +53,8 @@ pub struct EventsPage {
 }
 
 /// The all-orders stream: events in sequence order, each with its order's
-/// secret, until it breaks.
-pub type EventStream = BoxStream<'static, Result<UpstreamEvent, CoreError>>;
+/// secret (or the mark of one that could not be read), until it breaks.
+pub type EventStream = BoxStream<'static, Result<UpstreamItem, CoreError>>;
 
 /// What the gateway asks of payment-core.
 #[async_trait::async_trait]

@@ -182,12 +182,16 @@ pub async fn order_events(
     }
     // Registered before the history is read: see the module's invariant.
     let (subscription, known) = state.hub.subscribe_order(order_id);
+    let after = after.unwrap_or(0);
     let history = match known {
-        Some(history) => {
+        // A resume point past what the gateway remembers means its copy is
+        // behind (its upstream is still catching up): the core is not, and
+        // knows whether the client has seen the end (204).
+        Some(history) if history.reaches(after) => {
             state.metrics.history_read(HistorySource::Memory);
             history
         }
-        None => match read_history(&state, order_id).await {
+        _ => match read_history(&state, order_id).await {
             Ok(history) => history,
             Err(refused) => return refused,
         },
@@ -197,7 +201,6 @@ pub async fn order_events(
         state.metrics.stream_refused(KIND, RefusalReason::NotFound);
         return Err(ApiError::NotFound);
     }
-    let after = after.unwrap_or(0);
     let (history, finished) = history.after(after);
     if history.is_empty() && finished {
         // Already saw the final event: 204 makes EventSource stop reconnecting.

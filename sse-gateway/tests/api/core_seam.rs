@@ -36,6 +36,7 @@ async fn an_event_committed_while_the_history_is_read_still_reaches_the_stream()
 async fn an_event_committed_while_the_core_is_slow_is_sent_once_and_other_orders_are_not_held_up() {
     let core = FakeCore::new();
     let (slow_order, slow_secret) = core.create();
+    let (quick_order, quick_secret) = core.create();
     let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     core.on_history(
@@ -51,12 +52,13 @@ async fn an_event_committed_while_the_core_is_slow_is_sent_once_and_other_orders
         tokio::spawn(async move { testkit::sse::SseConnection::open(addr, &slow_path, &[]).await });
     entered.notified().await;
 
-    // Another order is served while the first waits for the core.
-    let (quick_order, quick_secret) = core.create();
+    // Another order is served while the first waits for the core (both
+    // created before the gateway started: both are read from the core).
     let mut quick = gateway
         .open(&events_path(quick_order, &quick_secret), &[])
         .await;
     assert_eq!(quick.expect_event_name().await, "created");
+    assert_eq!(core.histories_read(), 2);
 
     // Committed while the slow one waits: in its history *and* live.
     let processing = core.commit(slow_order, Status::Processing);
@@ -201,6 +203,43 @@ async fn events_committed_while_the_upstream_was_down_complete_the_gateways_memo
         0,
         "the upstream resumed where it stopped"
     );
+}
+
+#[tokio::test]
+async fn a_resume_point_past_what_the_gateway_remembers_is_answered_by_the_core() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (order, secret) = core.create();
+    core.delivered(1).await;
+    // The result is committed, and a browser saw it through another
+    // gateway; this one's upstream has not passed it on yet.
+    core.hold_streams();
+    let result = core.commit(order, Status::Succeeded);
+    let done = gateway
+        .open(
+            &events_path(order, &secret),
+            &[("Last-Event-ID", &result.sequence.to_string())],
+        )
+        .await;
+    assert_eq!(done.status, 204, "the end was seen: EventSource must stop");
+    assert_eq!(core.histories_read(), 1);
+    core.release_streams();
+}
+
+#[tokio::test]
+async fn an_event_the_gateway_cannot_read_makes_it_forget_the_order() {
+    let core = FakeCore::new();
+    let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
+    let (order, secret) = core.create();
+    let unreadable = core.commit_unreadable(order);
+    core.delivered(unreadable).await;
+    // Not the remembered history with a hole in it: the core, which cannot
+    // answer either, so the browser is told to retry.
+    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    assert_eq!(stream.status, 200);
+    let events = stream.events_until_end(BOUND).await.expect("ends");
+    assert!(events.is_empty(), "{:?}", names(&events));
+    assert_eq!(core.histories_read(), 1);
 }
 
 #[tokio::test]

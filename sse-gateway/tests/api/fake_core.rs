@@ -19,7 +19,9 @@ use std::{
 use futures::StreamExt;
 use sse_gateway::{
     PaymentCore,
-    event::{EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, WireEvent},
+    event::{
+        EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, UpstreamItem, WireEvent,
+    },
     payment_core::{CoreError, EventStream, EventsPage, OrderHistory},
 };
 use tokio::sync::{Notify, broadcast, watch};
@@ -51,21 +53,37 @@ struct Order {
 struct Log {
     events: Vec<WireEvent>,
     orders: Vec<Order>,
+    /// Events the real core would send in a form the gateway cannot read
+    /// (its `ListOrderEvents` of their orders fails the same way).
+    unreadable: std::collections::HashSet<u64>,
 }
 
 impl Log {
-    /// `event` as the all-orders stream carries it: with its order's secret.
-    fn upstream(&self, event: &WireEvent) -> UpstreamEvent {
+    /// `event` as the all-orders stream carries it: with its order's
+    /// secret, or as unreadable.
+    fn upstream(&self, event: &WireEvent) -> UpstreamItem {
+        if self.unreadable.contains(&event.sequence) {
+            return UpstreamItem::Unreadable {
+                sequence: event.sequence,
+                order_id: Some(event.order_id),
+            };
+        }
         let client_secret = self
             .orders
             .iter()
             .find(|order| order.id == event.order_id)
             .map(|order| order.secret.clone())
             .unwrap_or_default();
-        UpstreamEvent {
+        UpstreamItem::Event(UpstreamEvent {
             event: event.clone(),
             client_secret,
-        }
+        })
+    }
+
+    fn has_unreadable(&self, order_id: OrderId) -> bool {
+        self.events
+            .iter()
+            .any(|event| event.order_id == order_id && self.unreadable.contains(&event.sequence))
     }
 }
 
@@ -74,7 +92,10 @@ pub struct FakeCore {
     log: Mutex<Log>,
     /// Committed events, for the all-orders stream. 1024 outlasts any test;
     /// a watcher that lags is failed, and the gateway resumes from the log.
-    live: broadcast::Sender<UpstreamEvent>,
+    live: broadcast::Sender<UpstreamItem>,
+    /// While true, the all-orders streams hold the next event back: a
+    /// gateway whose upstream lags behind the log.
+    held: watch::Sender<bool>,
     /// The highest sequence the gateway's upstream has handed to the hub.
     delivered: watch::Sender<u64>,
     /// How many `events` pages were asked for.
@@ -102,6 +123,7 @@ impl FakeCore {
             log: Mutex::default(),
             live: broadcast::channel(1024).0,
             delivered: watch::channel(0).0,
+            held: watch::channel(false).0,
             pages_read: AtomicUsize::new(0),
             histories_read: AtomicUsize::new(0),
             break_streams: Mutex::default(),
@@ -129,6 +151,24 @@ impl FakeCore {
         });
         self.commit(id, Status::Created);
         (id, secret)
+    }
+
+    /// Commits an event for `order_id` that reaches the gateway in a form
+    /// it cannot read (a status from a newer contract, say).
+    pub fn commit_unreadable(&self, order_id: OrderId) -> u64 {
+        let sequence = lock(&self.log).events.len() as u64 + 1;
+        lock(&self.log).unreadable.insert(sequence);
+        self.commit(order_id, Status::Processing).sequence
+    }
+
+    /// The all-orders streams hold back what comes next until
+    /// [`FakeCore::release_streams`].
+    pub fn hold_streams(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release_streams(&self) {
+        self.held.send_replace(false);
     }
 
     /// Appends an event for `order_id` and publishes it, as a commit does.
@@ -186,6 +226,11 @@ impl FakeCore {
 
     fn history_now(&self, order_id: OrderId) -> Result<OrderHistory, CoreError> {
         let log = lock(&self.log);
+        if log.has_unreadable(order_id) {
+            return Err(CoreError::Other(
+                "malformed answer from payment-core".into(),
+            ));
+        }
         let order = log
             .orders
             .iter()
@@ -273,10 +318,11 @@ impl PaymentCore for FakeCore {
         };
         let delivered = self.delivered.clone();
         let broken = lock(&self.break_streams).clone();
-        let state = (backlog, live, None::<u64>, delivered);
+        let held = self.held.subscribe();
+        let state = (backlog, live, None::<u64>, delivered, held);
         let stream = futures::stream::unfold(
             state,
-            |(mut backlog, mut live, handed, delivered)| async move {
+            |(mut backlog, mut live, handed, delivered, mut held)| async move {
                 // Asked for the next event: the previous one is in the hub.
                 if let Some(sequence) = handed {
                     delivered.send_if_modified(|highest| {
@@ -292,8 +338,9 @@ impl PaymentCore for FakeCore {
                         .await
                         .map_err(|lagged| CoreError::Unavailable(lagged.to_string())),
                 };
-                let handed = next.as_ref().ok().map(|upstream| upstream.event.sequence);
-                Some((next, (backlog, live, handed, delivered)))
+                let _ = held.wait_for(|held| !*held).await;
+                let handed = next.as_ref().ok().map(UpstreamItem::sequence);
+                Some((next, (backlog, live, handed, delivered, held)))
             },
         );
         // Broken on cue: an error, then nothing (the upstream reconnects).
