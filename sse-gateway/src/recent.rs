@@ -102,7 +102,7 @@ impl RecentOrders {
     }
 
     /// Records an event the upstream delivered; answers the change in the
-    /// number of orders held (for the gauge), from -1 to +1.
+    /// number of orders held (for the gauge).
     pub fn record(&mut self, event: &Arc<WireEvent>, client_secret: &str) -> i64 {
         if self.capacity == 0 {
             return 0;

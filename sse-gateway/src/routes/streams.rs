@@ -212,7 +212,8 @@ pub async fn order_events(
 }
 
 /// An order's history from payment-core, for an order this gateway did not
-/// see created; `Err` is the answer to give the browser instead.
+/// see created or remembers less of than the client has seen; `Err` is the
+/// answer to give the browser instead.
 async fn read_history(
     state: &AppState,
     order_id: OrderId,
