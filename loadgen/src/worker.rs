@@ -151,8 +151,9 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn server(&self) -> SocketAddr {
-        if self.storm.load(Relaxed) {
+    /// Where a connection goes: the failover server once the storm began.
+    fn server(&self, after_storm: bool) -> SocketAddr {
+        if after_storm {
             self.args.failover_addr.unwrap_or(self.args.addr)
         } else {
             self.args.addr
@@ -451,7 +452,7 @@ async fn attempt(watch: &mut Watch, ctx: &Ctx) -> anyhow::Result<End> {
     let after_storm = ctx.storm.load(Relaxed);
     let mut stream = tokio::time::timeout(
         Duration::from_secs(10),
-        http::connect(ctx.server(), watch.source),
+        http::connect(ctx.server(after_storm), watch.source),
     )
     .await
     .context("connect timed out")?
