@@ -10,7 +10,9 @@
 #                                    throwaway server (Debian's postgresql) in
 #                                    a temp dir, removed on exit.
 #
-# Ctrl-C stops everything. Settings come from the environment (see README).
+# Ctrl-C stops everything. Settings come from the environment (see README);
+# the gateway's and the provider's API keys from GATEWAY_API_KEY and
+# PROVIDER_API_KEY, as in compose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,8 +87,13 @@ else
   wait_healthy "$bin/payment-core"
   where="${DATABASE_URL#sqlite://}"
 fi
-"$bin/mock-provider" & pids+=($!)
-"$bin/sse-gateway" & pids+=($!)
+# Each client gets its own key, as in compose (GATEWAY_API_KEY,
+# PROVIDER_API_KEY; unset: each binary's public development key), never a
+# PAYMENT_CORE_API_KEY the shell happens to export to both.
+env -u PAYMENT_CORE_API_KEY ${PROVIDER_API_KEY:+PAYMENT_CORE_API_KEY="$PROVIDER_API_KEY"} \
+  "$bin/mock-provider" & pids+=($!)
+env -u PAYMENT_CORE_API_KEY ${GATEWAY_API_KEY:+PAYMENT_CORE_API_KEY="$GATEWAY_API_KEY"} \
+  "$bin/sse-gateway" & pids+=($!)
 wait_healthy "$bin/sse-gateway"
 
 cat >&2 <<MSG

@@ -106,7 +106,7 @@ impl Caller {
         if caller.roles.iter().any(|role| role.allows(permission)) {
             Ok(Arc::clone(caller))
         } else {
-            tracing::warn!(caller = %caller.name, ?permission, "call refused: role does not allow it");
+            tracing::warn!(?permission, "call refused: role does not allow it");
             Err(Status::permission_denied(format!(
                 "API key `{}` may not {}",
                 caller.name,
@@ -133,6 +133,16 @@ impl Caller {
             .iter()
             .any(|role| matches!(role, Role::Gateway | Role::Reader))
             || self.owns(order)
+    }
+
+    /// Whether this caller's history and watch answers hold `order`'s
+    /// events: every order's for the gateway role, which streams them to
+    /// every merchant's payers; its own merchant's otherwise. A `reader`
+    /// role reads single orders and adds nothing here, so a key holding
+    /// `merchant` and `reader` cannot list or watch other merchants' orders,
+    /// which neither role may alone.
+    pub fn sees_events_of(&self, order: &Order) -> bool {
+        self.roles.contains(&Role::Gateway) || self.owns(order)
     }
 
     /// Whether `order` is this caller's merchant's: only then may it cancel
@@ -296,8 +306,10 @@ impl ApiKeys {
         let key = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| value.split_once(' '))
+            // The scheme is case-insensitive (RFC 7235 section 2.1).
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, key)| key.trim())
             .filter(|key| !key.is_empty())
             .ok_or_else(|| {
                 Status::unauthenticated("malformed authorization: expected `Bearer <key>`")
@@ -320,14 +332,16 @@ impl ApiKeys {
         }
     }
 
-    /// The tonic interceptor for PaymentService: authenticates every call
-    /// and leaves the [`Caller`] in its extensions.
+    /// The tonic interceptor for PaymentService: authenticates every call,
+    /// names its key in the call's span (`caller`) and leaves the
+    /// [`Caller`] in its extensions.
     pub fn interceptor(
         self,
     ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
     {
         move |mut request: Request<()>| {
             let caller = self.authenticate(request.metadata())?;
+            tracing::Span::current().record("caller", caller.name.as_str());
             request.extensions_mut().insert(caller);
             Ok(request)
         }
@@ -335,12 +349,19 @@ impl ApiKeys {
 
     /// Whether these are exactly the public development keys.
     pub fn are_development(&self) -> bool {
+        let public = self.public_key_names();
+        public.len() == self.entries.len() && public.len() == Self::development().entries.len()
+    }
+
+    /// The names of configured keys that are public development keys:
+    /// anyone who has read the contract can call with them.
+    pub fn public_key_names(&self) -> Vec<&str> {
         let development = Self::development();
-        self.entries.len() == development.entries.len()
-            && self
-                .entries
-                .iter()
-                .all(|entry| development.entries.iter().any(|dev| dev.hash == entry.hash))
+        self.entries
+            .iter()
+            .filter(|entry| development.entries.iter().any(|dev| dev.hash == entry.hash))
+            .map(|entry| entry.caller.name.as_str())
+            .collect()
     }
 }
 
@@ -390,6 +411,10 @@ mod tests {
         );
         assert_eq!(
             caller(Some("Bearer new-key")).ok().as_deref(),
+            Some("shop-new")
+        );
+        assert_eq!(
+            caller(Some("bearer new-key")).ok().as_deref(),
             Some("shop-new")
         );
         for refused in [
@@ -449,5 +474,13 @@ mod tests {
         assert_eq!(caller.secrets(), Secrets::Shown);
         assert!(ApiKeys::development().are_development());
         assert!(!keys.are_development());
+        assert!(keys.public_key_names().is_empty());
+        let mixed = ApiKeys::parse(&format!(
+            "{entry},kept:shop:merchant:{}",
+            hash_hex(dev::MERCHANT_API_KEY)
+        ))
+        .expect("valid");
+        assert!(!mixed.are_development());
+        assert_eq!(mixed.public_key_names(), ["kept"]);
     }
 }

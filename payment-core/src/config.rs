@@ -45,7 +45,9 @@ pub struct Config {
     pub api_keys: Option<String>,
     /// A file of API key entries, one per line (`#` comments allowed),
     /// instead of `PAYMENT_CORE_API_KEYS`.
-    #[arg(long, env = "PAYMENT_CORE_API_KEYS_FILE", conflicts_with = "api_keys")]
+    // Setting both is refused by `api_keys`, not by clap: compose passes an
+    // empty `PAYMENT_CORE_API_KEYS`, which clap counts as set.
+    #[arg(long, env = "PAYMENT_CORE_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     /// PEM certificate chain for TLS; with `TLS_KEY_FILE`, gRPC is served
     /// over TLS only.
@@ -122,7 +124,10 @@ impl Config {
             .as_deref()
             .filter(|list| !list.trim().is_empty());
         match (list, &self.api_keys_file) {
-            (Some(list), _) => ApiKeys::parse(list).context("PAYMENT_CORE_API_KEYS"),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "PAYMENT_CORE_API_KEYS and PAYMENT_CORE_API_KEYS_FILE are both set: keep one"
+            ),
+            (Some(list), None) => ApiKeys::parse(list).context("PAYMENT_CORE_API_KEYS"),
             (None, Some(path)) => ApiKeys::from_file(path),
             (None, None) => Ok(ApiKeys::development()),
         }
@@ -203,6 +208,45 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::hash_hex;
+
+    fn config(args: &[&str]) -> Config {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let args = std::iter::once("payment-core").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(args)
+            .expect("valid flags")
+            .config
+    }
+
+    #[test]
+    fn keys_come_from_the_list_or_the_file_and_an_empty_list_is_unset() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("keys");
+        std::fs::write(&file, format!("shop:shop:merchant:{}\n", hash_hex("k"))).expect("written");
+        let file = file.to_str().expect("utf-8 path");
+        let entry = format!("edge:shop:gateway:{}", hash_hex("g"));
+
+        let from_file = config(&["--api-keys", "", "--api-keys-file", file]);
+        assert_eq!(
+            format!("{:?}", from_file.api_keys().expect("keys")),
+            r#"["shop"]"#
+        );
+        let from_list = config(&["--api-keys", &entry]);
+        assert_eq!(
+            format!("{:?}", from_list.api_keys().expect("keys")),
+            r#"["edge"]"#
+        );
+        let both = config(&["--api-keys", &entry, "--api-keys-file", file]);
+        assert!(
+            both.api_keys().is_err(),
+            "two sources of keys: neither is guessed to win"
+        );
+        assert!(config(&[]).api_keys().expect("keys").are_development());
+    }
 
     #[test]
     fn database_urls_name_a_sqlite_file_or_a_postgres_database() {

@@ -57,6 +57,15 @@ impl Application {
                  anyone who can reach this port can create, cancel and watch orders. Set keys \
                  of your own (`payment-core api-key`) before taking real payments."
             );
+        } else {
+            let public = api_keys.public_key_names();
+            if !public.is_empty() {
+                tracing::warn!(
+                    keys = ?public,
+                    "PAYMENT_CORE_API_KEYS holds public development keys: anyone can call with \
+                     them. Remove them before taking real payments."
+                );
+            }
         }
         let tls = config.tls()?;
         let shutdown = CancellationToken::new();
@@ -222,9 +231,15 @@ impl Application {
 }
 
 /// Every call's span: named after its method, and a child of the caller's
-/// trace when the call carries a W3C `traceparent`.
+/// trace when the call carries a W3C `traceparent`. PaymentService's
+/// interceptor fills `caller` with the API key's name, so every line a call
+/// logs names its key.
 fn call_span(request: &http::Request<()>) -> tracing::Span {
-    let span = tracing::info_span!("grpc", rpc = %request.uri().path());
+    let span = tracing::info_span!(
+        "grpc",
+        rpc = %request.uri().path(),
+        caller = tracing::field::Empty
+    );
     service_kit::telemetry::continue_trace(&span, request.headers());
     span
 }

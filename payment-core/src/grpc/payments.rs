@@ -97,7 +97,7 @@ impl PaymentService for PaymentApi {
         {
             Created::New(event) => {
                 self.state.metrics.order_created();
-                tracing::info!(order_id = %event.order.id, sequence = event.sequence, caller = %caller.name, "order created");
+                tracing::info!(order_id = %event.order.id, sequence = event.sequence, "order created");
                 event.order
             }
             Created::Existing(order) => order,
@@ -157,7 +157,7 @@ impl PaymentService for PaymentApi {
             .map_err(ApiError::from)?
         {
             Applied::Moved(event) => {
-                tracing::info!(order_id = %id, sequence = event.sequence, caller = %caller.name, "order canceled by merchant");
+                tracing::info!(order_id = %id, sequence = event.sequence, "order canceled by merchant");
                 event.order
             }
             Applied::Unchanged(order) => order,
@@ -192,7 +192,7 @@ impl PaymentService for PaymentApi {
             Some(event) => event.order.clone(),
             None => self.existing_order(&request.order_id).await?,
         };
-        if !caller.sees(&order) {
+        if !caller.sees_events_of(&order) {
             return Err(ApiError::OrderNotFound.into());
         }
         Ok(Response::new(pb::ListOrderEventsResponse {
@@ -235,7 +235,7 @@ impl PaymentService for PaymentApi {
         // was read over every order, so the reader continues after it.
         let events: Vec<PaymentEvent> = events
             .into_iter()
-            .filter(|event| caller.sees(&event.order))
+            .filter(|event| caller.sees_events_of(&event.order))
             .collect();
         Ok(Response::new(pb::ListEventsResponse {
             events: self.to_pb_events(&events, secrets),
@@ -262,7 +262,7 @@ impl PaymentService for PaymentApi {
                 .await
                 .map_err(ApiError::from)?
                 .ok_or(ApiError::OrderNotFound)?;
-            if !caller.sees(&order) {
+            if !caller.sees_events_of(&order) {
                 return Err(ApiError::OrderNotFound.into());
             }
         }
@@ -338,8 +338,8 @@ pub struct EventStream {
     end: Option<oneshot::Receiver<Option<Status>>>,
     provider_page_url: Arc<str>,
     secrets: Secrets,
-    /// Events of orders the caller may not see are skipped (a merchant
-    /// key's all-orders watch).
+    /// Events of orders the caller may not see events of are skipped (a
+    /// merchant key's all-orders watch).
     caller: Arc<Caller>,
 }
 
@@ -349,7 +349,7 @@ impl Stream for EventStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             match self.events.poll_recv(cx) {
-                Poll::Ready(Some(event)) if !self.caller.sees(&event.order) => continue,
+                Poll::Ready(Some(event)) if !self.caller.sees_events_of(&event.order) => continue,
                 Poll::Ready(Some(event)) => {
                     return Poll::Ready(Some(Ok(convert::event(
                         &event,

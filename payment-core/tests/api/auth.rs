@@ -483,6 +483,25 @@ async fn a_merchant_key_sees_and_cancels_only_its_own_merchants_orders() {
         secret_read_by(&app, SHOP_B_PAGE, &mine.order_id).await,
         mine.client_secret
     );
+    // Its history and watch calls still hold its own merchant's orders only:
+    // `reader` reads single orders, it adds no one's events.
+    let mut shop_b_page = app.payments_as(SHOP_B_PAGE);
+    let listed = shop_b_page
+        .list_events(pb::ListEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.events.iter().all(|e| e.order_id != theirs.order_id),
+        "another merchant's events listed: {listed:?}"
+    );
+    let their_history = shop_b_page
+        .list_order_events(pb::ListOrderEventsRequest {
+            order_id: id(),
+            after_sequence: 0,
+        })
+        .await;
+    assert_eq!(their_history.unwrap_err().code(), Code::NotFound);
 
     // A page asked for past the end still names the store's head.
     let past_end = shop_b
@@ -562,4 +581,86 @@ async fn a_sqlite_file_from_before_merchants_gains_the_column_and_its_orders_are
         .expect("the gateway still serves it");
     assert_eq!(old.into_inner().order.unwrap().description, "old");
     create_as(&app, SHOP_B).await;
+}
+
+#[tokio::test]
+async fn logs_name_the_calling_key_never_show_a_key_and_warn_of_public_keys_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("core.log");
+    let port = testkit::free_port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let keys = [
+        testkit::api_key_entry("shop-a-1", "shop-a", "merchant", SHOP_A),
+        testkit::api_key_entry("edge", "shop-a", "gateway", GATEWAY_ONLY),
+        // A public development key left in a real list.
+        testkit::api_key_entry("left-over", "shop-a", "merchant", dev::MERCHANT_API_KEY),
+    ]
+    .join(",");
+    let mut core = testkit::Process::start_logging_to(
+        "payment-core",
+        addr,
+        &[
+            ("PAYMENT_CORE_LISTEN", addr.to_string()),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("core.db").display()),
+            ),
+            ("PROVIDER_SECRET", testkit::PROVIDER_SECRET.to_owned()),
+            ("PAYMENT_CORE_API_KEYS", keys),
+            ("LOG_FORMAT", "json".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ],
+        &log,
+    );
+    let url = format!("http://{addr}");
+    let order = testkit::payments_client_at(&url, SHOP_A)
+        .create_order(create_request("", 100))
+        .await
+        .expect("created")
+        .into_inner()
+        .order
+        .expect("order in the answer");
+    let denied = testkit::payments_client_at(&url, GATEWAY_ONLY)
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: order.order_id.clone(),
+            reason: String::new(),
+        })
+        .await;
+    assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);
+    let unknown = testkit::payments_client_at(&url, "not-a-key-anyone-was-given")
+        .get_order(pb::GetOrderRequest {
+            order_id: order.order_id.clone(),
+        })
+        .await;
+    assert_eq!(unknown.unwrap_err().code(), Code::Unauthenticated);
+    core.kill();
+
+    let text = std::fs::read_to_string(&log).expect("log written");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+        .collect();
+    let caller_of = |message: &str| {
+        lines
+            .iter()
+            .find(|line| line["fields"]["message"] == message)
+            .and_then(|line| line["span"]["caller"].as_str())
+            .unwrap_or_else(|| panic!("no `{message}` line naming its caller in:\n{text}"))
+            .to_owned()
+    };
+    assert_eq!(caller_of("order created"), "shop-a-1");
+    assert_eq!(caller_of("call refused: role does not allow it"), "edge");
+    assert!(text.contains("call refused: unknown API key"), "{text}");
+    assert!(
+        text.contains("public development keys") && text.contains("left-over"),
+        "no warning that a public key is accepted:\n{text}"
+    );
+    for key in [
+        SHOP_A,
+        GATEWAY_ONLY,
+        dev::MERCHANT_API_KEY,
+        "not-a-key-anyone-was-given",
+    ] {
+        assert!(!text.contains(key), "a key in the logs:\n{text}");
+    }
 }
