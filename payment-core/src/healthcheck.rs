@@ -14,7 +14,18 @@ use tonic_health::pb::{
 
 use crate::Config;
 
+/// Bound on the whole check. tonic's connect timeout covers the TCP connect
+/// only: a server that accepts but never finishes the TLS handshake (frozen,
+/// overloaded) would otherwise hold the check forever.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub async fn check(config: &Config) -> anyhow::Result<()> {
+    tokio::time::timeout(CHECK_TIMEOUT, check_unbounded(config))
+        .await
+        .context("health check timed out")?
+}
+
+async fn check_unbounded(config: &Config) -> anyhow::Result<()> {
     let scheme = if config.tls_cert_file.is_some() {
         "https"
     } else {

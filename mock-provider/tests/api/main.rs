@@ -6,6 +6,7 @@
 //! One test binary, one module per concern; the set-up lives in `helpers`
 //! and `fake_core`.
 
+mod core_tls;
 mod decisions;
 mod fake_core;
 mod helpers;

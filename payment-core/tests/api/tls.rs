@@ -105,3 +105,71 @@ async fn a_client_refuses_a_core_whose_certificate_its_ca_did_not_sign() {
         "a server certificate from another CA: {result:?}"
     );
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_checks_a_mutual_tls_core_with_the_clients_settings() {
+    let pki = TestPki::generate();
+    let app = spawn_tls_app(&pki, true).await;
+    let server = pki.server();
+    let healthcheck = |client: Option<Pair>| {
+        let mut command = std::process::Command::new(testkit::binary_path("payment-core"));
+        command
+            .arg("healthcheck")
+            .env("PAYMENT_CORE_LISTEN", app.addr.to_string())
+            .env("TLS_CERT_FILE", &server.cert)
+            .env("TLS_KEY_FILE", &server.key)
+            .env("PAYMENT_CORE_CA_FILE", pki.ca())
+            .env("PAYMENT_CORE_TLS_DOMAIN", "localhost");
+        if let Some(client) = client {
+            command
+                .env("PAYMENT_CORE_CLIENT_CERT_FILE", client.cert)
+                .env("PAYMENT_CORE_CLIENT_KEY_FILE", client.key);
+        }
+        command
+    };
+    // The command blocks; the core under test runs on this test's runtime.
+    let healthcheck = |client| {
+        let mut command = healthcheck(client);
+        tokio::task::spawn_blocking(move || command.output().expect("the command runs"))
+    };
+    let healthy = healthcheck(Some(pki.client())).await.expect("joined");
+    assert!(
+        healthy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+    let refused = healthcheck(None).await.expect("joined");
+    assert!(
+        !refused.status.success(),
+        "no client certificate, no answer"
+    );
+}
+
+#[tokio::test]
+async fn the_healthcheck_command_fails_instead_of_hanging_on_a_core_that_never_answers_tls() {
+    let pki = TestPki::generate();
+    let server = pki.server();
+    // Connections are accepted by the kernel, and never read: a frozen core.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bound");
+    let mut check = std::process::Command::new(testkit::binary_path("payment-core"))
+        .arg("healthcheck")
+        .env(
+            "PAYMENT_CORE_LISTEN",
+            silent.local_addr().expect("bound").to_string(),
+        )
+        .env("TLS_CERT_FILE", &server.cert)
+        .env("TLS_KEY_FILE", &server.key)
+        .env("PAYMENT_CORE_CA_FILE", pki.ca())
+        .env("PAYMENT_CORE_TLS_DOMAIN", "localhost")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the command runs");
+    let ended = testkit::eventually("the check ends", || {
+        let status = check.try_wait().expect("waitable");
+        async move { status }
+    })
+    .await;
+    let _ = check.kill();
+    assert!(!ended.success(), "a silent core is not healthy");
+}
