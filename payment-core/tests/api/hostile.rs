@@ -1,13 +1,18 @@
 //! Hostile input, generated: arbitrary CreateOrder, CancelOrder and
 //! ReportPaymentResult messages (any numbers, any Unicode, ids that are
-//! real, unknown or garbage, signatures that are valid, forged or absent)
-//! against a real server. Whatever arrives, the server never panics and
-//! never answers INTERNAL: every refusal is one a client can act on
-//! (invalid argument, not found, failed precondition, already exists,
-//! unauthenticated), and a refused call changes nothing: the log's head and every order are
-//! as they were.
+//! real, unknown or garbage, signatures that are valid, forged or absent,
+//! API keys of every role, unknown or absent) against a real server.
+//! Whatever arrives, the server never panics and never answers INTERNAL:
+//! every refusal is one a client can act on (invalid argument, not found,
+//! failed precondition, already exists, unauthenticated, permission
+//! denied), and a refused call changes nothing: the log's head and every
+//! order are as they were.
 
-use payments_proto::{payments::v1 as pb, signature};
+use payments_proto::{
+    contract::dev,
+    payments::v1::{self as pb, payment_service_client::PaymentServiceClient},
+    signature,
+};
 use proptest::{
     prelude::*,
     test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner},
@@ -37,12 +42,27 @@ enum Signing {
     Stale(i64),
 }
 
+/// The API key a CreateOrder or CancelOrder carries (the development keys
+/// the test core accepts, or none it knows).
+#[derive(Debug, Clone)]
+enum Key {
+    /// `merchant+gateway`: may create and cancel.
+    Gateway,
+    /// `merchant`, of the same merchant: may create and cancel.
+    Merchant,
+    /// `reader`: may do neither.
+    Reader,
+    Unknown(String),
+    Absent,
+}
+
 #[derive(Debug, Clone)]
 enum Call {
-    Create(pb::CreateOrderRequest),
+    Create(pb::CreateOrderRequest, Key),
     Cancel {
         target: Target,
         reason: String,
+        key: Key,
     },
     Report {
         target: Target,
@@ -72,6 +92,16 @@ fn target() -> impl Strategy<Value = Target> {
     ]
 }
 
+fn key() -> impl Strategy<Value = Key> {
+    prop_oneof![
+        3 => Just(Key::Gateway),
+        2 => Just(Key::Merchant),
+        1 => Just(Key::Reader),
+        1 => "[!-~]{0,12}".prop_map(Key::Unknown),
+        1 => Just(Key::Absent),
+    ]
+}
+
 fn call() -> impl Strategy<Value = Call> {
     let create = (
         prop_oneof![any::<i64>(), -5i64..5, 99_999_999_990i64..100_000_000_010],
@@ -83,16 +113,26 @@ fn call() -> impl Strategy<Value = Call> {
         ],
         text(),
         prop_oneof![Just(String::new()), "[!-~]{1,8}", text()],
+        key(),
     )
-        .prop_map(|(amount_minor, currency, description, idempotency_key)| {
-            Call::Create(pb::CreateOrderRequest {
-                amount_minor,
-                currency,
-                description,
-                idempotency_key,
-            })
-        });
-    let cancel = (target(), text()).prop_map(|(target, reason)| Call::Cancel { target, reason });
+        .prop_map(
+            |(amount_minor, currency, description, idempotency_key, key)| {
+                Call::Create(
+                    pb::CreateOrderRequest {
+                        amount_minor,
+                        currency,
+                        description,
+                        idempotency_key,
+                    },
+                    key,
+                )
+            },
+        );
+    let cancel = (target(), text(), key()).prop_map(|(target, reason, key)| Call::Cancel {
+        target,
+        reason,
+        key,
+    });
     let signing = prop_oneof![
         Just(Signing::Valid),
         Just(Signing::Forged),
@@ -148,21 +188,42 @@ fn order_id(target: &Target, ids: &[String]) -> String {
     }
 }
 
+/// `message` with `key`'s `authorization` header, if it has one that
+/// metadata can carry.
+fn keyed<T>(message: T, key: &Key) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let presented = match key {
+        Key::Gateway => dev::GATEWAY_API_KEY,
+        Key::Merchant => dev::MERCHANT_API_KEY,
+        Key::Reader => dev::PROVIDER_API_KEY,
+        Key::Unknown(key) => key,
+        Key::Absent => return request,
+    };
+    if let Ok(value) = format!("Bearer {presented}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
 async fn send(app: &TestApp, call: &Call, ids: &[String]) -> Result<(), tonic::Status> {
+    let mut payments = PaymentServiceClient::new(app.channel.clone());
     match call {
-        Call::Create(request) => app
-            .payments
-            .clone()
-            .create_order(request.clone())
+        Call::Create(request, key) => payments
+            .create_order(keyed(request.clone(), key))
             .await
             .map(drop),
-        Call::Cancel { target, reason } => app
-            .payments
-            .clone()
-            .cancel_order(pb::CancelOrderRequest {
-                order_id: order_id(target, ids),
-                reason: reason.clone(),
-            })
+        Call::Cancel {
+            target,
+            reason,
+            key,
+        } => payments
+            .cancel_order(keyed(
+                pb::CancelOrderRequest {
+                    order_id: order_id(target, ids),
+                    reason: reason.clone(),
+                },
+                key,
+            ))
             .await
             .map(drop),
         Call::Report {
@@ -247,6 +308,7 @@ fn arbitrary_creates_cancels_and_reports_never_fail_internally_and_refusals_chan
                             | Code::FailedPrecondition
                             | Code::AlreadyExists
                             | Code::Unauthenticated
+                            | Code::PermissionDenied
                     ),
                     "{call:?} failed inside: {status:?}"
                 );
