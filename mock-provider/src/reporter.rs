@@ -14,7 +14,7 @@ use payments_proto::{
 };
 use service_kit::{
     core_client::{self, ApiKey, KeyedChannel},
-    replicas::Replicas,
+    replicas::{Replicas, within},
     telemetry,
 };
 use tracing::Instrument;
@@ -138,7 +138,7 @@ impl Reporter {
             .call(|mut replica| {
                 let mut request = tonic::Request::new(message.clone());
                 request.set_timeout(CALL_TIMEOUT);
-                async move { replica.payments.get_order(request).await }
+                async move { within(CALL_TIMEOUT, replica.payments.get_order(request)).await }
             })
             .await?
             .into_inner()
@@ -196,7 +196,13 @@ impl Reporter {
                 let mut request = signature::signed_now(&self.secret, message.clone());
                 request.set_timeout(CALL_TIMEOUT);
                 telemetry::inject(request.metadata_mut());
-                async move { replica.provider.report_payment_result(request).await }
+                async move {
+                    within(
+                        CALL_TIMEOUT,
+                        replica.provider.report_payment_result(request),
+                    )
+                    .await
+                }
             })
             .await?
             .into_inner();

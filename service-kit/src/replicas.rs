@@ -35,6 +35,23 @@ pub fn parse_urls(urls: &str) -> anyhow::Result<Vec<tonic::transport::Endpoint>>
     Ok(endpoints)
 }
 
+/// `call`, or UNAVAILABLE once `bound` has passed, so that
+/// [`Replicas::call`] moves to the next replica. tonic's deadlines
+/// (`grpc-timeout`, `Endpoint::timeout`) start only once a connection is up:
+/// a replica that accepts connections and never answers (frozen, or never
+/// finishing a TLS handshake) would hold the call for as long as it stays
+/// so.
+pub async fn within<T>(
+    bound: std::time::Duration,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
+        Err(Status::unavailable(format!(
+            "payment-core did not answer within {bound:?}"
+        )))
+    })
+}
+
 /// One client per replica, and which one answered last.
 pub struct Replicas<C> {
     clients: Vec<C>,

@@ -200,3 +200,41 @@ async fn a_provider_without_a_client_certificate_or_with_an_unknown_key_reads_an
     assert!(!page.contains("19.99"), "the order was shown: {page}");
     assert_eq!(statuses(&mut shop, &order_id).await, [OrderStatus::Created]);
 }
+
+#[tokio::test]
+async fn a_provider_moves_past_a_replica_that_never_finishes_the_tls_handshake() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let core = start_mtls_core(&pki, &dir);
+    // Connections are accepted by the kernel, and never read: a frozen replica.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bound");
+    let mut env = client_env(&pki, &core, PROVIDER_KEY, true);
+    env.push((
+        "PAYMENT_CORE_URL",
+        format!(
+            "https://127.0.0.1:{},https://127.0.0.1:{}",
+            silent.local_addr().expect("bound").port(),
+            core.addr.port()
+        ),
+    ));
+    let provider = start_provider(core.addr, testkit::PROVIDER_SECRET, &env);
+    let mut shop = shop(&pki, &core).await;
+    let order_id = create(&mut shop).await;
+    // Bounded, so that a provider stuck on the silent replica fails the test.
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let (status, page) = get(&http, &format!("http://{}/pay/{order_id}", provider.addr)).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, page) = decide(&http, &provider, &order_id, &[("decision", "pay")]).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        statuses(&mut shop, &order_id).await,
+        [
+            OrderStatus::Created,
+            OrderStatus::Processing,
+            OrderStatus::Succeeded
+        ]
+    );
+}

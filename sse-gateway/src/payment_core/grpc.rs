@@ -8,7 +8,7 @@ use futures::StreamExt;
 use payments_proto::payments::v1::{self as pb, payment_service_client::PaymentServiceClient};
 use service_kit::{
     core_client::{self, ApiKey, CoreClientTls, KeyedChannel},
-    replicas::Replicas,
+    replicas::{Replicas, within},
 };
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -171,8 +171,8 @@ impl PaymentCore for GrpcCore {
         // another replica: the client retries it, with a key if it is wise.
         let retryable = !request.idempotency_key.is_empty();
         let create = |mut client: Client| {
-            let request = self.timed(request.clone());
-            async move { client.create_order(request).await }
+            let (request, bound) = (self.timed(request.clone()), self.call_timeout);
+            async move { within(bound, client.create_order(request)).await }
         };
         let answer = if retryable {
             self.replicas.call(create).await
@@ -190,8 +190,8 @@ impl PaymentCore for GrpcCore {
         let order = self
             .replicas
             .call(|mut client| {
-                let request = self.timed(request.clone());
-                async move { client.get_order(request).await }
+                let (request, bound) = (self.timed(request.clone()), self.call_timeout);
+                async move { within(bound, client.get_order(request)).await }
             })
             .await?
             .into_inner()
@@ -207,8 +207,8 @@ impl PaymentCore for GrpcCore {
         let events = self
             .replicas
             .call(|mut client| {
-                let request = self.timed(request.clone());
-                async move { client.list_order_events(request).await }
+                let (request, bound) = (self.timed(request.clone()), self.call_timeout);
+                async move { within(bound, client.list_order_events(request)).await }
             })
             .await?
             .into_inner()
@@ -234,8 +234,8 @@ impl PaymentCore for GrpcCore {
         let page = self
             .replicas
             .call(|mut client| {
-                let request = self.timed(request);
-                async move { client.list_events(request).await }
+                let (request, bound) = (self.timed(request), self.call_timeout);
+                async move { within(bound, client.list_events(request)).await }
             })
             .await?
             .into_inner();
@@ -250,13 +250,14 @@ impl PaymentCore for GrpcCore {
             selector: Some(pb::watch_payments_request::Selector::AllOrders(true)),
             after_sequence,
         };
-        // No deadline: the stream is long-lived. When its replica goes, the
-        // upstream reconnects, and this call moves to the next replica.
+        // Only the opening is bounded: the stream is long-lived. When its
+        // replica goes, the upstream reconnects, and this call moves to the
+        // next replica.
         let stream = self
             .replicas
             .call(|mut client| {
-                let request = request.clone();
-                async move { client.watch_payments(request).await }
+                let (request, bound) = (request.clone(), self.call_timeout);
+                async move { within(bound, client.watch_payments(request)).await }
             })
             .await?
             .into_inner();

@@ -48,6 +48,33 @@ async fn a_gateway_with_its_key_and_certificate_streams_from_a_mutual_tls_core()
 }
 
 #[tokio::test]
+async fn a_gateway_moves_past_a_replica_that_never_finishes_the_tls_handshake() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let _core = start_mtls_core(&pki, &dir, port);
+    // Connections are accepted by the kernel, and never read: a frozen replica.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bound");
+    let silent_port = silent.local_addr().expect("bound").port();
+    let client = pki.client();
+    let gateway = spawn_gateway(port, |config| {
+        config.payment_core_url =
+            format!("https://127.0.0.1:{silent_port},https://127.0.0.1:{port}");
+        config.core_timeout_ms = 500;
+        config.payment_core_api_key = GATEWAY_KEY.into();
+        config.payment_core_tls.ca_file = Some(pki.ca());
+        config.payment_core_tls.client_cert_file = Some(client.cert);
+        config.payment_core_tls.client_key_file = Some(client.key);
+        config.payment_core_tls.domain = Some("localhost".into());
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let order = create_order(&http, gateway.addr, 1200, "past a frozen replica").await;
+    let mut stream = gateway.open(&order.events_url, &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+}
+
+#[tokio::test]
 async fn a_gateway_without_a_client_certificate_or_with_a_wrong_key_is_never_ready() {
     let pki = TestPki::generate();
     let dir = tempfile::tempdir().expect("temp dir");
