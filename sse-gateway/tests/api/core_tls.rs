@@ -4,7 +4,9 @@
 use payments_proto::contract::dev;
 use testkit::{free_port, tls::TestPki};
 
-use crate::helpers::{create_order, spawn_gateway, spawn_gateway_unready};
+use sse_gateway::Config;
+
+use crate::helpers::{Gateway, create_order, spawn_gateway, spawn_gateway_unready};
 
 const GATEWAY_KEY: &str = "key-of-this-gateway";
 
@@ -25,26 +27,37 @@ fn start_mtls_core(pki: &TestPki, dir: &tempfile::TempDir, port: u16) -> testkit
     )
 }
 
+/// Points `config` at the core(s) at `urls` over mutual TLS, with
+/// [`GATEWAY_KEY`] and the PKI's client certificate.
+fn use_mtls(config: &mut Config, pki: &TestPki, urls: String) {
+    let client = pki.client();
+    config.payment_core_url = urls;
+    config.payment_core_api_key = GATEWAY_KEY.into();
+    config.payment_core_tls.ca_file = Some(pki.ca());
+    config.payment_core_tls.client_cert_file = Some(client.cert);
+    config.payment_core_tls.client_key_file = Some(client.key);
+    config.payment_core_tls.domain = Some("localhost".into());
+}
+
+/// An order made through `gateway` reaches its stream.
+async fn assert_order_streams(gateway: &Gateway) {
+    let http = reqwest::Client::new();
+    let order = create_order(&http, gateway.addr, 1200, "over mTLS").await;
+    let mut stream = gateway.open(&order.events_url, &[]).await;
+    assert_eq!(stream.expect_event_name().await, "created");
+}
+
 #[tokio::test]
 async fn a_gateway_with_its_key_and_certificate_streams_from_a_mutual_tls_core() {
     let pki = TestPki::generate();
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let _core = start_mtls_core(&pki, &dir, port);
-    let client = pki.client();
     let gateway = spawn_gateway(port, |config| {
-        config.payment_core_url = format!("https://127.0.0.1:{port}");
-        config.payment_core_api_key = GATEWAY_KEY.into();
-        config.payment_core_tls.ca_file = Some(pki.ca());
-        config.payment_core_tls.client_cert_file = Some(client.cert);
-        config.payment_core_tls.client_key_file = Some(client.key);
-        config.payment_core_tls.domain = Some("localhost".into());
+        use_mtls(config, &pki, format!("https://127.0.0.1:{port}"));
     })
     .await;
-    let http = reqwest::Client::new();
-    let order = create_order(&http, gateway.addr, 1200, "over mTLS").await;
-    let mut stream = gateway.open(&order.events_url, &[]).await;
-    assert_eq!(stream.expect_event_name().await, "created");
+    assert_order_streams(&gateway).await;
 }
 
 #[tokio::test]
@@ -56,22 +69,13 @@ async fn a_gateway_moves_past_a_replica_that_never_finishes_the_tls_handshake() 
     // Connections are accepted by the kernel, and never read: a frozen replica.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bound");
     let silent_port = silent.local_addr().expect("bound").port();
-    let client = pki.client();
     let gateway = spawn_gateway(port, |config| {
-        config.payment_core_url =
-            format!("https://127.0.0.1:{silent_port},https://127.0.0.1:{port}");
+        let urls = format!("https://127.0.0.1:{silent_port},https://127.0.0.1:{port}");
+        use_mtls(config, &pki, urls);
         config.core_timeout_ms = 500;
-        config.payment_core_api_key = GATEWAY_KEY.into();
-        config.payment_core_tls.ca_file = Some(pki.ca());
-        config.payment_core_tls.client_cert_file = Some(client.cert);
-        config.payment_core_tls.client_key_file = Some(client.key);
-        config.payment_core_tls.domain = Some("localhost".into());
     })
     .await;
-    let http = reqwest::Client::new();
-    let order = create_order(&http, gateway.addr, 1200, "past a frozen replica").await;
-    let mut stream = gateway.open(&order.events_url, &[]).await;
-    assert_eq!(stream.expect_event_name().await, "created");
+    assert_order_streams(&gateway).await;
 }
 
 #[tokio::test]
@@ -81,20 +85,17 @@ async fn a_gateway_without_a_client_certificate_or_with_a_wrong_key_is_never_rea
     let port = free_port();
     let _core = start_mtls_core(&pki, &dir, port);
     let http = reqwest::Client::new();
-    let client = pki.client();
     for (what, with_certificate, key) in [
         ("no client certificate", false, GATEWAY_KEY),
         ("the development key", true, dev::GATEWAY_API_KEY),
     ] {
         let gateway = spawn_gateway_unready(port, |config| {
-            config.payment_core_url = format!("https://127.0.0.1:{port}");
+            use_mtls(config, &pki, format!("https://127.0.0.1:{port}"));
             config.payment_core_api_key = key.into();
-            config.payment_core_tls.ca_file = Some(pki.ca());
-            if with_certificate {
-                config.payment_core_tls.client_cert_file = Some(client.cert.clone());
-                config.payment_core_tls.client_key_file = Some(client.key.clone());
+            if !with_certificate {
+                config.payment_core_tls.client_cert_file = None;
+                config.payment_core_tls.client_key_file = None;
             }
-            config.payment_core_tls.domain = Some("localhost".into());
         })
         .await;
         let created = http
