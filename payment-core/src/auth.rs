@@ -433,6 +433,23 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_that_differs_in_any_one_byte_is_not_a_match() {
+        let presented = hash("the-key");
+        for byte in 0..presented.len() {
+            let mut near = presented;
+            near[byte] ^= 1;
+            let keys = ApiKeys::parse(&format!("near:shop:merchant:{}", hex::encode(near)))
+                .expect("valid");
+            let answer = keys.authenticate(&metadata(Some("Bearer the-key")));
+            assert_eq!(
+                answer.map(|caller| caller.name.clone()).unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "byte {byte}"
+            );
+        }
+    }
+
+    #[test]
     fn roles_allow_what_the_table_says() {
         use Permission::*;
         let allowed = |role: Role| {
