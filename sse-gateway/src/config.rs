@@ -81,8 +81,11 @@ pub struct Config {
     /// process may.
     #[arg(long, env = "GATEWAY_REUSE_PORT", default_value_t = false)]
     pub reuse_port: bool,
-    /// Bound on each call to payment-core made for a browser's request; a
-    /// stream whose history read takes longer tells the browser to retry.
+    /// Bound on each call to payment-core, shared among the replicas when
+    /// there are several (a replica that never answers gets its share, then
+    /// the next one is tried), and on the opening of the gateway's upstream
+    /// stream. A stream whose history read takes longer tells the browser
+    /// to retry.
     #[arg(long, env = "CORE_TIMEOUT_MS", default_value_t = 5000)]
     pub core_timeout_ms: u64,
     /// Bound on the drain of open connections at shutdown.

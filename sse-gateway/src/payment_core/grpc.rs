@@ -118,8 +118,11 @@ type Client = PaymentServiceClient<KeyedChannel>;
 #[derive(Clone)]
 pub struct GrpcCore {
     replicas: Arc<Replicas<Client>>,
-    /// Sent as each unary call's gRPC deadline, so the core can give up too.
-    call_timeout: Duration,
+    /// Bound on one attempt on one replica: the call's bound shared among
+    /// the replicas, so that a call that moves past a replica that never
+    /// answers still ends within the bound the routes put on it. Also sent
+    /// as each unary call's gRPC deadline, so the core can give up too.
+    attempt_timeout: Duration,
 }
 
 impl GrpcCore {
@@ -132,7 +135,9 @@ impl GrpcCore {
         call_timeout: Duration,
     ) -> anyhow::Result<Self> {
         let api_key = ApiKey::new(api_key)?;
-        let clients = core_client::endpoints(urls, tls)?
+        let endpoints = core_client::endpoints(urls, tls)?;
+        let attempt_timeout = call_timeout / u32::try_from(endpoints.len()).unwrap_or(u32::MAX);
+        let clients = endpoints
             .into_iter()
             .map(|endpoint| {
                 let channel = endpoint
@@ -147,13 +152,13 @@ impl GrpcCore {
             .collect();
         Ok(Self {
             replicas: Arc::new(Replicas::new(clients)),
-            call_timeout,
+            attempt_timeout,
         })
     }
 
     fn timed<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.set_timeout(self.call_timeout);
+        request.set_timeout(self.attempt_timeout);
         request
     }
 }
@@ -171,7 +176,7 @@ impl PaymentCore for GrpcCore {
         // another replica: the client retries it, with a key if it is wise.
         let retryable = !request.idempotency_key.is_empty();
         let create = |mut client: Client| {
-            let (request, bound) = (self.timed(request.clone()), self.call_timeout);
+            let (request, bound) = (self.timed(request.clone()), self.attempt_timeout);
             async move { within(bound, client.create_order(request)).await }
         };
         let answer = if retryable {
@@ -190,7 +195,7 @@ impl PaymentCore for GrpcCore {
         let order = self
             .replicas
             .call(|mut client| {
-                let (request, bound) = (self.timed(request.clone()), self.call_timeout);
+                let (request, bound) = (self.timed(request.clone()), self.attempt_timeout);
                 async move { within(bound, client.get_order(request)).await }
             })
             .await?
@@ -207,7 +212,7 @@ impl PaymentCore for GrpcCore {
         let events = self
             .replicas
             .call(|mut client| {
-                let (request, bound) = (self.timed(request.clone()), self.call_timeout);
+                let (request, bound) = (self.timed(request.clone()), self.attempt_timeout);
                 async move { within(bound, client.list_order_events(request)).await }
             })
             .await?
@@ -234,7 +239,7 @@ impl PaymentCore for GrpcCore {
         let page = self
             .replicas
             .call(|mut client| {
-                let (request, bound) = (self.timed(request), self.call_timeout);
+                let (request, bound) = (self.timed(request), self.attempt_timeout);
                 async move { within(bound, client.list_events(request)).await }
             })
             .await?
@@ -256,7 +261,7 @@ impl PaymentCore for GrpcCore {
         let stream = self
             .replicas
             .call(|mut client| {
-                let (request, bound) = (request.clone(), self.call_timeout);
+                let (request, bound) = (request.clone(), self.attempt_timeout);
                 async move { within(bound, client.watch_payments(request)).await }
             })
             .await?

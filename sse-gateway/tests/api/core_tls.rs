@@ -4,7 +4,11 @@
 use payments_proto::contract::dev;
 use testkit::{free_port, tls::TestPki};
 
-use sse_gateway::Config;
+use sse_gateway::{
+    Config, PaymentCore,
+    event::NewOrder,
+    payment_core::{GrpcCore, bounded},
+};
 
 use crate::helpers::{Gateway, create_order, spawn_gateway, spawn_gateway_unready};
 
@@ -60,18 +64,40 @@ async fn a_gateway_with_its_key_and_certificate_streams_from_a_mutual_tls_core()
     assert_order_streams(&gateway).await;
 }
 
-#[tokio::test]
-async fn a_gateway_moves_past_a_replica_that_never_finishes_the_tls_handshake() {
+/// A mutual-TLS core listed after a replica whose connections the kernel
+/// accepts and nobody reads (a frozen one), and what must outlive the test.
+struct BehindASilentReplica {
+    pki: TestPki,
+    core_port: u16,
+    /// Both replicas' URLs, the silent one first.
+    urls: String,
+    _core: testkit::Process,
+    _dir: tempfile::TempDir,
+    _silent: std::net::TcpListener,
+}
+
+fn behind_a_silent_replica() -> BehindASilentReplica {
     let pki = TestPki::generate();
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let _core = start_mtls_core(&pki, &dir, port);
-    // Connections are accepted by the kernel, and never read: a frozen replica.
+    let core_port = free_port();
+    let core = start_mtls_core(&pki, &dir, core_port);
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bound");
     let silent_port = silent.local_addr().expect("bound").port();
-    let gateway = spawn_gateway(port, |config| {
-        let urls = format!("https://127.0.0.1:{silent_port},https://127.0.0.1:{port}");
-        use_mtls(config, &pki, urls);
+    BehindASilentReplica {
+        pki,
+        core_port,
+        urls: format!("https://127.0.0.1:{silent_port},https://127.0.0.1:{core_port}"),
+        _core: core,
+        _dir: dir,
+        _silent: silent,
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_moves_past_a_replica_that_never_finishes_the_tls_handshake() {
+    let system = behind_a_silent_replica();
+    let gateway = spawn_gateway(system.core_port, |config| {
+        use_mtls(config, &system.pki, system.urls.clone());
         config.core_timeout_ms = 500;
     })
     .await;
@@ -120,4 +146,32 @@ async fn a_gateway_without_a_client_certificate_or_with_a_wrong_key_is_never_rea
             "{what}: the upstream stream never opens"
         );
     }
+}
+
+#[tokio::test]
+async fn a_call_moves_past_a_replica_that_never_answers_within_the_calls_own_bound() {
+    let system = behind_a_silent_replica();
+    let mut config = crate::helpers::test_config("http://127.0.0.1:1");
+    use_mtls(&mut config, &system.pki, system.urls.clone());
+    let bound = std::time::Duration::from_millis(1000);
+    // No upstream stream here: nothing but this call moves past the silent
+    // replica, and it must do so inside the bound a route puts on it.
+    let core = GrpcCore::new(
+        &config.payment_core_url,
+        &config.payment_core_tls,
+        GATEWAY_KEY,
+        bound,
+    )
+    .expect("valid settings");
+    let created = bounded(
+        bound,
+        core.create_order(NewOrder {
+            amount_minor: 100,
+            currency: "EUR".into(),
+            description: String::new(),
+            idempotency_key: "past-the-silent-one".into(),
+        }),
+    )
+    .await;
+    assert!(created.is_ok(), "{created:?}");
 }
