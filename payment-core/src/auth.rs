@@ -106,7 +106,9 @@ impl Caller {
         if caller.roles.iter().any(|role| role.allows(permission)) {
             Ok(Arc::clone(caller))
         } else {
-            tracing::warn!(?permission, "call refused: role does not allow it");
+            // Named here as well as in the call's span: at `warn` the
+            // `info` span is filtered out, and this line must still say who.
+            tracing::warn!(caller = %caller.name, ?permission, "call refused: role does not allow it");
             Err(Status::permission_denied(format!(
                 "API key `{}` may not {}",
                 caller.name,

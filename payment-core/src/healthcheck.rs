@@ -17,7 +17,8 @@ use crate::Config;
 /// Bound on the whole check. tonic's connect timeout covers the TCP connect
 /// only: a server that accepts but never finishes the TLS handshake (frozen,
 /// overloaded) would otherwise hold the check forever.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Above the connect and call timeouts' sum (2 s each), under compose's 5 s.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(4_500);
 
 pub async fn check(config: &Config) -> anyhow::Result<()> {
     tokio::time::timeout(CHECK_TIMEOUT, check_unbounded(config))

@@ -62,8 +62,8 @@ impl Application {
             if !public.is_empty() {
                 tracing::warn!(
                     keys = ?public,
-                    "PAYMENT_CORE_API_KEYS holds public development keys: anyone can call with \
-                     them. Remove them before taking real payments."
+                    "the configured API keys include public development keys: anyone can call \
+                     with them. Remove them before taking real payments."
                 );
             }
         }

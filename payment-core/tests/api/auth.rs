@@ -495,6 +495,17 @@ async fn a_merchant_key_sees_and_cancels_only_its_own_merchants_orders() {
         listed.events.iter().all(|e| e.order_id != theirs.order_id),
         "another merchant's events listed: {listed:?}"
     );
+    assert!(
+        listed.events.iter().any(|e| e.order_id == mine.order_id),
+        "its own merchant's events listed: {listed:?}"
+    );
+    let their_watch = shop_b_page
+        .watch_payments(pb::WatchPaymentsRequest {
+            selector: Some(Selector::OrderId(id())),
+            after_sequence: 0,
+        })
+        .await;
+    assert_eq!(their_watch.unwrap_err().code(), Code::NotFound);
     let their_history = shop_b_page
         .list_order_events(pb::ListOrderEventsRequest {
             order_id: id(),
