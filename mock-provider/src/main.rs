@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             let (metrics, _) = mock_provider::metrics::ProviderMetrics::new();
             let reporter = Reporter::new(&cli.core, metrics)?;
             // This is a command's answer to its user, not a service log.
+            #[allow(clippy::print_stdout, clippy::print_stderr)]
             match reporter.report(&order, outcome, &reason, None).await {
                 Ok((order, changed)) => {
                     let status = order.status().as_str_name();

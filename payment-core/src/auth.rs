@@ -25,7 +25,6 @@ use std::{fmt, path::Path, sync::Arc};
 
 use anyhow::Context;
 use payments_proto::contract::dev;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status, metadata::MetadataMap};
@@ -379,7 +378,7 @@ pub fn hash_hex(key: &str) -> String {
 /// A new random key (`pcore_` and 64 hex digits) and its configuration entry.
 pub fn generate(name: &str, merchant: &str, roles: &str) -> anyhow::Result<(String, String)> {
     let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
+    rand::fill(&mut bytes);
     let key = format!("pcore_{}", hex::encode(bytes));
     let entry = format!("{name}:{merchant}:{roles}:{}", hash_hex(&key));
     KeyEntry::parse(&entry)?;

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tonic::metadata::{MetadataMap, MetadataValue};
 

@@ -6,6 +6,9 @@
 //! One test binary, one module per concern; the set-up lives in `helpers`
 //! and `fake_core`.
 
+// A panic in a test is a failing test: unwrapping is the point here.
+#![allow(clippy::unwrap_used)]
+
 mod core_tls;
 mod decisions;
 mod fake_core;

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use rand::RngCore;
 use uuid::Uuid;
 
 /// A request field that failed to parse, and why.
@@ -300,7 +299,7 @@ pub struct ClientSecret(String);
 impl ClientSecret {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
+        rand::fill(&mut bytes);
         Self(format!("cs_{}", hex::encode(bytes)))
     }
 

@@ -373,7 +373,7 @@ fn run_writer(
         let started = Instant::now();
         batch.push(first);
         take_queued(&mut commands, &mut batch);
-        match commit_batch(&mut conn, &mut batch) {
+        match commit_batch(&mut conn, &batch) {
             Ok(outcomes) => {
                 for event in outcomes.iter().filter_map(Outcome::event) {
                     // No receivers is fine: nobody is watching right now.

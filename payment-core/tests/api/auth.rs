@@ -454,7 +454,7 @@ async fn a_merchant_key_sees_and_cancels_only_its_own_merchants_orders() {
         .unwrap()
         .into_inner();
     let ids: Vec<_> = page.events.iter().map(|e| e.order_id.clone()).collect();
-    assert_eq!(ids, [mine.order_id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&mine.order_id));
     assert_eq!(
         page.next_after_sequence, head,
         "the page read every order's events"

@@ -13,6 +13,9 @@
 //! - `tls`: TLS and mutual TLS with a throwaway CA;
 //! - `grpcurl`: the built binary driven by grpcurl, SIGTERM and kill -9.
 
+// A panic in a test is a failing test: unwrapping is the point here.
+#![allow(clippy::unwrap_used)]
+
 mod auth;
 mod grpcurl;
 mod helpers;

@@ -16,6 +16,9 @@
 //! - [`frozen_gateway`]: the same behind the project's nginx, with the
 //!   page's gateway frozen mid-stream.
 
+// A panic in a test is a failing test: unwrapping is the point here.
+#![allow(clippy::unwrap_used)]
+
 mod browser;
 mod core_seam;
 mod core_tls;
