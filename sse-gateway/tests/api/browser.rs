@@ -12,6 +12,7 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use testkit::{Process, eventually_within as eventually, free_port, wait_for_port};
 
@@ -60,11 +61,9 @@ pub async fn start_browser() -> Browser {
             ]
         }
     });
-    // Two rustls providers are linked into the tests (ring from tonic's
-    // TLS, aws-lc from fantoccini's): the services' choice is made here too.
-    service_kit::core_client::install_crypto_provider();
-    let client = ClientBuilder::rustls()
-        .expect("TLS config")
+    // chromedriver listens on loopback in plain HTTP: fantoccini is built
+    // without TLS (its TLS features would link a second crypto library).
+    let client = ClientBuilder::new(HttpConnector::new())
         .capabilities(capabilities.as_object().unwrap().clone())
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
