@@ -1,8 +1,8 @@
 //! Test support shared by the services' integration tests.
 //!
-//! - [`Process`]: one of the workspace's built binaries running on loopback,
-//!   killed when dropped. Tests use the real binaries, so `cargo test
-//!   --workspace` (which builds every binary first) is the way to run them.
+//! - [`Process`]: one of the workspace's binaries running on loopback,
+//!   killed when dropped; [`binary_path`] builds the binaries from the
+//!   sources under test first (`binaries`), so any one test can be run alone.
 //! - [`free_port`], [`wait_for_port`].
 //! - [`eventually`]: the one way tests wait for something to become true.
 //! - [`report`]: a provider report to payment-core, signed now with
@@ -15,6 +15,7 @@
 //! - [`sse`]: a minimal SSE client over a raw TCP socket that keeps every
 //!   byte the server sent, for checking the framing itself.
 
+mod binaries;
 pub mod metrics;
 pub mod nginx;
 pub mod postgres;
@@ -32,29 +33,13 @@ use payments_proto::{
 };
 use service_kit::core_client::{ApiKey, KeyedChannel};
 
+pub use binaries::binary_path;
+
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
-
-/// The directory holding the workspace's built binaries: the test
-/// executable lives in `<target>/<profile>/deps/`.
-pub fn binary_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = profile_dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test --workspace`",
-        path.display()
-    );
-    path
-}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
