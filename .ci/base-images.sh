@@ -29,6 +29,7 @@
 # Building a rootfs needs root (debootstrap; installs debootstrap with apt-get
 # if missing); images present or a cached rootfs need only docker access.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 CACHE_DIR=${BASE_IMAGE_CACHE:-/var/cache/payments-push/base-images}
 SUITE=bookworm
@@ -49,8 +50,6 @@ for arg in "$@"; do
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-
-log() { printf '[base-images] %s\n' "$*" >&2; }
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -264,15 +263,13 @@ build_postgres() {
     log "$POSTGRES_IMAGE present, not rebuilding"; return
   fi
   log "building $POSTGRES_IMAGE from docker/postgres.Dockerfile"
-  local root
-  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  DOCKER_BUILDKIT=0 docker build -q -f "$root/docker/postgres.Dockerfile" -t "$POSTGRES_IMAGE" "$root/docker" >/dev/null
+  DOCKER_BUILDKIT=0 docker build -q -f "$ROOT/docker/postgres.Dockerfile" -t "$POSTGRES_IMAGE" "$ROOT/docker" >/dev/null
   docker run --rm --entrypoint postgres "$POSTGRES_IMAGE" --version
   log "$POSTGRES_IMAGE ready"
 }
 
-command -v docker >/dev/null || { log "docker CLI not found"; exit 1; }
-docker info >/dev/null 2>&1 || { log "docker engine not reachable"; exit 1; }
+command -v docker >/dev/null || die "docker CLI not found"
+docker info >/dev/null 2>&1 || die "docker engine not reachable"
 
 build_debian
 build_postgres

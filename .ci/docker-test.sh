@@ -34,8 +34,7 @@
 #   KEEP_WORK=1           keep the SSE transcripts and responses (path printed)
 #   KEEP_UP=1             leave the stack running at the end (no down -v)
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 PROJECT=${COMPOSE_PROJECT_NAME:-payments-push-ci}
@@ -48,24 +47,12 @@ FAILED=0
 STACK_UP=0
 BG_PIDS=()
 
-log()  { printf '\n[docker-test %(%H:%M:%S)T] %s\n' -1 "$*"; }
 ok()   { PASSED=$((PASSED + 1)); printf 'ok - %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAILED - %s\n' "$*" >&2; exit 1; }
 
-# ---------------------------------------------------------------- compose ---
-if docker compose version >/dev/null 2>&1; then
-  COMPOSE=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-  COMPOSE=(docker-compose)
-else
-  echo "neither 'docker compose' nor 'docker-compose' is available" >&2; exit 1
-fi
-COMPOSE_V2=0
-if "${COMPOSE[@]}" version 2>/dev/null | grep -Eq 'v?2\.[0-9]+\.[0-9]+'; then COMPOSE_V2=1; fi
-# The compose command of the stack under test; phase 6 adds the replicated
-# file. An array, not only a function, because `timeout` runs commands.
-COMPOSE_CMD=("${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml")
-compose() { "${COMPOSE_CMD[@]}" "$@"; }
+# The compose command of the stack under test (COMPOSE_CMD); phase 6 adds
+# the replicated file.
+compose_init "$PROJECT" docker-compose.yml
 
 # ------------------------------------------------------------------ ports ---
 port_free() {
@@ -79,7 +66,6 @@ except OSError:
     sys.exit(1)
 PY
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pick_port() { # NAME DEFAULT
   local name=$1 def=$2 val
   if [[ -n "${!name:-}" ]]; then
@@ -108,15 +94,7 @@ PROVIDER_BASE=http://localhost:${PROVIDER_PORT}
 
 # ------------------------------------------------------------ teardown -----
 dump_logs() {
-  echo "================ diagnostics ================" >&2
-  compose ps >&2 2>&1 || true
-  local c
-  for c in $(compose ps -q 2>/dev/null); do
-    docker inspect -f '{{.Name}} state={{.State.Status}} exit={{.State.ExitCode}} health={{if .State.Health}}{{.State.Health.Status}}{{range .State.Health.Log}}
-    probe exit={{.ExitCode}} {{.Output}}{{end}}{{end}}' "$c" >&2 2>&1 || true
-  done
-  echo "---------------- compose logs (last 150 lines each) ----------------" >&2
-  timeout 60 "${COMPOSE_CMD[@]}" logs --no-color --tail=150 >&2 2>&1 || true
+  stack_diagnostics 150
   local f
   for f in "$WORK"/*.sse "$WORK"/*.err "$WORK"/*.json "$WORK"/report-*.out "$WORK"/pay-page.*; do
     [[ -f "$f" ]] || continue
@@ -135,16 +113,14 @@ cleanup() {
   fi
   if [[ $STACK_UP -eq 1 && "${KEEP_UP:-0}" != 1 ]]; then
     log "compose down -v"
-    timeout 180 "${COMPOSE_CMD[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 \
-      || echo "compose down failed or timed out" >&2
+    stack_down || echo "compose down failed or timed out" >&2
   fi
   if [[ "${KEEP_WORK:-0}" == 1 ]]; then echo "transcripts kept in $WORK"; else rm -rf "$WORK"; fi
   echo
   echo "docker-test: ${PASSED} passed, ${FAILED} failed"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_exit cleanup
 
 # --------------------------------------------------------------- helpers ---
 # json_get FILE KEY [KEY...]: first value (breadth-first) of any of the keys
@@ -172,38 +148,6 @@ PY
 
 # path_of URL: path and query of an absolute or relative URL
 path_of() { python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p.path + ("?" + p.query if p.query else ""))' "$1"; }
-
-# wait_until SECONDS DESCRIPTION COMMAND...: poll every second
-wait_until() {
-  local secs=$1 what=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then echo "timed out after ${secs}s waiting for: $what" >&2; return 1; fi
-    sleep 1
-  done
-}
-
-container_of() { compose ps -q "$1" 2>/dev/null | head -n1; }
-health_of() {
-  local c; c=$(container_of "$1")
-  [[ -n "$c" ]] || { echo missing; return; }
-  docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$c" 2>/dev/null || echo missing
-}
-all_healthy() {
-  local s
-  for s in "$@"; do [[ $(health_of "$s") == healthy ]] || return 1; done
-}
-wait_healthy() { # SECONDS SERVICE...
-  local secs=$1; shift
-  local deadline=$((SECONDS + secs)) s line
-  until all_healthy "$@"; do
-    if ((SECONDS >= deadline)); then
-      line=""; for s in "$@"; do line+="$s=$(health_of "$s") "; done
-      echo "services not healthy after ${secs}s: $line" >&2; return 1
-    fi
-    sleep 2
-  done
-}
 
 # An SSE transcript ($WORK/NAME.sse) is curl -i output: status line and
 # headers, a blank line, then the event stream.
@@ -291,24 +235,16 @@ run_logged build-nginx timeout 900 docker build --force-rm -f docker/nginx.Docke
 ok "images payments-push/{payment-core,sse-gateway,mock-provider,nginx}:$IMAGE_TAG built"
 
 log "2. compose up (project $PROJECT, ports http=$HTTP_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]})"
-# stack_up WHAT SERVICE...: `compose up` of COMPOSE_CMD's stack (after a
-# `down -v` of what may be left), until every SERVICE is healthy
-stack_up() {
-  local what=$1; shift
-  timeout 180 "${COMPOSE_CMD[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 || true
+# bring_up WHAT SERVICE...: COMPOSE_CMD's stack up (lib.sh's stack_up, after
+# a `down -v` of what may be left) until every SERVICE is healthy; a check
+bring_up() {
+  local what=$1
+  shift
   STACK_UP=1
-  if [[ $COMPOSE_V2 == 1 ]]; then
-    timeout $((UP_TIMEOUT + 30)) "${COMPOSE_CMD[@]}" up -d --no-build --wait --wait-timeout "$UP_TIMEOUT" \
-      || fail "$what: compose up --wait did not get every service healthy within ${UP_TIMEOUT}s"
-  else
-    # compose v1 has no --wait; it does honour depends_on: service_healthy
-    timeout "$UP_TIMEOUT" "${COMPOSE_CMD[@]}" up -d --no-build \
-      || fail "$what: compose up did not finish within ${UP_TIMEOUT}s (a dependency never became healthy?)"
-  fi
-  wait_healthy 180 "$@" || fail "$what: not every service is healthy"
+  stack_up "$UP_TIMEOUT" "$@" || fail "$what: not every service is healthy"
   ok "$what: all services healthy: $*"
 }
-stack_up "SQLite stack" payment-core mock-provider gateway-1 gateway-2 nginx
+bring_up "SQLite stack" payment-core mock-provider gateway-1 gateway-2 nginx
 # the published gRPC port answers grpc.health.v1.Health/Check (empty request)
 grpc_health() {
   printf '\0\0\0\0\0' >"$WORK/grpc-req.bin"
@@ -432,9 +368,9 @@ ok "after re-creating the payment-core container order 1 is still succeeded (SQL
 # ============================== 6. the replicated stack (PostgreSQL) ====
 log "6. replicated stack: PostgreSQL and two payment-core replicas"
 # down the SQLite stack first: the replicated one reuses its service names
-timeout 180 "${COMPOSE_CMD[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1 || true
+stack_down || true
 COMPOSE_CMD+=(-f "$ROOT/docker-compose.replicated.yml")
-stack_up "replicated stack" postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx
+bring_up "replicated stack" postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx
 
 # pay_through_nginx NAME: an order through nginx, its stream, a report;
 # `event: succeeded` exactly once
@@ -455,8 +391,6 @@ pay_through_nginx() {
   kill "$pid" 2>/dev/null || true
   [[ $(sse_count "$WORK/$name.sse" succeeded) -eq 1 ]] || fail "$name: 'event: succeeded' more than once"
 }
-core_serving() { timeout 20 "${COMPOSE_CMD[@]}" exec -T "$1" payment-core healthcheck; }
-core_not_serving() { ! core_serving "$1"; }
 # both gateways have their stream from a core open (their healthcheck asks
 # /readyz): a stream opened before that would get a lone retry: frame
 gateways_ready() {
@@ -474,8 +408,7 @@ timeout 60 "${COMPOSE_CMD[@]}" start payment-core >/dev/null 2>&1 || fail "could
 wait_healthy 120 payment-core || fail "payment-core did not come back"
 ok "payment-core back after the kill"
 
-DB_NETWORK=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{println $name}}{{end}}' \
-  "$(container_of postgres)" | grep -m1 '_db$') || fail "no _db network on postgres"
+DB_NETWORK=$(db_network) || fail "no _db network on postgres"
 docker network disconnect "$DB_NETWORK" "$(container_of payment-core)" || fail "could not cut payment-core off the database"
 wait_until 30 "payment-core to report NOT_SERVING without its database" core_not_serving payment-core \
   || fail "payment-core still SERVING 30 s after losing its database"

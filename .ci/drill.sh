@@ -27,8 +27,7 @@
 # take about two minutes and all fall while reports run), IMAGE_TAG
 # (local), KEEP_UP=1 (leave the stack running).
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 PAYMENTS=${PAYMENTS:-2000}
 RATE=${RATE:-15}
@@ -37,15 +36,11 @@ WORK=$(mktemp -d /tmp/drill.XXXXXX)
 export IMAGE_TAG=${IMAGE_TAG:-local} BUILD_FROM=prebuilt BIND_ADDRESS=127.0.0.1
 # Short heartbeats: loadgen's watchdog (2.5 of them) fires in 5 s.
 export HEARTBEAT_SECS=2
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port); PROVIDER_PORT=$(free_port); GRPC_PORT=$(free_port); GRPC_PORT_2=$(free_port)
 export HTTP_PORT PROVIDER_PORT GRPC_PORT GRPC_PORT_2
 export PROVIDER_PAGE_URL=http://localhost:$PROVIDER_PORT/pay
 
-if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
-COMPOSE+=(-p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.replicated.yml")
-log() { printf '[drill %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-container_of() { timeout 30 "${COMPOSE[@]}" ps -q "$1" | head -n1; }
+compose_init "$PROJECT" docker-compose.yml docker-compose.replicated.yml
 FAULTS=0
 fault() { FAULTS=$((FAULTS + 1)); log "fault $FAULTS: $*"; }
 
@@ -55,43 +50,22 @@ cleanup() {
   [[ -n "${LOADGEN_PID:-}" ]] && kill "$LOADGEN_PID" 2>/dev/null
   docker unpause "$(container_of gateway-2)" >/dev/null 2>&1
   if [[ $rc -ne 0 ]]; then
-    timeout 30 "${COMPOSE[@]}" ps >&2
-    timeout 60 "${COMPOSE[@]}" logs --no-color --tail=60 >&2 2>&1
+    stack_diagnostics 60
     tail -n 40 "$WORK/loadgen.log" >&2 2>/dev/null
   fi
-  [[ "${KEEP_UP:-0}" == 1 ]] || timeout 180 "${COMPOSE[@]}" down -v --remove-orphans -t 10 >/dev/null 2>&1
+  [[ "${KEEP_UP:-0}" == 1 ]] || stack_down
   rm -rf "$WORK"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-healthy() { # SERVICE...
-  local s c
-  for s in "$@"; do
-    c=$(container_of "$s")
-    [[ -n "$c" && $(docker inspect -f '{{.State.Health.Status}}' "$c" 2>/dev/null) == healthy ]] || return 1
-  done
-}
-wait_until() { # SECONDS WHAT COMMAND...
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || { log "timed out waiting for: $what"; return 1; }
-    sleep 1
-  done
-}
-core_serving() { timeout 20 "${COMPOSE[@]}" exec -T "$1" payment-core healthcheck; }
-core_not_serving() { ! core_serving "$1"; }
+on_exit cleanup
 
 log "building loadgen"
 cargo build --release --locked -p loadgen >/dev/null 2>&1 || cargo build --release --locked -p loadgen
 LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen
 
 log "starting the replicated stack (project $PROJECT, nginx on $HTTP_PORT)"
-timeout 120 "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
-timeout 300 "${COMPOSE[@]}" up -d --no-build >/dev/null
 SERVICES=(postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx)
-wait_until 240 "every service healthy" healthy "${SERVICES[@]}"
+stack_up 300 "${SERVICES[@]}" || die "the replicated stack did not come up healthy"
 
 log "$PAYMENTS payments at $RATE/s through nginx"
 "$LOADGEN" run --target gateway --url "http://127.0.0.1:$HTTP_PORT" \
@@ -112,11 +86,10 @@ sleep 10
 fault "kill -9 payment-core"
 docker kill -s KILL "$(container_of payment-core)" >/dev/null
 sleep 8
-timeout 60 "${COMPOSE[@]}" start payment-core >/dev/null 2>&1
-wait_until 90 "payment-core healthy again" healthy payment-core
+timeout 60 "${COMPOSE_CMD[@]}" start payment-core >/dev/null 2>&1
+wait_healthy 90 payment-core
 
-DB_NETWORK=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{println $name}}{{end}}' \
-  "$(container_of postgres)" | grep -m1 '_db$')
+DB_NETWORK=$(db_network)
 fault "payment-core-2 cut off from the database for 20 s"
 docker network disconnect "$DB_NETWORK" "$(container_of payment-core-2)"
 wait_until 30 "payment-core-2 to report NOT_SERVING" core_not_serving payment-core-2
@@ -127,8 +100,8 @@ wait_until 60 "payment-core-2 to serve again" core_serving payment-core-2
 fault "kill -9 gateway-1"
 docker kill -s KILL "$(container_of gateway-1)" >/dev/null
 sleep 5
-timeout 60 "${COMPOSE[@]}" start gateway-1 >/dev/null 2>&1
-wait_until 60 "gateway-1 healthy again" healthy gateway-1
+timeout 60 "${COMPOSE_CMD[@]}" start gateway-1 >/dev/null 2>&1
+wait_healthy 60 gateway-1
 
 fault "gateway-2 frozen (docker pause) for 15 s"
 docker pause "$(container_of gateway-2)" >/dev/null
@@ -136,7 +109,7 @@ sleep 15
 docker unpause "$(container_of gateway-2)" >/dev/null
 
 fault "PostgreSQL restarted"
-timeout 120 "${COMPOSE[@]}" restart -t 30 postgres >/dev/null 2>&1
+timeout 120 "${COMPOSE_CMD[@]}" restart -t 30 postgres >/dev/null 2>&1
 wait_until 60 "payment-core to serve after the restart" core_serving payment-core
 wait_until 60 "payment-core-2 to serve after the restart" core_serving payment-core-2
 
@@ -156,9 +129,9 @@ print(d["lost"], d["duplicated"], d["wrong_result"], d["reconnects"], d["report_
       d["max_wait_after_ack_ms"], d["report_to_browser"]["max_ms"])
 PY
 )
-IN_DB=$(timeout 30 "${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
+IN_DB=$(timeout 30 "${COMPOSE_CMD[@]}" exec -T postgres psql -U payments -d payments -Atc \
   "SELECT count(*) FROM orders WHERE status = 'succeeded'" | tr -d '\r')
-EVENTS=$(timeout 30 "${COMPOSE[@]}" exec -T postgres psql -U payments -d payments -Atc \
+EVENTS=$(timeout 30 "${COMPOSE_CMD[@]}" exec -T postgres psql -U payments -d payments -Atc \
   "SELECT count(*) FROM events WHERE status = 'succeeded'" | tr -d '\r')
 
 echo "drill: $PAYMENTS payments, $FAULTS faults, $RECONNECTS reconnects; lost $LOST, duplicated $DUP," \

@@ -22,7 +22,8 @@
 # explores further. A crash found either way goes into fuzz/corpus/ with
 # its fix, as a regression input.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
 
 seconds="${FUZZ_SECONDS:-60}"
 input_timeout="${FUZZ_INPUT_TIMEOUT:-10}"
@@ -78,7 +79,7 @@ for target in $targets; do
   if [ "$status" -ne 0 ]; then
     failed=1
     tail -n 60 "$work/$target.log" >&2
-    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    if timed_out "$status"; then
       echo "!! $target did not stop within $((seconds + 60))s" >&2
     fi
     found="$(find "fuzz/artifacts/$target" -type f -newer "$work/started")"

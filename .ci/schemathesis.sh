@@ -36,19 +36,16 @@
 #   SCHEMATHESIS_SEED          replay a run (schemathesis prints its seed)
 # Needs schemathesis 4.x (pip install schemathesis==4.32.5) and curl.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 TIME_BOUND=${SCHEMATHESIS_TIMEOUT:-600}
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,unsupported_method,allow_header_conformance,missing_required_header,ignored_auth,use_after_free,ensure_resource_availability
 
-say() { echo "schemathesis.sh: $*" >&2; }
-
 version=$(st --version 2>/dev/null || true)
 if [[ $version != *"version 4."* ]]; then
-  say "needs schemathesis 4.x on PATH (found: ${version:-none}); pip install schemathesis==4.32.5"
-  exit 1
+  die "needs schemathesis 4.x on PATH (found: ${version:-none}); pip install schemathesis==4.32.5"
 fi
 
 if [[ -z ${BIN_DIR:-} ]]; then
@@ -60,24 +57,19 @@ work=$(mktemp -d /tmp/schemathesis.XXXXXX)
 pids=()
 stop() {
   local status=$?
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_pids "${pids[@]}"
   if [[ $status -ne 0 ]]; then
-    for log in core gateway; do
-      [[ -s $work/$log.log ]] || continue
-      say "last lines of the $log's log:"
-      tail -n 30 "$work/$log.log" >&2
+    for name in core gateway; do
+      [[ -s $work/$name.log ]] || continue
+      log "last lines of the $name's log:"
+      tail -n 30 "$work/$name.log" >&2
     done
   fi
   rm -rf "$work"
   exit "$status"
 }
-trap stop EXIT INT TERM
+on_exit stop
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 core_port=$(free_port)
 gateway_port=$(free_port)
 gateway=http://127.0.0.1:$gateway_port
@@ -90,16 +82,14 @@ DATABASE_URL=sqlite://$work/core.db PROVIDER_SECRET=st-provider-$RANDOM \
   PROVIDER_PAGE_URL=http://127.0.0.1:9/pay ORDER_TTL_SECS=1 EXPIRY_INTERVAL_MS=200 \
   "$BIN_DIR/payment-core" >"$work/core.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 150); do "$BIN_DIR/payment-core" healthcheck 2>/dev/null && break; sleep 0.1; done
-"$BIN_DIR/payment-core" healthcheck || { say "payment-core did not start"; exit 1; }
+wait_until -i 0.1 15 "payment-core to serve" "$BIN_DIR/payment-core" healthcheck || die "payment-core did not start"
 
 GATEWAY_LISTEN=127.0.0.1:$gateway_port PAYMENT_CORE_URL=http://$PAYMENT_CORE_LISTEN \
   ADMIN_TOKEN=$admin_token HEARTBEAT_SECS=1 GATEWAY_INSTANCE=schemathesis \
   "$BIN_DIR/sse-gateway" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 # Ready: the gateway's stream from payment-core is open.
-for _ in $(seq 1 150); do curl -fsS -o /dev/null "$gateway/readyz" 2>/dev/null && break; sleep 0.1; done
-curl -fsS -o /dev/null "$gateway/readyz" || { say "the gateway did not become ready"; exit 1; }
+wait_until -i 0.1 15 "the gateway to be ready" curl -fsS -o /dev/null "$gateway/readyz" || die "the gateway did not become ready"
 
 # From a file, not the URL: schemathesis skips the operation that serves
 # the description it was given by URL, and /openapi.json is an operation too.
@@ -108,7 +98,7 @@ printf 'max-stream-events = 3\n' >"$work/schemathesis.toml"
 
 seed=()
 [[ -n ${SCHEMATHESIS_SEED:-} ]] && seed=(--seed "$SCHEMATHESIS_SEED")
-say "$version against $gateway (payment-core on $PAYMENT_CORE_LISTEN), $MAX_EXAMPLES examples per operation, bounded at ${TIME_BOUND}s"
+log "$version against $gateway (payment-core on $PAYMENT_CORE_LISTEN), $MAX_EXAMPLES examples per operation, bounded at ${TIME_BOUND}s"
 started=$SECONDS
 status=0
 # In the work dir, so that nothing lands in the checkout. With pipefail,
@@ -131,10 +121,10 @@ elapsed=$((SECONDS - started))
 cases=$(grep -Eo '[0-9]+ generated[^.]*' "$work/schemathesis.out" | tail -1 || true)
 run_seed=$(grep -Eo 'Seed: [0-9]+' "$work/schemathesis.out" | tail -1 || true)
 if [[ $status -eq 0 ]]; then
-  say "PASSED in ${elapsed}s: ${cases:-no count}; ${run_seed:-no seed}"
-elif [[ $status -eq 124 || $status -eq 137 ]]; then
-  say "TIMED OUT after ${elapsed}s (bound ${TIME_BOUND}s): ${cases:-no count}"
+  log "PASSED in ${elapsed}s: ${cases:-no count}; ${run_seed:-no seed}"
+elif timed_out "$status"; then
+  log "TIMED OUT after ${elapsed}s (bound ${TIME_BOUND}s): ${cases:-no count}"
 else
-  say "FAILED (exit $status) in ${elapsed}s: ${cases:-no count}; ${run_seed:-no seed} (SCHEMATHESIS_SEED replays it)"
+  log "FAILED (exit $status) in ${elapsed}s: ${cases:-no count}; ${run_seed:-no seed} (SCHEMATHESIS_SEED replays it)"
 fi
 exit "$status"

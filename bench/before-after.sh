@@ -10,7 +10,9 @@
 # both are measured by the same tool. REPEATS (default 5): runs of the
 # 1,000/s latency workload. Then `bench/chart.py OUT_DIR` draws the chart.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/../.ci/lib.sh"
+# shellcheck disable=SC2034  # lib.sh names the script so in its messages
+LOG_TAG=bench
 OUT=${OUT_DIR:-$ROOT/bench/results/before-after}
 BEFORE_BIN=${BEFORE_BIN:?the earlier build\'s payment-core and sse-gateway}
 BIN_DIR=${BIN_DIR:-$ROOT/target/release}
@@ -18,15 +20,13 @@ mixed=$(mktemp -d /tmp/bench-before.XXXXXX)
 trap 'rm -rf "$mixed"' EXIT
 cp "$BEFORE_BIN/payment-core" "$BEFORE_BIN/sse-gateway" "$mixed/"
 cp "$BIN_DIR/loadgen" "$mixed/"
-failed=()
-run() { echo "== $*" >&2; env "$@" || failed+=("$*"); }
 
 # One workload on the three servers: after, before, nchan.
 three() {
   local suffix=$1; shift
-  run OUT_DIR="$OUT/after" RESULT_SUFFIX="$suffix" BIN_DIR="$BIN_DIR" "$ROOT/bench/run.sh" "$@" gateway
-  run OUT_DIR="$OUT/before" RESULT_SUFFIX="$suffix" BIN_DIR="$mixed" "$ROOT/bench/run.sh" "$@" gateway
-  run OUT_DIR="$OUT/nchan" RESULT_SUFFIX="$suffix" BIN_DIR="$BIN_DIR" "$ROOT/bench/run.sh" "$@" nchan
+  try_run OUT_DIR="$OUT/after" RESULT_SUFFIX="$suffix" BIN_DIR="$BIN_DIR" "$ROOT/bench/run.sh" "$@" gateway
+  try_run OUT_DIR="$OUT/before" RESULT_SUFFIX="$suffix" BIN_DIR="$mixed" "$ROOT/bench/run.sh" "$@" gateway
+  try_run OUT_DIR="$OUT/nchan" RESULT_SUFFIX="$suffix" BIN_DIR="$BIN_DIR" "$ROOT/bench/run.sh" "$@" nchan
 }
 
 WORKLOADS=${WORKLOADS:-latency max idle fanout storm}
@@ -41,7 +41,4 @@ for workload in $WORKLOADS; do
     storm) three "" storm 19000 2000; three "" storm 9000 1000 ;;
   esac
 done
-if (( ${#failed[@]} )); then
-  printf 'bench: FAILED: %s\n' "${failed[@]}" >&2
-  exit 1
-fi
+exit_if_any_failed

@@ -16,7 +16,7 @@
 # Other variables are bench/run.sh's. Exit status: non-zero if any run lost
 # or repeated an event.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/../.ci/lib.sh"
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 DB=bench_pg
 export CORE_DATABASE_URL="${PG_ADMIN_URL%/*}/$DB"

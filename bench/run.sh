@@ -33,8 +33,10 @@
 # bench/hops.py.
 # Exit status: loadgen's (0 = nothing lost, nothing duplicated).
 set -euo pipefail
+. "$(dirname "$0")/../.ci/lib.sh"
+# shellcheck disable=SC2034  # lib.sh names the script so in its messages
+LOG_TAG=bench
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN_DIR=${BIN_DIR:-$ROOT/target/release}
 OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
 CORE_ADDR=${CORE_ADDR:-127.0.0.1:50651}
@@ -73,32 +75,25 @@ RUN=$(mktemp -d /tmp/bench-run.XXXXXX)
 PIDS=()
 PERF_PIDS=()
 
+# perf writes its profile when interrupted (INT), given up to a minute.
+stop_perf() { stop_pids -s INT -g 60 "${PERF_PIDS[@]}"; PERF_PIDS=(); }
+stop_servers() { stop_pids "${PIDS[@]}"; PIDS=(); }
+
 cleanup() {
   set +e
-  for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
-  for p in "${PERF_PIDS[@]}"; do timeout 60 tail --pid="$p" -f /dev/null; done
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do timeout 15 tail --pid="$p" -f /dev/null || kill -KILL "$p" 2>/dev/null; done
-  PIDS=(); PERF_PIDS=()
+  stop_perf
+  stop_servers
   [[ ${KEEP:-0} == 1 ]] || rm -rf "$RUN"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_exit cleanup
 
 wait_http() { # url, seconds
-  local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; do
-    (( SECONDS < deadline )) || { echo "bench: $1 not up after $2 s" >&2; tail -n 20 "$RUN"/*.log >&2; return 1; }
-    sleep 0.2
-  done
+  wait_until -i 0.2 "$2" "$1 to answer" curl -fsS -o /dev/null --max-time 1 "$1" \
+    || { tail -n 20 "$RUN"/*.log >&2; return 1; }
 }
 
 wait_tcp() { # host:port, seconds
-  local deadline=$((SECONDS + $2))
-  until (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; do
-    (( SECONDS < deadline )) || { echo "bench: $1 not listening after $2 s" >&2; tail -n 20 "$RUN"/*.log >&2; return 1; }
-    sleep 0.2
-  done
+  wait_until -i 0.2 "$2" "$1 to listen" tcp_open "$1" || { tail -n 20 "$RUN"/*.log >&2; return 1; }
 }
 
 machine() {
@@ -179,8 +174,7 @@ for target in $targets; do
     curl -fsS --max-time 5 "http://${failover_addr:-$GW_ADDR}/metrics" >"$OUT_DIR/metrics/$label${RESULT_SUFFIX:-}-gateway.txt" || true
     curl -fsS --max-time 5 "http://${CORE_ADDR%:*}:$(( ${CORE_ADDR##*:} + 1000 ))/metrics" >"$OUT_DIR/metrics/$label${RESULT_SUFFIX:-}-core.txt" || true
   else
-    command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] \
-      || { echo "bench: nginx + libnginx-mod-nchan not installed; skipping nchan" >&2; continue; }
+    have_nchan || { echo "bench: nginx + libnginx-mod-nchan not installed; skipping nchan" >&2; continue; }
     mkdir -p "$RUN/nginx/tmp"
     # nchan keeps channels in shared memory: ~256 MiB per 20k channels (only
     # the pages used count in the memory measured).
@@ -202,9 +196,7 @@ for target in $targets; do
     rc=$?; set -e
   fi
   if [[ ${PERF:-0} == 1 ]]; then
-    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-    for p in "${PERF_PIDS[@]}"; do timeout 60 tail --pid="$p" -f /dev/null || true; done
-    PERF_PIDS=()
+    stop_perf
     mkdir -p "$OUT_DIR/perf"
     for f in "$RUN"/perf-*.data; do
       [[ -e $f ]] || continue
@@ -216,8 +208,6 @@ for target in $targets; do
   fi
   [[ $rc == 0 ]] || { status=$rc; echo "bench: $label FAILED (exit $rc); logs:" >&2; tail -n 20 "$RUN"/*.log >&2 || true; }
   # Stop this target's servers before the next one runs.
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do timeout 15 tail --pid="$p" -f /dev/null || kill -KILL "$p" 2>/dev/null || true; done
-  PIDS=()
+  stop_servers
 done
 exit "$status"

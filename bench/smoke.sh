@@ -12,7 +12,7 @@
 #   cargo build -p loadgen -p sse-gateway -p payment-core && bench/smoke.sh
 # Takes ~15 s. Results go to a temp dir unless OUT_DIR is set.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/../.ci/lib.sh"
 if [[ -z ${BIN_DIR:-} ]]; then
   if [[ -x $ROOT/target/release/loadgen ]]; then BIN_DIR=$ROOT/target/release; else BIN_DIR=$ROOT/target/debug; fi
 fi
@@ -28,7 +28,7 @@ FANOUT_RATE=10 "$ROOT/bench/run.sh" fanout 100 3 gateway
 # past one process's fd cap use them.
 PROCESSES=2 "$ROOT/bench/run.sh" latency "$N" "$N" gateway
 "$ROOT/bench/run.sh" storm "$N" "$N" gateway
-if command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]]; then
+if have_nchan; then
   "$ROOT/bench/run.sh" latency "$N" "$N" nchan
 else
   echo "smoke: nginx/nchan not installed; nchan part skipped"

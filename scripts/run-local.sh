@@ -14,7 +14,8 @@
 # the gateway's and the provider's API keys from GATEWAY_API_KEY and
 # PROVIDER_API_KEY, as in compose.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/../.ci/lib.sh"
+cd "$ROOT"
 
 postgres=false
 case "${1:-}" in
@@ -40,15 +41,13 @@ SECOND_CORE_LISTEN=${SECOND_CORE_LISTEN:-127.0.0.1:50052}
 pids=()
 pg_dir=""
 stop() {
-  trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_pids "${pids[@]}"
   if [ -n "$pg_dir" ]; then
     as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
     rm -rf "$pg_dir"
   fi
 }
-trap stop INT TERM EXIT
+on_exit stop
 
 # initdb refuses to run as root: as root, run the server as Debian's postgres user.
 as_postgres() {
@@ -69,22 +68,24 @@ start_throwaway_postgres() {
   echo "throwaway PostgreSQL on 127.0.0.1:$port (removed on exit)" >&2
 }
 
-wait_healthy() { for _ in $(seq 1 150); do "$@" healthcheck 2>/dev/null && return; sleep 0.1; done; }
+# Up to 15 s for a service to answer its healthcheck; it carries on
+# either way (the message says which one is late).
+wait_serving() { wait_until -i 0.1 15 "$(basename "$1") to answer its healthcheck" "$@" healthcheck || true; }
 
 if $postgres; then
   case "${DATABASE_URL:-}" in postgres://*|postgresql://*) ;; *) start_throwaway_postgres ;; esac
   export PAYMENT_CORE_URL=${PAYMENT_CORE_URL:-http://${PAYMENT_CORE_LISTEN},http://${SECOND_CORE_LISTEN}}
   "$bin/payment-core" & pids+=($!)
   PAYMENT_CORE_LISTEN=$SECOND_CORE_LISTEN "$bin/payment-core" & pids+=($!)
-  wait_healthy "$bin/payment-core"
-  PAYMENT_CORE_LISTEN=$SECOND_CORE_LISTEN wait_healthy "$bin/payment-core"
+  wait_serving "$bin/payment-core"
+  PAYMENT_CORE_LISTEN=$SECOND_CORE_LISTEN wait_serving "$bin/payment-core"
   where="the PostgreSQL database ${DATABASE_URL##*@}, shared by the replicas on ${PAYMENT_CORE_LISTEN} and ${SECOND_CORE_LISTEN}"
 else
   mkdir -p data
   export DATABASE_URL=${DATABASE_URL:-sqlite://data/payment-core.db}
   export PAYMENT_CORE_URL=${PAYMENT_CORE_URL:-http://${PAYMENT_CORE_LISTEN}}
   "$bin/payment-core" & pids+=($!)
-  wait_healthy "$bin/payment-core"
+  wait_serving "$bin/payment-core"
   where="${DATABASE_URL#sqlite://}"
 fi
 # Each client gets its own key, as in compose (GATEWAY_API_KEY,
@@ -94,7 +95,7 @@ env -u PAYMENT_CORE_API_KEY ${PROVIDER_API_KEY:+PAYMENT_CORE_API_KEY="$PROVIDER_
   "$bin/mock-provider" & pids+=($!)
 env -u PAYMENT_CORE_API_KEY ${GATEWAY_API_KEY:+PAYMENT_CORE_API_KEY="$GATEWAY_API_KEY"} \
   "$bin/sse-gateway" & pids+=($!)
-wait_healthy "$bin/sse-gateway"
+wait_serving "$bin/sse-gateway"
 
 cat >&2 <<MSG
 
