@@ -191,7 +191,10 @@ run_logged() {
   fi
 }
 
-create_order() { # NAME DESCRIPTION
+# create_order NAME DESCRIPTION: an order through nginx (the answer in
+# $WORK/NAME.json); sets ORDER, SECRET and STREAM_URL, its event stream
+# through nginx
+create_order() {
   local out="$WORK/$1.json"
   local code
   # With a key, as the checkout page sends one: a create is then safe to
@@ -200,6 +203,11 @@ create_order() { # NAME DESCRIPTION
            -H 'Content-Type: application/json' -H "Idempotency-Key: docker-test-$1-$$-$RANDOM" \
            -d "{\"amount_minor\":1999,\"currency\":\"EUR\",\"description\":\"$2\"}") || true
   [[ "$code" =~ ^20[01]$ ]] || fail "POST /api/orders answered HTTP $code: $(head -c 500 "$out" 2>/dev/null)"
+  ORDER=$(json_get "$out" order_id id) || fail "$1: no order id in $(cat "$out")"
+  SECRET=$(json_get "$out" client_secret) || fail "$1: no client_secret in $(cat "$out")"
+  local events
+  events=$(json_get "$out" events_url || echo "/api/orders/$ORDER/events?client_secret=$SECRET")
+  STREAM_URL=$BASE$(path_of "$events")
 }
 
 report() { # ORDER_ID OUTCOME
@@ -260,11 +268,9 @@ ok "payment-core gRPC answers on published port $GRPC_PORT"
 # ================================================ 3. order, SSE, payment ===
 log "3. order 1 through nginx, SSE, report succeeded"
 create_order order1 "docker test"
-ORDER1=$(json_get "$WORK/order1.json" order_id id) || fail "no order id in $(cat "$WORK/order1.json")"
-SECRET1=$(json_get "$WORK/order1.json" client_secret) || fail "no client_secret in $(cat "$WORK/order1.json")"
-EVENTS1=$(json_get "$WORK/order1.json" events_url || echo "/api/orders/$ORDER1/events?client_secret=$SECRET1")
+ORDER1=$ORDER SECRET1=$SECRET
 ok "POST /api/orders -> order $ORDER1"
-open_sse s1 "$BASE$(path_of "$EVENTS1")"
+open_sse s1 "$STREAM_URL"
 s1_PID=$SSE_PID
 wait_until 20 "SSE stream of order 1 answers 200" http_status_200 "$WORK/s1.sse" \
   || fail "SSE stream of order 1 did not open"
@@ -284,10 +290,7 @@ echo "order 1 stream (id:event): $(sse_summary "$WORK/s1.sse")"
 # ======================================= 4. gateway loss, Last-Event-ID ===
 log "4. order 2: stop the serving gateway, resume with Last-Event-ID"
 create_order order2 "docker test failover"
-ORDER2=$(json_get "$WORK/order2.json" order_id id) || fail "no order id in order 2"
-SECRET2=$(json_get "$WORK/order2.json" client_secret) || fail "no client_secret in order 2"
-EVENTS2=$(json_get "$WORK/order2.json" events_url || echo "/api/orders/$ORDER2/events?client_secret=$SECRET2")
-URL2="$BASE$(path_of "$EVENTS2")"
+ORDER2=$ORDER URL2=$STREAM_URL
 open_sse s2a "$URL2"
 s2a_PID=$SSE_PID
 wait_until 20 "SSE stream A of order 2 answers 200" http_status_200 "$WORK/s2a.sse" \
@@ -375,13 +378,11 @@ bring_up "replicated stack" postgres payment-core payment-core-2 mock-provider g
 # pay_through_nginx NAME: an order through nginx, its stream, a report;
 # `event: succeeded` exactly once
 pay_through_nginx() {
-  local name=$1 order secret events pid
+  local name=$1 order pid
   wait_until 60 "both gateways ready" gateways_ready || fail "$name: a gateway has no stream from a core"
   create_order "$name" "docker test $name"
-  order=$(json_get "$WORK/$name.json" order_id id) || fail "$name: no order id"
-  secret=$(json_get "$WORK/$name.json" client_secret) || fail "$name: no client_secret"
-  events=$(json_get "$WORK/$name.json" events_url || echo "/api/orders/$order/events?client_secret=$secret")
-  open_sse "$name" "$BASE$(path_of "$events")"
+  order=$ORDER
+  open_sse "$name" "$STREAM_URL"
   pid=$SSE_PID
   wait_until 20 "$name: stream answers 200" http_status_200 "$WORK/$name.sse" || fail "$name: stream did not open"
   report "$order" succeeded || fail "$name: report failed: $(cat "$WORK/report-$order.out")"
