@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
-# End-to-end check of the Docker packaging (docker/, docker-compose.yml).
+# End-to-end check of the Docker packaging (docker/, both compose files)
+# and, with DRILL=1, the fault drill (.ci/drill.sh) on the same replicated
+# stack. The images are built once and serve both stacks.
 #
 #  1. local stand-ins for the base images (.ci/base-images.sh)
 #  2. release binaries built on the host, images built through the PREBUILT
 #     path of docker/Dockerfile (no crates.io needed inside docker), nginx
-#     image, `compose up` and wait until every service is healthy
-#  3. through nginx: create an order, follow its SSE stream, report the
+#     image; with DRILL=1 the drill's release loadgen builds meanwhile, in
+#     the background (this script waits on docker most of the time)
+#  3. the default stack (docker-compose.yml: SQLite, one payment-core) up
+#     until every service is healthy; the published gRPC port answers
+#  4. through nginx: create an order, follow its SSE stream, report the
 #     payment with `mock-provider report`, see `event: succeeded`
-#  4. a second order's stream: stop the gateway serving it, reconnect through
+#  5. a second order's stream: stop the gateway serving it, reconnect through
 #     nginx with Last-Event-ID, the result arrives exactly once, no id repeats
-#  5. restart payment-core, then re-create its container: the first order is
+#  6. restart payment-core, then re-create its container: the first order is
 #     still `succeeded` (SQLite on the named volume)
-#  6. the replicated stack (docker-compose.replicated.yml: PostgreSQL, two
-#     payment-core replicas): a payment through nginx; one with a replica
-#     killed (-9); one with a replica cut off from the database (NOT_SERVING,
-#     then back by itself); one after restarting PostgreSQL
-#  7. `compose down -v` always (trap), with logs when something failed
+#  7. the replicated stack (docker-compose.replicated.yml: PostgreSQL, two
+#     payment-core replicas), brought up once: a payment through nginx; one
+#     with a replica killed (-9); one with a replica cut off from the
+#     database (NOT_SERVING, then back by itself); one after restarting
+#     PostgreSQL
+#  8. DRILL=1: the fault drill on that same stack (DRILL_STACK=<project>
+#     .ci/drill.sh: 2,000 payments while five faults fall; it prints its own
+#     report and counts none of the checks below)
+#  9. `compose down -v` always (trap), with logs when something failed; the
+#     time each phase took
+#
+# Why two bring-ups: steps 3-6 check the default stack, the one
+# `docker compose up` runs, and step 6 its SQLite file on the named volume;
+# the replicated stack has neither. The second bring-up builds nothing.
 #
 # Needs: root (debootstrap), docker engine, docker compose v2 or
 # docker-compose v1, cargo, curl, python3. Every wait is bounded.
 #
 # Environment (all optional):
 #   COMPOSE_PROJECT_NAME  compose project (default payments-push-ci)
+#   DRILL=1               run the fault drill on the replicated stack (step 8);
+#                         its PAYMENTS and RATE apply
 #   HTTP_PORT PROVIDER_PORT GRPC_PORT  host ports (default 8080 8081 50051;
 #                         a busy default port is replaced by a free one, an
 #                         explicitly set busy port is an error)
@@ -40,17 +56,19 @@ cd "$ROOT"
 PROJECT=${COMPOSE_PROJECT_NAME:-payments-push-ci}
 UP_TIMEOUT=${UP_TIMEOUT:-300}
 IMAGE_TAG=${IMAGE_TAG:-local}
+DRILL=${DRILL:-0}
 BINS=(payment-core sse-gateway mock-provider)
 WORK=$(mktemp -d /tmp/docker-test.XXXXXX)
 PASSED=0
 FAILED=0
 STACK_UP=0
 BG_PIDS=()
+DRILL_RAN=0
 
 ok()   { PASSED=$((PASSED + 1)); printf 'ok - %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAILED - %s\n' "$*" >&2; exit 1; }
 
-# The compose command of the stack under test (COMPOSE_CMD); phase 6 adds
+# The compose command of the stack under test (COMPOSE_CMD); step 7 adds
 # the replicated file.
 compose_init "$PROJECT" docker-compose.yml
 
@@ -112,12 +130,14 @@ cleanup() {
     [[ $STACK_UP -eq 1 ]] && dump_logs
   fi
   if [[ $STACK_UP -eq 1 && "${KEEP_UP:-0}" != 1 ]]; then
-    log "compose down -v"
+    phase "9. compose down -v"
     stack_down || echo "compose down failed or timed out" >&2
   fi
   if [[ "${KEEP_WORK:-0}" == 1 ]]; then echo "transcripts kept in $WORK"; else rm -rf "$WORK"; fi
   echo
+  phase_summary
   echo "docker-test: ${PASSED} passed, ${FAILED} failed"
+  [[ $DRILL_RAN -eq 0 ]] || echo "fault drill: $([[ $DRILL_RAN -eq 1 ]] && echo passed || echo FAILED)"
   exit "$rc"
 }
 on_exit cleanup
@@ -216,12 +236,12 @@ report() { # ORDER_ID OUTCOME
 }
 
 # ======================================================= 1. base images ===
-log "1. base images"
+phase "1. base images"
 timeout 900 bash "$ROOT/.ci/base-images.sh"
 ok "base images present: $(docker image inspect -f '{{index .RepoTags 0}}' debian:bookworm-slim)"
 
-# ========================================= 2. binaries, images, compose up ===
-log "2. host build of ${BINS[*]}"
+# ================================================ 2. binaries, images ===
+phase "2. host build"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ "${SKIP_CARGO_BUILD:-0}" != 1 ]]; then
   timeout 3600 nice -n "${CARGO_NICE:-0}" cargo build --release --locked -p payment-core -p sse-gateway -p mock-provider
@@ -231,7 +251,18 @@ fi
 for b in "${BINS[@]}"; do [[ -x "$ROOT/docker/prebuilt/$b" ]] || fail "docker/prebuilt/$b missing"; done
 ok "release binaries in docker/prebuilt/"
 
-log "2. images (prebuilt path)"
+if [[ $DRILL == 1 ]]; then
+  # The drill's loadgen, built while the images build and the default stack
+  # is checked (both wait on docker, not on the CPU); niced so that the
+  # checks' timings do not suffer. Not in the cargo build above: built
+  # together, loadgen's dependency features would be unified into the
+  # services' binaries. The drill's own `cargo build` then finds it done.
+  timeout 3600 nice -n 10 cargo build --release --locked -p loadgen >"$WORK/loadgen-build.out" 2>&1 &
+  LOADGEN_BUILD_PID=$!
+  BG_PIDS+=("$LOADGEN_BUILD_PID")
+fi
+
+phase "2. images (prebuilt path)"
 for b in "${BINS[@]}"; do
   run_logged "build-$b" timeout 1200 docker build --force-rm -f docker/Dockerfile --build-arg BUILD_FROM=prebuilt \
     --target "$b-prebuilt" -t "payments-push/$b:$IMAGE_TAG" . || fail "docker build of $b (prebuilt path)"
@@ -242,7 +273,9 @@ run_logged build-nginx timeout 900 docker build --force-rm -f docker/nginx.Docke
   || fail "docker build of nginx"
 ok "images payments-push/{payment-core,sse-gateway,mock-provider,nginx}:$IMAGE_TAG built"
 
-log "2. compose up (project $PROJECT, ports http=$HTTP_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]})"
+# ======================================== 3. the default stack (SQLite) ===
+phase "3. default stack up (SQLite)"
+log "project $PROJECT, ports http=$HTTP_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]}"
 # bring_up WHAT SERVICE...: COMPOSE_CMD's stack up (lib.sh's stack_up, after
 # a `down -v` of what may be left) until every SERVICE is healthy; a check
 bring_up() {
@@ -265,8 +298,8 @@ wait_until 20 "gRPC health on the published port $GRPC_PORT" grpc_health \
   || fail "payment-core's gRPC port $GRPC_PORT does not answer Health/Check: $(head -c 300 "$WORK/grpc-health.out" 2>/dev/null | tr -d '\000')"
 ok "payment-core gRPC answers on published port $GRPC_PORT"
 
-# ================================================ 3. order, SSE, payment ===
-log "3. order 1 through nginx, SSE, report succeeded"
+# ================================================ 4. order, SSE, payment ===
+phase "4. order 1 through nginx, SSE, report succeeded"
 create_order order1 "docker test"
 ORDER1=$ORDER SECRET1=$SECRET
 ok "POST /api/orders -> order $ORDER1"
@@ -287,8 +320,8 @@ kill "$s1_PID" 2>/dev/null || true
 echo "order 1 stream (id:event): $(sse_summary "$WORK/s1.sse")"
 [[ $(sse_count "$WORK/s1.sse" succeeded) -eq 1 ]] || fail "order 1: 'event: succeeded' arrived more than once"
 
-# ======================================= 4. gateway loss, Last-Event-ID ===
-log "4. order 2: stop the serving gateway, resume with Last-Event-ID"
+# ======================================= 5. gateway loss, Last-Event-ID ===
+phase "5. order 2: stop the serving gateway, resume with Last-Event-ID"
 create_order order2 "docker test failover"
 ORDER2=$ORDER URL2=$STREAM_URL
 open_sse s2a "$URL2"
@@ -343,8 +376,8 @@ DUP_IDS=$( { sse_ids "$WORK/s2a.sse"; sse_ids "$WORK/s2b.sse"; } | sort | uniq -
 [[ -z "$DUP_IDS" ]] || fail "order 2: ids repeated across the reconnect: $DUP_IDS"
 ok "order 2: resumed through nginx${SERVED_B:+ on $SERVED_B} with Last-Event-ID ${LAST_ID:-none}; succeeded exactly once, no id repeated"
 
-# ============================================ 5. payment-core restart ====
-log "5. restart payment-core, order 1 still succeeded"
+# ============================================ 6. payment-core restart ====
+phase "6. payment-core restarted and re-created, order 1 still succeeded"
 timeout 120 "${COMPOSE_CMD[@]}" restart -t 15 payment-core >/dev/null
 ALIVE=()
 for s in payment-core mock-provider nginx gateway-1 gateway-2; do [[ $s == "$STOPPED" ]] || ALIVE+=("$s"); done
@@ -368,12 +401,16 @@ wait_until 60 "GET /api/orders/$ORDER1 to say succeeded" order1_succeeded \
   || fail "after re-creating payment-core order 1 is not succeeded: $(cat "$WORK/order1-after.json" 2>/dev/null)"
 ok "after re-creating the payment-core container order 1 is still succeeded (SQLite on the named volume)"
 
-# ============================== 6. the replicated stack (PostgreSQL) ====
-log "6. replicated stack: PostgreSQL and two payment-core replicas"
+# ============================== 7. the replicated stack (PostgreSQL) ====
+phase "7. replicated stack up (PostgreSQL, two payment-core replicas)"
 # down the SQLite stack first: the replicated one reuses its service names
 stack_down || true
 COMPOSE_CMD+=(-f "$ROOT/docker-compose.replicated.yml")
+# The drill needs 2 s heartbeats (loadgen's watchdog, 2.5 of them, then
+# fires in 5 s, and a 15 s freeze is beyond it); the checks here do not mind.
+if [[ $DRILL == 1 ]]; then export HEARTBEAT_SECS=2; fi
 bring_up "replicated stack" postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx
+phase "7. payments: a replica killed, one cut off the database, PostgreSQL restarted"
 
 # pay_through_nginx NAME: an order through nginx, its stream, a report;
 # `event: succeeded` exactly once
@@ -427,5 +464,15 @@ wait_until 60 "payment-core-2 to serve after the PostgreSQL restart" core_servin
   || fail "payment-core-2 did not recover from the PostgreSQL restart"
 pay_through_nginx order6
 ok "order 6 paid after restarting PostgreSQL; both replicas recovered by themselves"
+
+# ============================================ 8. the fault drill, DRILL=1 ===
+if [[ $DRILL == 1 ]]; then
+  phase "8. fault drill on the replicated stack"
+  # bounded: the build runs under `timeout 3600`
+  wait "$LOADGEN_BUILD_PID" || { tail -n 60 "$WORK/loadgen-build.out" >&2; fail "release build of loadgen failed"; }
+  DRILL_RAN=2
+  DRILL_STACK=$PROJECT "$ROOT/.ci/drill.sh" || fail "the fault drill failed (its report is above)"
+  DRILL_RAN=1
+fi
 
 log "all checks passed"

@@ -19,27 +19,31 @@
 # watcher saw an id twice or out of order, each result seen is the one
 # reported, and every report the core acknowledged is in the database. It
 # prints the counts and the longest wait for a result after its report was
-# acknowledged.
+# acknowledged, and the time each phase took.
 #
-# Needs the images .ci/docker-test.sh builds (payments-push/*:$IMAGE_TAG,
-# postgres:15-bookworm) and a release loadgen (built here). Every wait is
-# bounded. Environment: PAYMENTS (2000), RATE (15 per second: the faults
-# take about two minutes and all fall while reports run), IMAGE_TAG
-# (local), KEEP_UP=1 (leave the stack running).
+# Its own stack by default: needs the images .ci/docker-test.sh builds
+# (payments-push/*:$IMAGE_TAG, postgres:15-bookworm), brings the stack up
+# on free ports and down again. DRILL_STACK=<project>: the replicated
+# stack that compose project runs already, started with HEARTBEAT_SECS=2
+# (.ci/docker-test.sh with DRILL=1 hands over its own); the drill then
+# neither brings it up nor takes it down, reads its ports from compose,
+# and counts only the payments it makes itself.
+#
+# Builds a release loadgen. Every wait is bounded. Environment: PAYMENTS
+# (2000), RATE (15 per second: the faults take about two minutes and all
+# fall while reports run), IMAGE_TAG (local), COMPOSE_PROJECT_NAME (of its
+# own stack: payments-push-drill), KEEP_UP=1 (leave its own stack running).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 PAYMENTS=${PAYMENTS:-2000}
 RATE=${RATE:-15}
-PROJECT=payments-push-drill
-WORK=$(mktemp -d /tmp/drill.XXXXXX)
-export IMAGE_TAG=${IMAGE_TAG:-local} BUILD_FROM=prebuilt BIND_ADDRESS=127.0.0.1
 # Short heartbeats: loadgen's watchdog (2.5 of them) fires in 5 s.
-export HEARTBEAT_SECS=2
-HTTP_PORT=$(free_port); PROVIDER_PORT=$(free_port); GRPC_PORT=$(free_port); GRPC_PORT_2=$(free_port)
-export HTTP_PORT PROVIDER_PORT GRPC_PORT GRPC_PORT_2
-export PROVIDER_PAGE_URL=http://localhost:$PROVIDER_PORT/pay
-
+DRILL_HEARTBEAT_SECS=2
+OWN_STACK=1
+PROJECT=${COMPOSE_PROJECT_NAME:-payments-push-drill}
+if [[ -n "${DRILL_STACK:-}" ]]; then OWN_STACK=0; PROJECT=$DRILL_STACK; fi
+WORK=$(mktemp -d /tmp/drill.XXXXXX)
 compose_init "$PROJECT" docker-compose.yml docker-compose.replicated.yml
 FAULTS=0
 fault() { FAULTS=$((FAULTS + 1)); log "fault $FAULTS: $*"; }
@@ -50,25 +54,60 @@ cleanup() {
   [[ -n "${LOADGEN_PID:-}" ]] && kill "$LOADGEN_PID" 2>/dev/null
   docker unpause "$(container_of gateway-2)" >/dev/null 2>&1
   if [[ $rc -ne 0 ]]; then
-    stack_diagnostics 60
+    # a stack handed over is its owner's to show (and take down)
+    [[ $OWN_STACK -eq 1 ]] && stack_diagnostics 60
     tail -n 40 "$WORK/loadgen.log" >&2 2>/dev/null
   fi
-  [[ "${KEEP_UP:-0}" == 1 ]] || stack_down
+  if [[ $OWN_STACK -eq 1 && "${KEEP_UP:-0}" != 1 ]]; then
+    phase "compose down -v"
+    stack_down
+  fi
   rm -rf "$WORK"
+  phase_summary
   exit "$rc"
 }
 on_exit cleanup
 
-log "building loadgen"
+SERVICES=(postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx)
+
+phase "release build of loadgen"
 cargo build --release --locked -p loadgen >/dev/null 2>&1 || cargo build --release --locked -p loadgen
 LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen
 
-log "starting the replicated stack (project $PROJECT, nginx on $HTTP_PORT)"
-SERVICES=(postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx)
-stack_up 300 "${SERVICES[@]}" || die "the replicated stack did not come up healthy"
+if [[ $OWN_STACK -eq 1 ]]; then
+  export IMAGE_TAG=${IMAGE_TAG:-local} BUILD_FROM=prebuilt BIND_ADDRESS=127.0.0.1
+  export HEARTBEAT_SECS=$DRILL_HEARTBEAT_SECS
+  HTTP_PORT=$(free_port); PROVIDER_PORT=$(free_port); GRPC_PORT=$(free_port); GRPC_PORT_2=$(free_port)
+  export HTTP_PORT PROVIDER_PORT GRPC_PORT GRPC_PORT_2
+  export PROVIDER_PAGE_URL=http://localhost:$PROVIDER_PORT/pay
+  phase "replicated stack up"
+  log "project $PROJECT, nginx on $HTTP_PORT"
+  stack_up 300 "${SERVICES[@]}" || die "the replicated stack did not come up healthy"
+else
+  phase "the stack handed over: healthy, its ports"
+  wait_healthy 120 "${SERVICES[@]}" || die "project $PROJECT: not every service of the replicated stack is healthy"
+  HTTP_PORT=$(published_port nginx 8080) && GRPC_PORT=$(published_port payment-core 50051) \
+    && GRPC_PORT_2=$(published_port payment-core-2 50051) || die "project $PROJECT: its published ports are not all there"
+  heartbeat=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$(container_of gateway-1)" \
+    | sed -n 's/^HEARTBEAT_SECS=//p')
+  [[ $heartbeat == "$DRILL_HEARTBEAT_SECS" ]] \
+    || die "project $PROJECT: its gateways send a heartbeat every ${heartbeat:-?} s; the drill's timings need $DRILL_HEARTBEAT_SECS"
+  log "project $PROJECT: nginx on $HTTP_PORT, the replicas on $GRPC_PORT and $GRPC_PORT_2"
+fi
 
-log "$PAYMENTS payments at $RATE/s through nginx"
-"$LOADGEN" run --target gateway --url "http://127.0.0.1:$HTTP_PORT" \
+# What the database holds already (a stack handed over has payments of its
+# own): the drill's payments are the ones added to it.
+paid_in_db() {
+  timeout 30 "${COMPOSE_CMD[@]}" exec -T postgres psql -U payments -d payments -Atc \
+    "SELECT (SELECT count(*) FROM orders WHERE status = 'succeeded') || ' ' || (SELECT count(*) FROM events WHERE status = 'succeeded')" \
+    | tr -d '\r'
+}
+read -r IN_DB_BEFORE EVENTS_BEFORE < <(paid_in_db)
+[[ -n "${EVENTS_BEFORE:-}" ]] || die "could not count the payments already in the database"
+
+phase "$PAYMENTS payments at $RATE/s, five faults"
+# bounded: loadgen's own --timeout is 900 s
+timeout -k 10 960 "$LOADGEN" run --target gateway --url "http://127.0.0.1:$HTTP_PORT" \
   --core-url "http://127.0.0.1:$GRPC_PORT" \
   --report-url "http://127.0.0.1:$GRPC_PORT" --report-url "http://127.0.0.1:$GRPC_PORT_2" \
   --provider-secret dev-provider-secret-change-me \
@@ -121,6 +160,8 @@ set -e
 LOADGEN_PID=
 grep -vE '^\[loadgen' "$WORK/loadgen.log" >&2 || true
 
+phase "checks"
+
 read -r LOST DUP WRONG RECONNECTS REPORT_ERRORS ACKED MAX_WAIT MAX_SINCE_SENT < <(python3 - "$WORK/drill.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -129,10 +170,9 @@ print(d["lost"], d["duplicated"], d["wrong_result"], d["reconnects"], d["report_
       d["max_wait_after_ack_ms"], d["report_to_browser"]["max_ms"])
 PY
 )
-IN_DB=$(timeout 30 "${COMPOSE_CMD[@]}" exec -T postgres psql -U payments -d payments -Atc \
-  "SELECT count(*) FROM orders WHERE status = 'succeeded'" | tr -d '\r')
-EVENTS=$(timeout 30 "${COMPOSE_CMD[@]}" exec -T postgres psql -U payments -d payments -Atc \
-  "SELECT count(*) FROM events WHERE status = 'succeeded'" | tr -d '\r')
+read -r IN_DB_AFTER EVENTS_AFTER < <(paid_in_db)
+IN_DB=$((IN_DB_AFTER - IN_DB_BEFORE))
+EVENTS=$((EVENTS_AFTER - EVENTS_BEFORE))
 
 echo "drill: $PAYMENTS payments, $FAULTS faults, $RECONNECTS reconnects; lost $LOST, duplicated $DUP," \
      "wrong result $WRONG; reports acknowledged $ACKED (errors $REPORT_ERRORS), paid in the database $IN_DB" \

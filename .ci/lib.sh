@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shell helpers shared by the CI, benchmark and run scripts (.ci/, bench/,
-# scripts/): messages, bounded waits, free ports, stopping processes, and
-# the compose stack of the Docker checks. Sourced, never run:
+# scripts/): messages, bounded waits, free ports, stopping processes, timed
+# phases, and the compose stack of the Docker checks. Sourced, never run:
 #
 #   . "$(dirname "$0")/lib.sh"           from .ci/
 #   . "$(dirname "$0")/../.ci/lib.sh"    from bench/ and scripts/
@@ -19,6 +19,36 @@ LOG_TAG=$(basename "$0" .sh)
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "$LOG_TAG" -1 "$*" >&2; }
 # die MESSAGE: log it and exit 1 (the script's EXIT trap still runs).
 die() { log "$*"; exit 1; }
+
+# --------------------------------------------------------------- phases ---
+# phase NAME: the script's next step begins; the one before ends and its
+# duration is logged. phase_summary: every phase's duration and the total,
+# on stdout, so that a CI log shows where the time went (a script calls it
+# from its EXIT trap, so a failed run shows it too).
+PHASES=()
+_phase_name=
+_phase_start=$SECONDS
+phase() {
+  phase_end
+  _phase_name=$1
+  _phase_start=$SECONDS
+  printf '\n' >&2
+  log "$1"
+}
+phase_end() {
+  [[ -n $_phase_name ]] || return 0
+  local took=$((SECONDS - _phase_start))
+  PHASES+=("$(printf '%5ds  %s' "$took" "$_phase_name")")
+  log "$_phase_name: ${took}s"
+  _phase_name=
+}
+phase_summary() {
+  phase_end
+  ((${#PHASES[@]})) || return 0
+  echo "$LOG_TAG: time per phase"
+  printf '  %s\n' "${PHASES[@]}"
+  printf '  %5ds  total\n' "$SECONDS"
+}
 
 # ---------------------------------------------------------------- waits ---
 # wait_until [-i INTERVAL] SECONDS WHAT COMMAND...: run COMMAND (its output
@@ -148,6 +178,15 @@ core_not_serving() { ! core_serving "$1"; }
 db_network() {
   docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{println $name}}{{end}}' \
     "$(container_of postgres)" | grep -m1 '_db$'
+}
+
+# published_port SERVICE PORT: the host port compose published the
+# service's PORT on.
+published_port() {
+  local addr
+  addr=$(timeout 30 "${COMPOSE_CMD[@]}" port "$1" "$2" 2>/dev/null | head -n1)
+  [[ -n "$addr" ]] || return 1
+  echo "${addr##*:}"
 }
 
 # stack_down: `down -v` of COMPOSE_CMD's stack (its volumes too), bounded.
