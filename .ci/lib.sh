@@ -105,7 +105,8 @@ FAILED_RUNS=()
 try_run() { echo "== $*" >&2; env "$@" || FAILED_RUNS+=("$*"); }
 exit_if_any_failed() {
   ((${#FAILED_RUNS[@]})) || return 0
-  printf '%s: FAILED: %s\n' "$LOG_TAG" "${FAILED_RUNS[@]}" >&2
+  local run
+  for run in "${FAILED_RUNS[@]}"; do printf '%s: FAILED: %s\n' "$LOG_TAG" "$run" >&2; done
   exit 1
 }
 
