@@ -46,6 +46,9 @@
 #   CARGO_BUILD_JOBS      cargo -j (default: all cores)
 #   CARGO_NICE            nice level of the cargo build (default 0)
 #   SKIP_CARGO_BUILD=1    use the binaries already in docker/prebuilt/
+#                         (scripts/test.sh puts the tests' debug build there)
+#   LOADGEN               a built loadgen for the drill (default: a release
+#                         build made here)
 #   UP_TIMEOUT            seconds for `compose up` to get all healthy (default 300)
 #   KEEP_WORK=1           keep the SSE transcripts and responses (path printed)
 #   KEEP_UP=1             leave the stack running at the end (no down -v)
@@ -249,9 +252,10 @@ if [[ "${SKIP_CARGO_BUILD:-0}" != 1 ]]; then
   for b in "${BINS[@]}"; do install -m 0755 "$TARGET_DIR/release/$b" "$ROOT/docker/prebuilt/$b"; done
 fi
 for b in "${BINS[@]}"; do [[ -x "$ROOT/docker/prebuilt/$b" ]] || fail "docker/prebuilt/$b missing"; done
-ok "release binaries in docker/prebuilt/"
+ok "binaries in docker/prebuilt/"
 
-if [[ $DRILL == 1 ]]; then
+LOADGEN_BUILD_PID=
+if [[ $DRILL == 1 && -z ${LOADGEN:-} ]]; then
   # The drill's loadgen, built while the images build and the default stack
   # is checked (both wait on docker, not on the CPU); niced so that the
   # checks' timings do not suffer. Not in the cargo build above: built
@@ -469,7 +473,9 @@ ok "order 6 paid after restarting PostgreSQL; both replicas recovered by themsel
 if [[ $DRILL == 1 ]]; then
   phase "8. fault drill on the replicated stack"
   # bounded: the build runs under `timeout 3600`
-  wait "$LOADGEN_BUILD_PID" || { tail -n 60 "$WORK/loadgen-build.out" >&2; fail "release build of loadgen failed"; }
+  if [[ -n $LOADGEN_BUILD_PID ]]; then
+    wait "$LOADGEN_BUILD_PID" || { tail -n 60 "$WORK/loadgen-build.out" >&2; fail "release build of loadgen failed"; }
+  fi
   DRILL_RAN=2
   DRILL_STACK=$PROJECT "$ROOT/.ci/drill.sh" || fail "the fault drill failed (its report is above)"
   DRILL_RAN=1

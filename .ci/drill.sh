@@ -29,8 +29,8 @@
 # neither brings it up nor takes it down, reads its ports from compose,
 # and counts only the payments it makes itself.
 #
-# Builds a release loadgen. Every wait is bounded. Environment: PAYMENTS
-# (2000), RATE (15 per second: the faults take about two minutes and all
+# Builds a release loadgen unless LOADGEN names one. Every wait is
+# bounded. Environment: PAYMENTS (2000), RATE (15 per second: the faults take about two minutes and all
 # fall while reports run), IMAGE_TAG (local), COMPOSE_PROJECT_NAME (of its
 # own stack: payments-push-drill), KEEP_UP=1 (leave its own stack running).
 set -euo pipefail
@@ -70,9 +70,12 @@ on_exit cleanup
 
 SERVICES=(postgres payment-core payment-core-2 mock-provider gateway-1 gateway-2 nginx)
 
-phase "release build of loadgen"
-cargo build --release --locked -p loadgen >/dev/null 2>&1 || cargo build --release --locked -p loadgen
-LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen
+# LOADGEN: a loadgen built already (scripts/test.sh passes the tests' one).
+if [[ -z ${LOADGEN:-} ]]; then
+  phase "release build of loadgen"
+  cargo build --release --locked -p loadgen >/dev/null 2>&1 || cargo build --release --locked -p loadgen
+  LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen
+fi
 
 if [[ $OWN_STACK -eq 1 ]]; then
   export IMAGE_TAG=${IMAGE_TAG:-local} BUILD_FROM=prebuilt BIND_ADDRESS=127.0.0.1
