@@ -30,9 +30,10 @@
 # and counts only the payments it makes itself.
 #
 # Builds a release loadgen unless LOADGEN names one. Every wait is
-# bounded. Environment: PAYMENTS (2000), RATE (15 per second: the faults take about two minutes and all
-# fall while reports run), IMAGE_TAG (local), COMPOSE_PROJECT_NAME (of its
-# own stack: payments-push-drill), KEEP_UP=1 (leave its own stack running).
+# bounded. Environment: PAYMENTS (2000), RATE (15 per second: the faults
+# take about two minutes and all fall while reports run), IMAGE_TAG
+# (local), COMPOSE_PROJECT_NAME (of its own stack: payments-push-drill),
+# KEEP_UP=1 (leave its own stack running).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
