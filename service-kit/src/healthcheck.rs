@@ -1,40 +1,36 @@
 //! The `healthcheck` subcommand of the HTTP services: GET a path on the
 //! local port and exit 0 on 200, for container HEALTHCHECKs (no curl in
-//! the image). A plain HTTP/1.0 request over a
-//! socket is all it takes.
+//! the image). A request and a response head over a socket ([`wire`]) is
+//! all it takes.
 
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+use crate::wire;
 
 /// Succeeds if `GET path` on the local port of `listen` answers 200.
 pub async fn http_ok(listen: SocketAddr, path: &str) -> anyhow::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], listen.port()));
-    let status_line = tokio::time::timeout(Duration::from_secs(3), async {
+    let request = wire::encode_request(
+        "GET",
+        path,
+        &[("Host", "localhost"), ("Connection", "close")],
+        None,
+    )?;
+    let head = tokio::time::timeout(Duration::from_secs(3), async {
         let mut stream = TcpStream::connect(addr).await?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await?;
-        let mut head = vec![0; 64];
-        let read = stream.read(&mut head).await?;
-        anyhow::Ok(
-            String::from_utf8_lossy(&head[..read])
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        )
+        stream.write_all(&request).await?;
+        anyhow::Ok(wire::read_head(&mut stream, &mut Vec::new()).await?)
     })
     .await
     .context("health check timed out")?
     .with_context(|| format!("GET {path} on {addr}"))?;
     anyhow::ensure!(
-        status_line.split_whitespace().nth(1) == Some("200"),
-        "{path} answered `{status_line}`"
+        head.status == 200,
+        "{path} answered `{}`",
+        head.status_line()
     );
     Ok(())
 }

@@ -11,6 +11,8 @@
 //!   the API key on every call.
 //! - [`replicas`]: calls that move to the next payment-core replica when
 //!   one is unreachable.
+//! - [`wire`]: HTTP/1.1 and `text/event-stream` by hand over a socket, for
+//!   the healthcheck, loadgen and testkit's SSE client.
 
 pub mod core_client;
 pub mod healthcheck;
@@ -18,3 +20,4 @@ pub mod metrics;
 pub mod replicas;
 pub mod shutdown;
 pub mod telemetry;
+pub mod wire;

@@ -1,16 +1,15 @@
 //! A minimal `text/event-stream` client over a raw TCP socket.
 //!
-//! It speaks HTTP/1.1 by hand so tests see exactly what went over the wire:
-//! the status line, the headers, comments (heartbeats), `retry:`, and every
-//! field of every event. Chunked transfer encoding is decoded; nothing else
-//! is interpreted.
+//! It speaks HTTP/1.1 by hand ([`service_kit::wire`]) so tests see exactly
+//! what went over the wire: the status line, the headers, comments
+//! (heartbeats), `retry:`, and every field of every frame, including
+//! frames a browser would not dispatch. The transfer framing (chunked, a
+//! length, or until close) is undone; nothing else is interpreted.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, io, net::SocketAddr, time::Duration};
 
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
-};
+use service_kit::wire::{self, BodyDecoder, sse};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 /// One thing the server sent: an event, a comment, or a bare `retry:`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,16 +36,35 @@ impl Frame {
         let millis = data.strip_suffix('}')?.parse().ok()?;
         self.is_heartbeat().then(|| Duration::from_millis(millis))
     }
+
+    fn from_wire(frame: &sse::Frame) -> Self {
+        Self {
+            id: frame.id().map(str::to_owned),
+            event: frame.event().map(str::to_owned),
+            data: frame.data().map(str::to_owned),
+            retry: frame.retry(),
+            comments: frame
+                .comments()
+                .map(|comment| comment.trim_start().to_owned())
+                .collect(),
+            data_lines: frame.data_lines(),
+        }
+    }
 }
 
 pub struct SseConnection {
     pub status: u16,
+    /// Names in lower case; of a repeated header, the last value.
     pub headers: HashMap<String, String>,
-    reader: BufReader<TcpStream>,
-    chunked: bool,
-    /// Decoded body bytes not yet split into lines.
+    stream: TcpStream,
+    /// Bytes read whose transfer framing is not undone yet.
+    raw: Vec<u8>,
+    framing: BodyDecoder,
+    /// Body bytes not yet parsed into frames.
     body: Vec<u8>,
-    finished: bool,
+    parser: sse::Parser,
+    /// The server closed the connection.
+    closed: bool,
 }
 
 impl SseConnection {
@@ -56,7 +74,7 @@ impl SseConnection {
         addr: SocketAddr,
         path: &str,
         extra_headers: &[(&str, &str)],
-    ) -> std::io::Result<Self> {
+    ) -> io::Result<Self> {
         Self::open_on(TcpStream::connect(addr).await?, addr, path, extra_headers).await
     }
 
@@ -67,166 +85,86 @@ impl SseConnection {
         addr: SocketAddr,
         path: &str,
         extra_headers: &[(&str, &str)],
-    ) -> std::io::Result<Self> {
-        let mut request =
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
-        for (name, value) in extra_headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut reader = BufReader::new(stream);
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line).await?;
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let mut headers = HashMap::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).await?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-            }
-        }
-        let chunked = headers
-            .get("transfer-encoding")
-            .is_some_and(|v| v.contains("chunked"));
-        let finished = headers.get("content-length").is_some_and(|v| v == "0") || status == 204;
+    ) -> io::Result<Self> {
+        let host = addr.to_string();
+        let mut headers = vec![("Host", host.as_str()), ("Accept", "text/event-stream")];
+        headers.extend_from_slice(extra_headers);
+        let request = wire::encode_request("GET", path, &headers, None)?;
+        stream.write_all(&request).await?;
+        let mut raw = Vec::new();
+        let head = wire::read_head(&mut stream, &mut raw).await?;
         Ok(Self {
-            status,
-            headers,
-            reader,
-            chunked,
+            status: head.status,
+            framing: BodyDecoder::for_response(&head)?,
+            headers: head.headers.into_iter().collect(),
+            stream,
+            raw,
             body: Vec::new(),
-            finished,
+            parser: sse::Parser::default(),
+            closed: false,
         })
     }
 
-    /// Reads the rest of a non-streaming body (for error responses).
+    /// Reads the rest of a non-streaming body (for error responses), each
+    /// read within five seconds; what came before a timeout otherwise.
     pub async fn read_body(&mut self) -> String {
-        if let Some(length) = self
-            .headers
-            .get("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            let mut body = vec![0; length];
-            let read =
-                tokio::time::timeout(Duration::from_secs(5), self.reader.read_exact(&mut body))
-                    .await;
-            self.finished = true;
-            return match read {
-                Ok(Ok(_)) => String::from_utf8_lossy(&body).into_owned(),
-                _ => String::new(),
-            };
-        }
-        let mut text = String::new();
-        while let Ok(Some(line)) = self.next_line(Duration::from_secs(5)).await {
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
-    }
-
-    async fn fill(&mut self) -> std::io::Result<bool> {
-        if self.finished {
-            return Ok(false);
-        }
-        if self.chunked {
-            let mut size_line = String::new();
-            if self.reader.read_line(&mut size_line).await? == 0 {
-                self.finished = true;
-                return Ok(false);
-            }
-            let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            self.reader.read_exact(&mut chunk).await?;
-            chunk.truncate(size);
-            if size == 0 {
-                self.finished = true;
-                return Ok(false);
-            }
-            self.body.extend_from_slice(&chunk);
-        } else {
-            let mut buf = [0u8; 4096];
-            let read = self.reader.read(&mut buf).await?;
-            if read == 0 {
-                self.finished = true;
-                return Ok(false);
-            }
-            self.body.extend_from_slice(&buf[..read]);
-        }
-        Ok(true)
-    }
-
-    /// The next body line, `Ok(None)` at the end of the body.
-    async fn next_line(&mut self, bound: Duration) -> std::io::Result<Option<String>> {
         loop {
-            if let Some(position) = self.body.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.body.drain(..=position).collect();
-                let line = String::from_utf8_lossy(&line[..line.len() - 1])
-                    .trim_end_matches('\r')
-                    .to_owned();
-                return Ok(Some(line));
+            if self
+                .framing
+                .decode_into(&mut self.raw, &mut self.body)
+                .is_err()
+            {
+                break;
             }
-            let more = tokio::time::timeout(bound, self.fill())
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "no SSE data in time")
-                })??;
-            if !more {
-                return Ok(None);
+            if self.body_ended() || self.read_more(Duration::from_secs(5)).await.is_err() {
+                break;
             }
         }
+        String::from_utf8_lossy(&std::mem::take(&mut self.body)).into_owned()
     }
 
-    /// The next frame (up to a blank line), `Ok(None)` when the stream ended.
-    pub async fn next_frame(&mut self, bound: Duration) -> std::io::Result<Option<Frame>> {
-        let mut frame = Frame::default();
-        let mut any = false;
+    /// Whether no more body bytes can come.
+    fn body_ended(&self) -> bool {
+        self.closed || self.framing.is_done()
+    }
+
+    /// One more read from the socket, within `bound`.
+    async fn read_more(&mut self, bound: Duration) -> io::Result<()> {
+        let read = tokio::time::timeout(bound, wire::read_some(&mut self.stream, &mut self.raw))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no SSE data in time"))??;
+        self.closed = read == 0;
+        Ok(())
+    }
+
+    /// The next frame already read, if one is complete.
+    fn buffered_frame(&mut self) -> io::Result<Option<Frame>> {
+        self.framing.decode_into(&mut self.raw, &mut self.body)?;
+        let mut unparsed = self.body.as_slice();
+        let frame = self.parser.next_frame(&mut unparsed).map(Frame::from_wire);
+        let parsed = self.body.len() - unparsed.len();
+        self.body.drain(..parsed);
+        Ok(frame)
+    }
+
+    /// The next frame (up to a blank line), `Ok(None)` when the stream
+    /// ended; a frame the end cut short comes first. Each read must come
+    /// within `bound`.
+    pub async fn next_frame(&mut self, bound: Duration) -> io::Result<Option<Frame>> {
         loop {
-            let Some(line) = self.next_line(bound).await? else {
-                return Ok(any.then_some(frame));
-            };
-            if line.is_empty() {
-                if any {
-                    return Ok(Some(frame));
-                }
-                continue;
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
             }
-            any = true;
-            if let Some(comment) = line.strip_prefix(':') {
-                frame.comments.push(comment.trim_start().to_owned());
-                continue;
+            if self.body_ended() {
+                return Ok(self.parser.end().map(Frame::from_wire));
             }
-            let (field, value) = line.split_once(':').map_or((line.as_str(), ""), |(f, v)| {
-                (f, v.strip_prefix(' ').unwrap_or(v))
-            });
-            match field {
-                "id" => frame.id = Some(value.to_owned()),
-                "event" => frame.event = Some(value.to_owned()),
-                "retry" => frame.retry = value.parse().ok(),
-                "data" => {
-                    frame.data_lines += 1;
-                    frame.data = Some(match frame.data.take() {
-                        Some(previous) => format!("{previous}\n{value}"),
-                        None => value.to_owned(),
-                    });
-                }
-                _ => {}
-            }
+            self.read_more(bound).await?;
         }
     }
 
     /// The next frame that is an event (skipping comments, bare retry and
     /// heartbeats).
-    pub async fn next_event(&mut self, bound: Duration) -> std::io::Result<Option<Frame>> {
+    pub async fn next_event(&mut self, bound: Duration) -> io::Result<Option<Frame>> {
         loop {
             match self.next_frame(bound).await? {
                 Some(frame) if frame.is_heartbeat() => continue,
@@ -254,11 +192,88 @@ impl SseConnection {
     }
 
     /// Events until the stream ends, each within `bound` of the previous one.
-    pub async fn events_until_end(&mut self, bound: Duration) -> std::io::Result<Vec<Frame>> {
+    pub async fn events_until_end(&mut self, bound: Duration) -> io::Result<Vec<Frame>> {
         let mut events = Vec::new();
         while let Some(frame) = self.next_event(bound).await? {
             events.push(frame);
         }
         Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// Serves one chunked event stream whose chunks cut a frame, a comment
+    /// and a CRLF in two; answers the request it read.
+    async fn serve_chunked(listener: TcpListener, chunks: &[&'static [u8]]) -> String {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            request.push(socket.read_u8().await.unwrap());
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        for chunk in chunks {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+            socket.write_all(&framed).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        socket.write_all(b"0\r\n\r\n").await.unwrap();
+        String::from_utf8(request).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_field_of_every_frame_comes_through_whatever_the_chunks_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let chunks: &[&[u8]] = &[
+            b"retry: 2000\r\n\r\n: hb",
+            b"\n\nid: 1\nevent: created\ndata: a\r",
+            b"\ndata: b\n\nevent: cut short\n",
+        ];
+        let server = tokio::spawn(serve_chunked(listener, chunks));
+        let mut stream = SseConnection::open(addr, "/events", &[("Last-Event-ID", "0")])
+            .await
+            .unwrap();
+        assert_eq!(stream.status, 200);
+        assert_eq!(stream.headers["transfer-encoding"], "chunked");
+        let mut frames = Vec::new();
+        while let Some(frame) = stream.next_frame(Duration::from_secs(5)).await.unwrap() {
+            frames.push(frame);
+        }
+        let expected = [
+            Frame {
+                retry: Some(2000),
+                ..Frame::default()
+            },
+            Frame {
+                comments: vec!["hb".into()],
+                ..Frame::default()
+            },
+            Frame {
+                id: Some("1".into()),
+                event: Some("created".into()),
+                data: Some("a\nb".into()),
+                data_lines: 2,
+                ..Frame::default()
+            },
+            Frame {
+                event: Some("cut short".into()),
+                ..Frame::default()
+            },
+        ];
+        assert_eq!(frames, expected);
+        let request = server.await.unwrap();
+        assert!(request.starts_with("GET /events HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("\r\nLast-Event-ID: 0\r\n"), "{request}");
     }
 }
