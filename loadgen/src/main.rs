@@ -6,21 +6,27 @@
 //! the servers' memory before and after, reports one result per order at a
 //! set rate, and measures report-to-browser latency, lost and duplicated
 //! events. It only ever talks to loopback addresses.
+//!
+//! - [`coordinator`]: `loadgen run`, from set-up to the summary.
+//! - [`worker`]: `loadgen worker`, one process holding a share of the
+//!   connections.
+//! - [`protocol`]: the lines the coordinator and its workers exchange.
+//! - [`http`]: the sockets: connecting from a chosen source address, and
+//!   one request at a time on a kept-alive connection.
+//! - [`clock`]: the one clock every process of a run reads.
+//! - [`target`]: the server under load.
 
+// The tool's report is what it prints: the summary on stdout, progress on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod clock;
 mod coordinator;
 mod http;
+mod protocol;
+mod target;
 mod worker;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// The SSE gateway backed by payment-core.
-    Gateway,
-    /// nginx with the nchan module (`/sub/{channel}`, `/pub/{channel}`).
-    Nchan,
-}
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -40,18 +46,6 @@ enum Command {
     /// Internal: one process holding a share of the connections.
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the host,
-/// so a worker's arrival time and the coordinator's report time compare.
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn main() {
