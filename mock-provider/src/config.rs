@@ -1,6 +1,6 @@
 //! Configuration from flags and environment variables.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use payments_proto::contract::dev;
 use service_kit::core_client::CoreClientTls;
@@ -41,6 +41,10 @@ pub struct ServeConfig {
         default_value = "0.0.0.0:8081"
     )]
     pub listen: SocketAddr,
+    /// After binding, write the bound address there as JSON
+    /// (`{"http":"…"}`): for supervisors and tests that start it on port 0.
+    #[arg(long, env = "ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
     /// The merchant name shown on the payment page.
     #[arg(long, env = "MERCHANT_NAME", default_value = "Larkspur Roasters")]
     pub merchant_name: String,

@@ -22,6 +22,8 @@ pub struct Application {
 }
 
 impl Application {
+    /// Binds the listener (port 0 picks a free port) and writes its address
+    /// to `ADDRESS_FILE` if it is set. payment-core is contacted lazily.
     pub async fn build(core: CoreConfig, serve: ServeConfig) -> anyhow::Result<Self> {
         if core.provider_secret == dev::PROVIDER_SECRET {
             tracing::warn!(
@@ -41,6 +43,8 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", serve.listen))?;
         let local_addr = listener.local_addr()?;
+        service_kit::address_file::write(serve.address_file.as_deref(), &[("http", local_addr)])
+            .context("ADDRESS_FILE")?;
         tracing::info!(%local_addr, core = %core.payment_core_url, "mock-provider bound");
         Ok(Self {
             listener,

@@ -27,6 +27,11 @@ pub struct Config {
     /// only the scraper can reach it.
     #[arg(long, global = true, env = "PAYMENT_CORE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// After binding, write the bound addresses there as JSON
+    /// (`{"grpc":"…","metrics":"…"}`): for supervisors and tests that start
+    /// it on port 0.
+    #[arg(long, env = "ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
     /// `sqlite://path/to/file.db` (relative) or `sqlite:///absolute/path.db`
     /// for one process; `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` for
     /// several replicas sharing one log.

@@ -42,31 +42,11 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store and binds the listener (port 0 picks a free port).
+    /// Opens the store and binds the listeners (port 0 picks a free port),
+    /// then writes their addresses to `ADDRESS_FILE` if it is set.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if config.uses_dev_secret() {
-            tracing::warn!(
-                "PROVIDER_SECRET is the public development default: anyone can forge payment \
-                 results. Set a secret of your own before taking real payments."
-            );
-        }
         let api_keys = config.api_keys()?;
-        if api_keys.are_development() {
-            tracing::warn!(
-                "PAYMENT_CORE_API_KEYS is unset: the public development keys are accepted, so \
-                 anyone who can reach this port can create, cancel and watch orders. Set keys \
-                 of your own (`payment-core api-key`) before taking real payments."
-            );
-        } else {
-            let public = api_keys.public_key_names();
-            if !public.is_empty() {
-                tracing::warn!(
-                    keys = ?public,
-                    "the configured API keys include public development keys: anyone can call \
-                     with them. Remove them before taking real payments."
-                );
-            }
-        }
+        warn_of_public_credentials(&config, &api_keys);
         let tls = config.tls()?;
         let shutdown = CancellationToken::new();
         let database = config.database()?;
@@ -83,6 +63,16 @@ impl Application {
             Some(address) => Some(MetricsServer::bind(address, registry.finish()).await?),
             None => None,
         };
+        let metrics_addr = metrics_server
+            .as_ref()
+            .map(MetricsServer::local_addr)
+            .transpose()?;
+        // Every listener is bound: whoever reads the file can connect.
+        let bound: Vec<_> = std::iter::once(("grpc", local_addr))
+            .chain(metrics_addr.map(|addr| ("metrics", addr)))
+            .collect();
+        service_kit::address_file::write(config.address_file.as_deref(), &bound)
+            .context("ADDRESS_FILE")?;
         let state = CoreState {
             store,
             clock: Clock::system(),
@@ -99,7 +89,7 @@ impl Application {
             api_keys = ?api_keys,
             tls = tls.is_some(),
             mutual_tls = config.tls_client_ca_file.is_some(),
-            metrics_addr = ?metrics_server.as_ref().and_then(|server| server.local_addr().ok()),
+            metrics_addr = ?metrics_addr,
             "payment-core bound"
         );
         Ok(Self {
@@ -227,6 +217,32 @@ impl Application {
         }
         tracing::info!("payment-core stopped");
         Ok(())
+    }
+}
+
+/// Warns of the public development secret and keys, which anyone can use.
+fn warn_of_public_credentials(config: &Config, api_keys: &ApiKeys) {
+    if config.uses_dev_secret() {
+        tracing::warn!(
+            "PROVIDER_SECRET is the public development default: anyone can forge payment \
+             results. Set a secret of your own before taking real payments."
+        );
+    }
+    if api_keys.are_development() {
+        tracing::warn!(
+            "PAYMENT_CORE_API_KEYS is unset: the public development keys are accepted, so \
+             anyone who can reach this port can create, cancel and watch orders. Set keys \
+             of your own (`payment-core api-key`) before taking real payments."
+        );
+        return;
+    }
+    let public = api_keys.public_key_names();
+    if !public.is_empty() {
+        tracing::warn!(
+            keys = ?public,
+            "the configured API keys include public development keys: anyone can call \
+             with them. Remove them before taking real payments."
+        );
     }
 }
 

@@ -1,5 +1,7 @@
 //! What every service of the workspace runs the same way.
 //!
+//! - [`address_file`]: the addresses a service bound, written for whoever
+//!   started it on port 0 (`ADDRESS_FILE`).
 //! - [`telemetry`]: logs and OpenTelemetry traces (`RUST_LOG`,
 //!   `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`), and W3C trace context
 //!   read from requests and written on calls.
@@ -14,6 +16,7 @@
 //! - [`wire`]: HTTP/1.1 and `text/event-stream` by hand over a socket, for
 //!   the healthcheck, loadgen and testkit's SSE client.
 
+pub mod address_file;
 pub mod core_client;
 pub mod healthcheck;
 pub mod metrics;

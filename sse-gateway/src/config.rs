@@ -1,6 +1,6 @@
 //! Configuration from flags and environment variables.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::http::HeaderValue;
 
@@ -81,6 +81,10 @@ pub struct Config {
     /// process may.
     #[arg(long, env = "GATEWAY_REUSE_PORT", default_value_t = false)]
     pub reuse_port: bool,
+    /// After binding, write the bound address there as JSON
+    /// (`{"http":"…"}`): for supervisors and tests that start it on port 0.
+    #[arg(long, env = "ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
     /// Bound on each call to payment-core, shared among the replicas when
     /// there are several (a replica that never answers gets its share, then
     /// the next one is tried), and on the opening of the gateway's upstream

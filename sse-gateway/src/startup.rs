@@ -43,7 +43,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener (port 0 picks a free port). The core is contacted lazily.
+    /// Binds the listener (port 0 picks a free port) and writes its address
+    /// to `ADDRESS_FILE` if it is set. The core is contacted lazily.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         if config.payment_core_api_key == dev::GATEWAY_API_KEY {
             tracing::warn!(
@@ -76,6 +77,8 @@ impl Application {
         let state = AppState::new(&config, core)?;
         let listener = bind(&config).with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        service_kit::address_file::write(config.address_file.as_deref(), &[("http", local_addr)])
+            .context("ADDRESS_FILE")?;
         tracing::info!(%local_addr, core = %config.payment_core_url, instance = %config.instance, "sse-gateway bound");
         Ok(Self {
             listener,
