@@ -1,9 +1,13 @@
 //! Test support shared by the services' integration tests.
 //!
-//! - [`Process`]: one of the workspace's binaries running on loopback,
-//!   killed when dropped; [`binary_path`] builds the binaries from the
-//!   sources under test first (`binaries`), so any one test can be run alone.
-//! - [`free_port`], [`wait_for_port`].
+//! - [`Process`]: one of the workspace's services running on loopback on a
+//!   port it chose and reported, killed when dropped (`process`);
+//!   [`binary_path`] builds the binaries from the sources under test first
+//!   (`binaries`), so any one test can be run alone.
+//! - Ports without a race for them (`ports`): [`refused_address`] and
+//!   [`reserve_address`] hold an address with a bound socket that never
+//!   listens; [`on_a_free_port`] starts an external program (nginx,
+//!   PostgreSQL, a browser driver) again elsewhere when its port was taken.
 //! - [`eventually`]: the one way tests wait for something to become true.
 //! - [`report`]: a provider report to payment-core, signed now with
 //!   [`PROVIDER_SECRET`], the secret every test system shares.
@@ -18,11 +22,13 @@
 mod binaries;
 pub mod metrics;
 pub mod nginx;
+mod ports;
 pub mod postgres;
+mod process;
 pub mod sse;
 pub mod tls;
 
-use std::future::Future;
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use payments_proto::{
     payments::v1::{
@@ -34,15 +40,19 @@ use payments_proto::{
 use service_kit::core_client::{ApiKey, KeyedChannel};
 
 pub use binaries::binary_path;
-
-use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+pub use ports::{
+    PortTaken, ReservedAddress, on_a_free_port, refused_address, reserve_address,
+    reserve_address_at, wait_until_ready,
+};
+pub use process::{
+    AddressFile, Process, start_payment_core, start_payment_core_on, start_payment_core_with,
 };
 
+/// A port nothing was bound to a moment ago, for external programs that
+/// cannot bind port 0 and report it (nginx, PostgreSQL, chromedriver,
+/// Prometheus). Racy: the port may be taken before the program binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind loopback")
         .local_addr()
         .expect("local addr")
@@ -51,130 +61,14 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts connections on `addr`, at most `bound`.
 pub fn wait_for_port(addr: SocketAddr, bound: Duration) {
-    let deadline = Instant::now() + bound;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+    let deadline = std::time::Instant::now() + bound;
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(
-            Instant::now() < deadline,
+            std::time::Instant::now() < deadline,
             "nothing listens on {addr} after {bound:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A running binary; killed (SIGKILL) when dropped.
-pub struct Process {
-    pub child: Child,
-    pub addr: SocketAddr,
-}
-
-impl Process {
-    /// Starts `name` with `env`, and waits until `addr` accepts connections.
-    pub fn start(name: &str, addr: SocketAddr, env: &[(&str, String)]) -> Self {
-        Self::start_with_stdout(name, addr, env, Stdio::null())
-    }
-
-    /// [`Process::start`], its log lines (stdout) written to `log`.
-    pub fn start_logging_to(
-        name: &str,
-        addr: SocketAddr,
-        env: &[(&str, String)],
-        log: &std::path::Path,
-    ) -> Self {
-        let file = std::fs::File::create(log)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        Self::start_with_stdout(name, addr, env, Stdio::from(file))
-    }
-
-    fn start_with_stdout(
-        name: &str,
-        addr: SocketAddr,
-        env: &[(&str, String)],
-        stdout: Stdio,
-    ) -> Self {
-        let mut command = Command::new(binary_path(name));
-        command.stdout(stdout).env("RUST_LOG", "warn");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let process = Self { child, addr };
-        wait_for_port(addr, Duration::from_secs(20));
-        process
-    }
-
-    /// Freezes the process (SIGSTOP): alive, its sockets open and still
-    /// accepting connections in the kernel, but it answers nothing, as a
-    /// hung or paused process does.
-    pub fn freeze(&self) {
-        self.signal("STOP");
-    }
-
-    /// Lets a frozen process run again (SIGCONT).
-    pub fn thaw(&self) {
-        self.signal("CONT");
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{name} {}", self.child.id());
-    }
-
-    /// Kills the process hard, as a crash would, and waits for it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// payment-core on `port` over the SQLite file `database`.
-pub fn start_payment_core(database: &std::path::Path, secret: &str, port: u16) -> Process {
-    start_payment_core_with(database, secret, port, &[])
-}
-
-/// payment-core with extra environment (e.g. `PROVIDER_PAGE_URL`).
-pub fn start_payment_core_with(
-    database: &std::path::Path,
-    secret: &str,
-    port: u16,
-    extra: &[(&str, String)],
-) -> Process {
-    start_payment_core_on(
-        &format!("sqlite://{}", database.display()),
-        secret,
-        port,
-        extra,
-    )
-}
-
-/// payment-core on `port` over the store `database_url` names (a
-/// PostgreSQL database shared by several replicas, say).
-pub fn start_payment_core_on(
-    database_url: &str,
-    secret: &str,
-    port: u16,
-    extra: &[(&str, String)],
-) -> Process {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let mut env = vec![
-        ("PAYMENT_CORE_LISTEN", addr.to_string()),
-        ("DATABASE_URL", database_url.to_owned()),
-        ("PROVIDER_SECRET", secret.to_owned()),
-        ("PROVIDER_PAGE_URL", "http://127.0.0.1:1/pay".to_owned()),
-    ];
-    env.extend(extra.iter().cloned());
-    Process::start("payment-core", addr, &env)
 }
 
 /// The provider secret of every test system.

@@ -6,7 +6,7 @@ use payments_proto::{
     payments::v1::{self as pb, OrderStatus},
 };
 use service_kit::core_client::{self, CoreClientTls, KeyedChannel};
-use testkit::{Process, free_port, tls::TestPki};
+use testkit::{Process, tls::TestPki};
 
 use crate::helpers::{decide, get, start_provider};
 
@@ -25,7 +25,6 @@ fn start_mtls_core(pki: &TestPki, dir: &tempfile::TempDir) -> Process {
     testkit::start_payment_core_with(
         &dir.path().join("core.db"),
         testkit::PROVIDER_SECRET,
-        free_port(),
         &[
             ("TLS_CERT_FILE", server.cert.display().to_string()),
             ("TLS_KEY_FILE", server.key.display().to_string()),

@@ -2,7 +2,6 @@
 //! payment-core, and the page the payer sees after it.
 
 use payments_proto::payments::v1::OrderStatus::{Canceled, Created, Failed, Processing, Succeeded};
-use testkit::free_port;
 
 use crate::helpers::{decide, element_text, spawn_system, start_provider};
 
@@ -120,10 +119,9 @@ async fn a_provider_with_the_wrong_secret_cannot_change_orders() {
 
 #[tokio::test]
 async fn with_payment_core_down_the_payer_is_told_to_try_again() {
-    let unreachable = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("a loopback address");
-    let provider = start_provider(unreachable, testkit::PROVIDER_SECRET, &[]);
+    // Bound and not listening: the core's connections are refused.
+    let unreachable = testkit::refused_address();
+    let provider = start_provider(unreachable.addr, testkit::PROVIDER_SECRET, &[]);
     let order_id = uuid::Uuid::new_v4().to_string();
     let (status, page) = decide(
         &reqwest::Client::new(),

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use payments_proto::payments::v1::{self as pb, payment_service_client::PaymentServiceClient};
-use testkit::{PROVIDER_SECRET, Process, free_port};
+use testkit::{PROVIDER_SECRET, Process};
 
 pub struct System {
     pub core_addr: SocketAddr,
@@ -15,26 +15,21 @@ pub struct System {
     pub http: reqwest::Client,
 }
 
-/// The mock-provider binary on a free loopback port, reporting to `core`
-/// signed with `secret`, with extra environment (the knobs).
+/// The mock-provider binary on a loopback port of its choosing, reporting
+/// to `core` signed with `secret`, with extra environment (the knobs).
 pub fn start_provider(core: SocketAddr, secret: &str, extra: &[(&str, String)]) -> Process {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("a loopback address");
     let mut env = vec![
-        ("PROVIDER_LISTEN", addr.to_string()),
         ("PAYMENT_CORE_URL", format!("http://{core}")),
         ("PROVIDER_SECRET", secret.to_owned()),
     ];
     env.extend(extra.iter().cloned());
-    Process::start("mock-provider", addr, &env)
+    Process::start("mock-provider", &env)
 }
 
 /// payment-core and a provider sharing [`PROVIDER_SECRET`].
 pub fn spawn_system(extra: &[(&str, String)]) -> System {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let core_port = free_port();
-    let core = testkit::start_payment_core(&dir.path().join("core.db"), PROVIDER_SECRET, core_port);
+    let core = testkit::start_payment_core(&dir.path().join("core.db"), PROVIDER_SECRET);
     let provider = start_provider(core.addr, PROVIDER_SECRET, extra);
     System {
         core_addr: core.addr,

@@ -598,8 +598,6 @@ async fn a_sqlite_file_from_before_merchants_gains_the_column_and_its_orders_are
 async fn logs_name_the_calling_key_never_show_a_key_and_warn_of_public_keys_kept() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("core.log");
-    let port = testkit::free_port();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let keys = [
         testkit::api_key_entry("shop-a-1", "shop-a", "merchant", SHOP_A),
         testkit::api_key_entry("edge", "shop-a", "gateway", GATEWAY_ONLY),
@@ -609,9 +607,7 @@ async fn logs_name_the_calling_key_never_show_a_key_and_warn_of_public_keys_kept
     .join(",");
     let mut core = testkit::Process::start_logging_to(
         "payment-core",
-        addr,
         &[
-            ("PAYMENT_CORE_LISTEN", addr.to_string()),
             (
                 "DATABASE_URL",
                 format!("sqlite://{}", dir.path().join("core.db").display()),
@@ -623,7 +619,7 @@ async fn logs_name_the_calling_key_never_show_a_key_and_warn_of_public_keys_kept
         ],
         &log,
     );
-    let url = format!("http://{addr}");
+    let url = format!("http://{}", core.addr);
     let order = testkit::payments_client_at(&url, SHOP_A)
         .create_order(create_request("", 100))
         .await

@@ -8,7 +8,7 @@ use std::{
 };
 
 use payments_proto::payments::v1 as pb;
-use testkit::{PROVIDER_SECRET, eventually, free_port};
+use testkit::{AddressFile, PROVIDER_SECRET, eventually};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -28,14 +28,13 @@ async fn start_binary() -> Server {
     start_binary_in(tempfile::tempdir().expect("temp dir")).await
 }
 
-/// Starts the binary over the database in `dir` (kept by the returned
-/// server), and waits until it reports SERVING.
+/// Starts the binary on a port of its choosing over the database in `dir`
+/// (kept by the returned server), and waits until it reports SERVING.
 async fn start_binary_in(dir: tempfile::TempDir) -> Server {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("loopback address");
-    let child = Command::new(env!("CARGO_BIN_EXE_payment-core"))
-        .env("PAYMENT_CORE_LISTEN", addr.to_string())
+    let address_file = AddressFile::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_payment-core"))
+        .env("PAYMENT_CORE_LISTEN", "127.0.0.1:0")
+        .env("ADDRESS_FILE", address_file.path())
         .env(
             "DATABASE_URL",
             format!("sqlite://{}", dir.path().join("core.db").display()),
@@ -46,7 +45,13 @@ async fn start_binary_in(dir: tempfile::TempDir) -> Server {
         .kill_on_drop(true)
         .spawn()
         .expect("payment-core binary starts");
-    let server = Server { child, addr, dir };
+    let addresses = address_file.wait("payment-core", || child.try_wait().ok().flatten());
+    let server = Server {
+        child,
+        addr: addresses["grpc"],
+        dir,
+    };
+    let addr = server.addr;
     eventually("payment-core reports SERVING to grpcurl", || async move {
         let health = grpcurl(addr, &[], &["grpc.health.v1.Health/Check"]).await;
         health.status.success().then_some(())

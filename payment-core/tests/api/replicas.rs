@@ -9,7 +9,7 @@ use payments_proto::payments::v1::{
     self as pb, OrderStatus, PaymentOutcome, payment_service_client::PaymentServiceClient,
     watch_payments_request::Selector,
 };
-use testkit::{PROVIDER_SECRET, Process, free_port, postgres::TestDatabase};
+use testkit::{PROVIDER_SECRET, Process, postgres::TestDatabase};
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
@@ -18,7 +18,7 @@ fn start_replica(database: &TestDatabase) -> Process {
 }
 
 fn start_replica_on(database_url: &str) -> Process {
-    testkit::start_payment_core_on(database_url, PROVIDER_SECRET, free_port(), &[])
+    testkit::start_payment_core_on(database_url, PROVIDER_SECRET, &[])
 }
 
 async fn client(replica: &Process) -> PaymentServiceClient<KeyedChannel> {

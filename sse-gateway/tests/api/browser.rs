@@ -86,23 +86,25 @@ struct Shop {
 
 /// payment-core over a SQLite file in `dir`, with payment URLs on the
 /// mock-provider, and the mock-provider reporting to it: (core, provider).
+///
+/// Each is configured with the other's address. payment-core never
+/// connects to the provider (its address only shapes the payment URLs), so
+/// the provider's address is reserved first, the core starts on a port of
+/// its choosing, and the provider then binds the reserved address.
 pub fn start_core_and_provider(dir: &std::path::Path) -> (Process, Process) {
-    let (core_port, provider_port) = (free_port(), free_port());
+    let provider_addr = testkit::reserve_address();
     let core = testkit::start_payment_core_with(
         &dir.join("core.db"),
         testkit::PROVIDER_SECRET,
-        core_port,
         &[(
             "PROVIDER_PAGE_URL",
-            format!("http://127.0.0.1:{provider_port}/pay"),
+            format!("http://{}/pay", provider_addr.addr),
         )],
     );
-    let provider_addr = SocketAddr::from(([127, 0, 0, 1], provider_port));
     let provider = Process::start(
         "mock-provider",
-        provider_addr,
         &[
-            ("PROVIDER_LISTEN", provider_addr.to_string()),
+            ("PROVIDER_LISTEN", provider_addr.addr.to_string()),
             ("PAYMENT_CORE_URL", format!("http://{}", core.addr)),
             ("PROVIDER_SECRET", testkit::PROVIDER_SECRET.to_owned()),
         ],

@@ -2,7 +2,7 @@
 //! its own: the real core binary, certificates from a throwaway CA.
 
 use payments_proto::contract::dev;
-use testkit::{free_port, tls::TestPki};
+use testkit::tls::TestPki;
 
 use sse_gateway::{
     Config, PaymentCore,
@@ -15,13 +15,12 @@ use crate::helpers::{Gateway, create_order, spawn_gateway, spawn_gateway_unready
 const GATEWAY_KEY: &str = "key-of-this-gateway";
 
 /// The core binary serving mutual TLS, accepting only [`GATEWAY_KEY`].
-fn start_mtls_core(pki: &TestPki, dir: &tempfile::TempDir, port: u16) -> testkit::Process {
+fn start_mtls_core(pki: &TestPki, dir: &tempfile::TempDir) -> testkit::Process {
     let server = pki.server();
     let keys = testkit::api_key_entry("edge", "shop", "merchant+gateway", GATEWAY_KEY);
     testkit::start_payment_core_on(
         &format!("sqlite://{}", dir.path().join("core.db").display()),
         testkit::PROVIDER_SECRET,
-        port,
         &[
             ("TLS_CERT_FILE", server.cert.display().to_string()),
             ("TLS_KEY_FILE", server.key.display().to_string()),
@@ -55,8 +54,8 @@ async fn assert_order_streams(gateway: &Gateway) {
 async fn a_gateway_with_its_key_and_certificate_streams_from_a_mutual_tls_core() {
     let pki = TestPki::generate();
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let _core = start_mtls_core(&pki, &dir, port);
+    let core = start_mtls_core(&pki, &dir);
+    let port = core.addr.port();
     let gateway = spawn_gateway(port, |config| {
         use_mtls(config, &pki, format!("https://127.0.0.1:{port}"));
     })
@@ -79,8 +78,8 @@ struct BehindASilentReplica {
 fn behind_a_silent_replica() -> BehindASilentReplica {
     let pki = TestPki::generate();
     let dir = tempfile::tempdir().expect("temp dir");
-    let core_port = free_port();
-    let core = start_mtls_core(&pki, &dir, core_port);
+    let core = start_mtls_core(&pki, &dir);
+    let core_port = core.addr.port();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bound");
     let silent_port = silent.local_addr().expect("bound").port();
     BehindASilentReplica {
@@ -108,8 +107,8 @@ async fn a_gateway_moves_past_a_replica_that_never_finishes_the_tls_handshake() 
 async fn a_gateway_without_a_client_certificate_or_with_a_wrong_key_is_never_ready() {
     let pki = TestPki::generate();
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let _core = start_mtls_core(&pki, &dir, port);
+    let core = start_mtls_core(&pki, &dir);
+    let port = core.addr.port();
     let http = reqwest::Client::new();
     for (what, with_certificate, key) in [
         ("no client certificate", false, GATEWAY_KEY),

@@ -5,11 +5,11 @@
 //! missing heartbeats, reopens the stream, lands on the other gateway and
 //! resumes after the last event it had.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use fantoccini::Client;
 use payments_proto::payments::v1::PaymentOutcome;
-use testkit::{Process, eventually_within as eventually, free_port, nginx::Nginx};
+use testkit::{Process, eventually_within as eventually, nginx::Nginx};
 
 use crate::{
     browser::{
@@ -43,12 +43,9 @@ fn open_shop_behind_nginx(nginx_read_timeout: &str) -> ShopBehindNginx {
     let (core, provider) = start_core_and_provider(dir.path());
     let core_url = format!("http://{}", core.addr);
     let gateway = |instance: &str| {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         Process::start(
             "sse-gateway",
-            addr,
             &[
-                ("GATEWAY_LISTEN", addr.to_string()),
                 ("GATEWAY_INSTANCE", instance.to_owned()),
                 ("PAYMENT_CORE_URL", core_url.clone()),
                 ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),

@@ -11,7 +11,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use payments_proto::payments::v1::PaymentOutcome;
 use serde_json::Value;
 use sse_gateway::{AppState, Application, Config, payment_core::GrpcCore, router};
-use testkit::{Process, eventually, free_port, sse::SseConnection};
+use testkit::{Process, ReservedAddress, eventually, sse::SseConnection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -121,6 +121,9 @@ pub async fn spawn_with_fake_core(
 pub struct TestSystem {
     pub core: Process,
     pub core_port: u16,
+    /// Holds the core's address while it is killed: see
+    /// [`TestSystem::kill_core`].
+    core_reservation: Option<ReservedAddress>,
     pub gateway: Gateway,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
@@ -132,21 +135,31 @@ pub async fn spawn_system() -> TestSystem {
 
 pub async fn spawn_system_with(adjust: impl FnOnce(&mut Config)) -> TestSystem {
     let dir = tempfile::tempdir().expect("temp dir");
-    let core_port = free_port();
-    let core = start_core(&dir, core_port);
+    let core = start_core(&dir, None);
+    let core_port = core.addr.port();
     let gateway = spawn_gateway(core_port, adjust).await;
     TestSystem {
         core,
         core_port,
+        core_reservation: None,
         gateway,
         http: reqwest::Client::new(),
         dir,
     }
 }
 
-/// The payment-core binary over `dir`'s database.
-pub fn start_core(dir: &tempfile::TempDir, port: u16) -> Process {
-    testkit::start_payment_core(&dir.path().join("core.db"), testkit::PROVIDER_SECRET, port)
+/// The payment-core binary over `dir`'s database, on `listen`, or on a port
+/// of its choosing.
+pub fn start_core(dir: &tempfile::TempDir, listen: Option<SocketAddr>) -> Process {
+    let listen: Vec<_> = listen
+        .map(|addr| ("PAYMENT_CORE_LISTEN", addr.to_string()))
+        .into_iter()
+        .collect();
+    testkit::start_payment_core_with(
+        &dir.path().join("core.db"),
+        testkit::PROVIDER_SECRET,
+        &listen,
+    )
 }
 
 /// What POST /api/orders answered.
@@ -213,14 +226,20 @@ impl TestSystem {
         self.gateway.open(path, headers).await
     }
 
-    /// Kills payment-core hard, as a crash would.
+    /// Kills payment-core hard, as a crash would. Its address is reserved
+    /// at once: the gateway knows no other, so the restart must bind it
+    /// again, and no port-0 bind elsewhere may take it meanwhile.
     pub fn kill_core(&mut self) {
         self.core.kill();
+        self.core_reservation =
+            Some(testkit::reserve_address_at(self.core_addr()).expect("the killed core's port"));
     }
 
-    /// Restarts payment-core on the same port and database.
+    /// Restarts payment-core on the same address (the one the gateway was
+    /// given) and database.
     pub fn restart_core(&mut self) {
-        self.core = start_core(&self.dir, self.core_port);
+        self.core = start_core(&self.dir, Some(self.core_addr()));
+        self.core_reservation = None;
     }
 }
 

@@ -69,46 +69,47 @@ async fn spawn_observed_shop() -> ObservedShop {
     }
     let common = |extra: &[(&'static str, String)]| with_common(receiver, extra);
     let logs = dir.path().to_owned();
-    let core_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let provider_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let core_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // Each of the core and the provider is configured with the other's
+    // address. The core never connects to the provider (its address only
+    // shapes payment URLs): the provider's address is reserved, the core
+    // starts on ports of its choosing, then the provider binds the reserved
+    // address.
+    let provider_addr = testkit::reserve_address();
     let core = Process::start_logging_to(
         "payment-core",
-        core_addr,
         &common(&[
-            ("PAYMENT_CORE_LISTEN", core_addr.to_string()),
-            ("PAYMENT_CORE_METRICS_LISTEN", core_metrics.to_string()),
+            ("PAYMENT_CORE_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
             (
                 "DATABASE_URL",
                 format!("sqlite://{}", dir.path().join("core.db").display()),
             ),
             ("PROVIDER_SECRET", testkit::PROVIDER_SECRET.to_owned()),
-            ("PROVIDER_PAGE_URL", format!("http://{provider_addr}/pay")),
+            (
+                "PROVIDER_PAGE_URL",
+                format!("http://{}/pay", provider_addr.addr),
+            ),
         ]),
         &logs.join("payment-core.log"),
     );
     let provider = Process::start_logging_to(
         "mock-provider",
-        provider_addr,
         &common(&[
-            ("PROVIDER_LISTEN", provider_addr.to_string()),
-            ("PAYMENT_CORE_URL", format!("http://{core_addr}")),
+            ("PROVIDER_LISTEN", provider_addr.addr.to_string()),
+            ("PAYMENT_CORE_URL", format!("http://{}", core.addr)),
             ("PROVIDER_SECRET", testkit::PROVIDER_SECRET.to_owned()),
         ]),
         &logs.join("mock-provider.log"),
     );
-    let gateway_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let gateway = Process::start_logging_to(
         "sse-gateway",
-        gateway_addr,
         &common(&[
-            ("GATEWAY_LISTEN", gateway_addr.to_string()),
             ("GATEWAY_INSTANCE", "gateway-7".to_owned()),
-            ("PAYMENT_CORE_URL", format!("http://{core_addr}")),
+            ("PAYMENT_CORE_URL", format!("http://{}", core.addr)),
             ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ]),
         &logs.join("sse-gateway.log"),
     );
+    let core_metrics = core.metrics_addr().expect("the core's metrics listener");
     ObservedShop {
         core,
         core_metrics,

@@ -116,8 +116,10 @@ async fn a_browser_moved_to_another_gateway_resumes_without_loss_or_repeat() {
 async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and_then_serves_them()
 {
     let dir = tempfile::tempdir().unwrap();
-    let core_port = testkit::free_port();
-    let gateway = spawn_gateway_unready(core_port, |_| {}).await;
+    // The gateway is told the core's address before the core exists: an
+    // address reserved for it, refused until the core binds it.
+    let core = testkit::reserve_address();
+    let gateway = spawn_gateway_unready(core.addr.port(), |_| {}).await;
     let path = format!(
         "/api/orders/{}/events?client_secret=cs_x",
         uuid::Uuid::new_v4()
@@ -132,13 +134,12 @@ async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and
         "no events, only the retry delay, then the end"
     );
 
-    let _core = start_core(&dir, core_port);
+    let _core = start_core(&dir, Some(core.addr));
     gateway.wait_ready().await;
     let created = create_order(&reqwest::Client::new(), gateway.addr, 100, "").await;
     let mut stream = gateway.open(&created.events_url, &[]).await;
     assert_eq!(stream.expect_event_name().await, "created");
-    let core = std::net::SocketAddr::from(([127, 0, 0, 1], core_port));
-    testkit::report(core, &created.order_id, PaymentOutcome::Succeeded, "")
+    testkit::report(core.addr, &created.order_id, PaymentOutcome::Succeeded, "")
         .await
         .expect("report accepted");
     assert_eq!(stream.expect_event_name().await, "succeeded");
@@ -147,17 +148,21 @@ async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and
 #[tokio::test]
 async fn gateways_sharing_a_port_with_reuse_port_both_serve_it() {
     let system = spawn_system().await;
-    let port = testkit::free_port();
-    let listen = format!("127.0.0.1:{port}").parse().unwrap();
-    let share = |name: &'static str| {
+    let share = |name: &'static str, listen: std::net::SocketAddr| {
         move |config: &mut sse_gateway::Config| {
             config.listen = listen;
             config.reuse_port = true;
             config.instance = name.into();
         }
     };
-    let _first = spawn_gateway(system.core_port, share("first")).await;
-    let _second = spawn_gateway(system.core_port, share("second")).await;
+    // The first binds port 0; the second shares the port the first got.
+    let first = spawn_gateway(
+        system.core_port,
+        share("first", "127.0.0.1:0".parse().unwrap()),
+    )
+    .await;
+    let listen = first.addr;
+    let _second = spawn_gateway(system.core_port, share("second", listen)).await;
 
     // The kernel picks a process per connection by its address hash: new
     // connections from fresh source ports soon reach both.
@@ -184,12 +189,9 @@ async fn gateways_sharing_a_port_with_reuse_port_both_serve_it() {
 #[tokio::test]
 async fn a_gateway_given_several_core_replicas_serves_from_a_live_one_when_the_first_is_gone() {
     let system = spawn_system().await;
-    // Nothing listens on the first address: a replica that is down.
-    let dead = testkit::free_port();
-    let urls = format!(
-        "http://127.0.0.1:{dead},http://127.0.0.1:{}",
-        system.core_port
-    );
+    // Connections to the first address are refused: a replica that is down.
+    let dead = testkit::refused_address();
+    let urls = format!("http://{},http://127.0.0.1:{}", dead.addr, system.core_port);
     let gateway = spawn_gateway(system.core_port, |config| config.payment_core_url = urls).await;
     let http = reqwest::Client::new();
     let order = eventually("an order is created through the live replica", || async {
@@ -224,14 +226,7 @@ async fn a_gateway_given_several_core_replicas_serves_from_a_live_one_when_the_f
 #[tokio::test]
 async fn killing_the_core_replica_a_gateway_streams_from_costs_the_browser_nothing() {
     let database = testkit::postgres::TestDatabase::create().await;
-    let start = || {
-        testkit::start_payment_core_on(
-            &database.url,
-            testkit::PROVIDER_SECRET,
-            testkit::free_port(),
-            &[],
-        )
-    };
+    let start = || testkit::start_payment_core_on(&database.url, testkit::PROVIDER_SECRET, &[]);
     let (mut first, second) = (start(), start());
     let urls = format!("http://{},http://{}", first.addr, second.addr);
     let gateway = spawn_gateway(0, |config| config.payment_core_url = urls).await;
