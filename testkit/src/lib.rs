@@ -48,29 +48,6 @@ pub use process::{
     AddressFile, Process, start_payment_core, start_payment_core_on, start_payment_core_with,
 };
 
-/// A port nothing was bound to a moment ago, for external programs that
-/// cannot bind port 0 and report it (nginx, PostgreSQL, chromedriver,
-/// Prometheus). Racy: the port may be taken before the program binds it.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind loopback")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
-/// Waits until something accepts connections on `addr`, at most `bound`.
-pub fn wait_for_port(addr: SocketAddr, bound: Duration) {
-    let deadline = std::time::Instant::now() + bound;
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing listens on {addr} after {bound:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The provider secret of every test system.
 pub const PROVIDER_SECRET: &str = "test-provider-secret";
 

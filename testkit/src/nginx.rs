@@ -22,19 +22,24 @@ impl Nginx {
     /// each `(from, to)` of `edits` applied to the file first. Every pattern
     /// must be found: a configuration that drifted from what the test
     /// expects fails the test instead of testing something else.
+    ///
+    /// nginx cannot bind port 0 and tell us the port, so the port is chosen
+    /// free beforehand; if another process took it before nginx bound it,
+    /// nginx exits saying so and is started again on another port.
     pub fn start(gateways: [SocketAddr; 2], edits: &[(&str, &str)]) -> Self {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut config = std::fs::read_to_string(workspace.join("docker/nginx.conf"))
             .expect("docker/nginx.conf");
-        let addr = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
-        let dir = tempfile::tempdir().expect("temporary directory");
         let gateway_1 = format!("server {}", gateways[0]);
         let gateway_2 = format!("server {}", gateways[1]);
-        let listen = format!("listen {addr} default_server;");
         let mut all_edits = vec![
             ("server gateway-1:8080", gateway_1.as_str()),
             ("server gateway-2:8080", gateway_2.as_str()),
-            ("listen 8080 default_server;", listen.as_str()),
+            // Filled in for each port tried, below.
+            (
+                "listen 8080 default_server;",
+                "listen {listen} default_server;",
+            ),
             ("pid /tmp/nginx/nginx.pid;", "pid nginx.pid;"),
             ("/tmp/nginx/", "tmp/"),
             (
@@ -50,6 +55,17 @@ impl Nginx {
             );
             config = config.replace(from, to);
         }
+        crate::on_a_free_port("nginx", |port| {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            Self::start_on(addr, &config.replace("{listen}", &addr.to_string()))
+        })
+    }
+
+    /// nginx with `config` (which listens on `addr`), once it has bound
+    /// its port: it writes its pid file after binding. (A connection to the
+    /// port would not tell: whoever took the port would answer it.)
+    fn start_on(addr: SocketAddr, config: &str) -> Result<Self, crate::PortTaken> {
+        let dir = tempfile::tempdir().expect("temporary directory");
         std::fs::create_dir_all(dir.path().join("tmp")).expect("nginx temp dir");
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, config).expect("write nginx.conf");
@@ -64,27 +80,20 @@ impl Nginx {
             .stderr(std::fs::File::create(&log).expect("nginx log file"))
             .spawn()
             .expect("nginx is installed (Debian package nginx; .ci/run installs it)");
+        let pid_file = dir.path().join("nginx.pid");
         let mut nginx = Self {
             child,
             addr,
             _dir: dir,
         };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return nginx;
-            }
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!(
-                    "nginx exited ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "nginx does not listen on {addr}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        crate::wait_until_ready(
+            "nginx",
+            &mut nginx.child,
+            &log,
+            Duration::from_secs(10),
+            || pid_file.exists(),
+        )?;
+        Ok(nginx)
     }
 }
 
@@ -92,6 +101,11 @@ impl Drop for Nginx {
     /// SIGTERM first: the master stops its workers (a SIGKILLed master
     /// leaves them running); SIGKILL if it has not exited in five seconds.
     fn drop(&mut self) {
+        // One that exited (its port was taken) is reaped already: its pid
+        // may be another process's by now.
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())

@@ -161,30 +161,23 @@ mod tests {
 
     use super::*;
 
+    fn refused(addr: SocketAddr) -> bool {
+        TcpStream::connect(addr).is_err_and(|error| error.kind() == ErrorKind::ConnectionRefused)
+    }
+
     #[test]
     fn a_refused_address_refuses_connections_and_cannot_be_bound() {
-        let refused = refused_address();
-        let connect = TcpStream::connect(refused.addr).map(drop);
-        assert_eq!(
-            connect.map_err(|error| error.kind()),
-            Err(ErrorKind::ConnectionRefused)
-        );
+        let guard = refused_address();
+        assert!(refused(guard.addr));
         // std sets SO_REUSEADDR, as every listener of ours does.
-        let bind = TcpListener::bind(refused.addr).map(drop);
-        assert_eq!(
-            bind.map_err(|error| error.kind()),
-            Err(ErrorKind::AddrInUse)
-        );
+        let bind = TcpListener::bind(guard.addr);
+        assert!(bind.is_err_and(|error| error.kind() == ErrorKind::AddrInUse));
     }
 
     #[test]
     fn a_reserved_address_is_refused_until_a_service_binds_it_under_the_guard() {
         let reserved = reserve_address();
-        let connect = TcpStream::connect(reserved.addr).map(drop);
-        assert_eq!(
-            connect.map_err(|error| error.kind()),
-            Err(ErrorKind::ConnectionRefused)
-        );
+        assert!(refused(reserved.addr));
         let service = TcpListener::bind(reserved.addr).expect("the service binds it");
         let _client = TcpStream::connect(reserved.addr).expect("the service accepts");
         let (_, peer) = service.accept().expect("accepted by the service");

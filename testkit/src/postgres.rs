@@ -132,7 +132,7 @@ impl Drop for TestDatabase {
 }
 
 /// A PostgreSQL server of the test's own: `initdb` in a temporary
-/// directory, listening on a free loopback port. For tests that stop and
+/// directory, listening on a free loopback port (retried if taken). For tests that stop and
 /// restart the server itself, which the shared server's other tests must
 /// not feel. It runs Debian's server binaries (`apt-get install
 /// postgresql`; `.ci/run` installs them), as the `postgres` user when the
@@ -163,14 +163,20 @@ impl PrivateServer {
         run(as_server_user(&bin.join("initdb"))
             .args(["-U", "postgres", "-A", "trust", "--no-sync", "-D"])
             .arg(&data));
-        let port = crate::free_port();
-        let server = Self {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        let mut server = Self {
+            url: String::new(),
             dir,
             bin,
-            port,
+            port: 0,
         };
-        server.start_again();
+        // The server cannot bind port 0 and tell us the port: it is chosen
+        // free, and another one is tried if the port was taken before the
+        // server bound it.
+        crate::on_a_free_port("PostgreSQL", |port| {
+            server.port = port;
+            server.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+            server.try_start()
+        });
         server
     }
 
@@ -181,19 +187,50 @@ impl PrivateServer {
         run(self.pg_ctl().args(["-m", "immediate", "stop"]));
     }
 
-    /// Starts the (stopped) server again; blocks until it accepts
-    /// connections.
+    /// Starts the (stopped) server again, on the port its clients know;
+    /// blocks until it accepts connections.
     pub fn start_again(&self) {
+        if let Err(crate::PortTaken(log)) = self.try_start() {
+            panic!(
+                "port {} was taken while PostgreSQL was stopped:\n{log}",
+                self.port
+            );
+        }
+    }
+
+    /// Starts the server on `self.port`; blocks until it accepts
+    /// connections. [`crate::PortTaken`] when what it logged this time says
+    /// the port was in use; any other failure fails the test.
+    fn try_start(&self) -> Result<(), crate::PortTaken> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             self.dir.path().display()
         );
-        run(self
+        let log = self.dir.path().join("server.log");
+        // The log is appended to across restarts: this start's lines follow.
+        let logged_before = std::fs::metadata(&log).map_or(0, |meta| meta.len());
+        let output = self
             .pg_ctl()
             .arg("-l")
-            .arg(self.dir.path().join("server.log"))
-            .args(["-o", &options, "start"]));
+            .arg(&log)
+            .args(["-o", &options, "start"])
+            .output()
+            .expect("pg_ctl runs");
+        if output.status.success() {
+            return Ok(());
+        }
+        let logged = std::fs::read(&log).unwrap_or_default();
+        let this_start = logged.get(logged_before as usize..).unwrap_or_default();
+        let this_start = String::from_utf8_lossy(this_start);
+        match crate::PortTaken::in_output(&this_start) {
+            Some(taken) => Err(taken),
+            None => panic!(
+                "pg_ctl start failed: {}{}\n{this_start}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
     }
 
     fn pg_ctl(&self) -> std::process::Command {

@@ -7,25 +7,60 @@
 
 use std::{
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use testkit::{Process, eventually_within as eventually, free_port, wait_for_port};
+use testkit::{PortTaken, Process, eventually_within as eventually};
 
 use crate::helpers::{ADMIN_TOKEN, Gateway, create_order, spawn_gateway};
 
 /// chromedriver, killed when dropped: owned from the moment it is spawned,
 /// so a failure while connecting cannot leave it running.
-struct Driver(Child);
+struct Driver {
+    child: Child,
+    port: u16,
+    /// Holds its output.
+    _dir: tempfile::TempDir,
+}
+
+impl Driver {
+    /// chromedriver on `port`, once it says it listens there. It cannot bind
+    /// port 0 and report the port: [`PortTaken`] when another process took
+    /// it first (chromedriver then exits).
+    fn start(port: u16) -> Result<Self, PortTaken> {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("chromedriver.log");
+        let output = std::fs::File::create(&log).unwrap();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .expect(
+                "chromedriver is installed (Debian package chromium-driver; .ci/run installs it)",
+            );
+        let mut driver = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let started = format!("started successfully on port {port}");
+        let bound = Duration::from_secs(20);
+        testkit::wait_until_ready("chromedriver", &mut driver.child, &log, bound, || {
+            std::fs::read_to_string(&log).is_ok_and(|text| text.contains(&started))
+        })?;
+        Ok(driver)
+    }
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -36,21 +71,7 @@ pub struct Browser {
 }
 
 pub async fn start_browser() -> Browser {
-    let port = free_port();
-    let driver = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "chromedriver is installed (Debian package chromium-driver; .ci/run installs it)",
-            ),
-    );
-    wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(20),
-    );
+    let driver = testkit::on_a_free_port("chromedriver", Driver::start);
     let profile = tempfile::tempdir().unwrap();
     let capabilities = json!({
         "goog:chromeOptions": {
@@ -65,7 +86,7 @@ pub async fn start_browser() -> Browser {
     // without TLS (its TLS features would link a second crypto library).
     let client = ClientBuilder::new(HttpConnector::new())
         .capabilities(capabilities.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("WebDriver session with Chromium");
     Browser {

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 use serde_json::Value;
-use testkit::{Process, eventually_within, free_port, sse::SseConnection};
+use testkit::{PortTaken, Process, eventually_within, sse::SseConnection};
 
 use crate::helpers::ADMIN_TOKEN;
 
@@ -260,7 +260,6 @@ async fn prometheus_scrapes_the_three_services_and_sees_delivery_lag_and_commits
     };
     let shop = spawn_observed_shop().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
@@ -273,8 +272,9 @@ async fn prometheus_scrapes_the_three_services_and_sees_delivery_lag_and_commits
         ),
     )
     .unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let _prometheus = start_prometheus(&prometheus, &config, dir.path(), addr);
+    let (_prometheus, addr) = testkit::on_a_free_port("prometheus", |port| {
+        start_prometheus(&prometheus, &config, dir.path(), port)
+    });
     let _ = &shop.core;
 
     shop.pay_one_order().await;
@@ -388,20 +388,34 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// Debian's Prometheus on `addr`, its data in `dir`, killed when dropped.
-fn start_prometheus(binary: &Path, config: &Path, dir: &Path, addr: SocketAddr) -> KillOnDrop {
+/// Prometheus on `port` with `config`, its data and log in `dir`, once it
+/// says it is ready (it binds its port before that). It cannot bind port 0
+/// and report the port: [`PortTaken`] when another process took it first.
+fn start_prometheus(
+    binary: &Path,
+    config: &Path,
+    dir: &Path,
+    port: u16,
+) -> Result<(KillOnDrop, SocketAddr), PortTaken> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let log = dir.join(format!("prometheus-{port}.log"));
     let child = Command::new(binary)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
-            dir.join("data").display()
+            dir.join(format!("data-{port}")).display()
         ))
         .arg(format!("--web.listen-address={addr}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("prometheus starts");
-    testkit::wait_for_port(addr, BOUND);
-    KillOnDrop(child)
+    let mut prometheus = KillOnDrop(child);
+    testkit::wait_until_ready("prometheus", &mut prometheus.0, &log, BOUND, || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|text| text.contains("Server is ready to receive web requests"))
+    })?;
+    Ok((prometheus, addr))
 }
 
 struct KillOnDrop(std::process::Child);
