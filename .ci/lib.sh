@@ -226,10 +226,11 @@ stack_diagnostics() {
   timeout 60 "${COMPOSE_CMD[@]}" logs --no-color --tail="$lines" >&2 2>&1 || true
 }
 
-# on_exit FUNCTION: FUNCTION runs when the script exits, also on Ctrl-C or
-# TERM (as exit status 130), so that what it started is always cleaned up.
+# on_exit FUNCTION: FUNCTION runs when the script exits, also on Ctrl-C
+# (exit status 130) or TERM (143), so that what it started is always cleaned up.
 on_exit() {
   # shellcheck disable=SC2064  # the function's name, given now
   trap "$1" EXIT
-  trap 'exit 130' INT TERM
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project, and at the end prints how long each stage
 # took:
-#   - the static gate (.ci/gates.sh: fmt, clippy -D warnings, cargo deny,
-#     cargo machete);
+#   - the format check, first, since it takes a second;
 #   - the Rust tests under cargo-nextest (unit, integration, the real
 #     binaries, grpcurl, headless Chromium, PostgreSQL);
+#   - the static gate (.ci/gates.sh: fmt, clippy -D warnings, cargo deny,
+#     cargo machete), once its tools are built;
 #   - the fuzz targets, 60 s each from the committed corpus;
 #   - the benchmark smoke run (lost = 0, duplicated = 0);
 #   - schemathesis against a live gateway;
@@ -14,14 +15,18 @@
 # machine. The cargo tools the stages use (cargo-deny, cargo-machete,
 # cargo-fuzz) are installed here when missing.
 #
-# Stages that mostly wait (the Docker stack, the fuzzers) run beside the
-# others; each of those writes to its own log, printed when it fails.
+# The Docker stage (which mostly waits on containers), the tools' build and
+# the fuzzers run beside the others; each writes to its own log, printed
+# when it fails, and a failure stops the run at the next stage boundary.
 # Everything uses one build: the binaries the tests build (debug) are the
 # ones the benchmark smoke, schemathesis and the Docker images run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# Where cargo builds, as cargo itself says (CARGO_TARGET_DIR, a config's
+# build.target-dir or ./target).
+TARGET_DIR=$(cargo metadata --no-deps --format-version 1 --locked |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 BIN_DIR=$TARGET_DIR/debug
 LOGS=$(mktemp -d /tmp/test-stages.XXXXXX)
 T0=$(date +%s)
@@ -30,21 +35,85 @@ T0=$(date +%s)
 STAGES=()
 declare -A SECS=() RESULT=() PIDS=()
 
+# The log file of stage NAME.
+log_of() { echo "$LOGS/$(echo "$1" | tr -c 'a-z0-9\n' '-').log"; }
+
+# record_background NAME: notes a background stage's duration and result
+# from what it wrote when it ended; false while it still runs.
+record_background() {
+  local secs rc done
+  done="$(log_of "$1").done"
+  [ -f "$done" ] || return 1
+  read -r secs rc <"$done"
+  SECS["$1 &"]=$secs
+  if [ "$rc" -eq 0 ]; then RESULT["$1 &"]=ok; else RESULT["$1 &"]="FAILED (exit $rc)"; fi
+}
+
 summary() {
+  local name
+  for name in "${!PIDS[@]}"; do record_background "$name" || true; done
   printf '\n== stage durations, wall clock (& = ran beside the others)\n' >&2
   for name in "${STAGES[@]}"; do
     printf '   %-34s %5ss  %s\n' "$name" "${SECS[$name]:--}" "${RESULT[$name]:-not finished}" >&2
   done
   printf '   %-34s %5ss\n' total "$(($(date +%s) - T0))" >&2
 }
-cleanup() {
+
+# descendants PID: every process below PID. `timeout` moves what it runs
+# into a process group of its own, so a stage is stopped by its tree, not
+# by its group.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+any_alive() {
   local pid
-  for pid in "${PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+  for pid in "$@"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+
+# Stops the background stages still running: TERM to each whole tree, then
+# up to 120 s for their scripts' own traps (docker-test takes its compose
+# stacks down), then KILL to what is left.
+cleanup() {
+  local name pid tree=()
+  for name in "${!PIDS[@]}"; do
+    pid=${PIDS[$name]}
+    tree+=("$pid" $(descendants "$pid"))
+  done
+  if [ ${#tree[@]} -gt 0 ]; then
+    kill -TERM "${tree[@]}" 2>/dev/null || true
+    for _ in $(seq 1 120); do
+      any_alive "${PIDS[@]}" || break
+      sleep 1
+    done
+    for name in "${!PIDS[@]}"; do
+      pid=${PIDS[$name]}
+      kill -KILL "$pid" $(descendants "$pid") 2>/dev/null || true
+      record_background "$name" || RESULT["$name &"]="stopped: the run failed"
+    done
+  fi
   summary
 }
 trap cleanup EXIT
 
-# stage NAME COMMAND...: runs COMMAND in the foreground; stops the run on failure.
+# check_background: stops the run as soon as a background stage has failed,
+# rather than at its finish_stage.
+check_background() {
+  local name
+  for name in "${!PIDS[@]}"; do
+    if record_background "$name" && [ "${RESULT["$name &"]}" != ok ]; then
+      finish_stage "$name"
+    fi
+  done
+}
+
+# stage NAME COMMAND...: runs COMMAND in the foreground; stops the run on
+# failure, its own or a background stage's.
 stage() {
   local name=$1 start rc=0
   shift
@@ -61,20 +130,17 @@ stage() {
     exit "$rc"
   fi
   RESULT[$name]=ok
+  check_background
 }
 
-# The log file of stage NAME.
-log_of() { echo "$LOGS/$(echo "$1" | tr -c 'a-z0-9\n' '-').log"; }
-
-# start_stage NAME COMMAND...: runs COMMAND in the background (its own
-# process group, so that a failing run can stop all of it), output to its log.
+# start_stage NAME COMMAND...: runs COMMAND in the background, with no
+# terminal input, its output to its log.
 start_stage() {
   local name=$1 log
   shift
   log=$(log_of "$name")
   STAGES+=("$name &")
   echo "== $name (in the background; log: $log)" >&2
-  set -m
   (
     start=$(date +%s)
     set +e
@@ -82,28 +148,24 @@ start_stage() {
     rc=$?
     echo "$(($(date +%s) - start)) $rc" >"$log.done"
     exit "$rc"
-  ) >"$log" 2>&1 &
+  ) </dev/null >"$log" 2>&1 &
   PIDS[$name]=$!
-  set +m
 }
 
-# finish_stage NAME: waits for a background stage; on failure prints its log
-# and stops the run.
+# finish_stage NAME: waits for a background stage; on failure prints the end
+# of its log and stops the run.
 finish_stage() {
-  local name=$1 log secs rc
+  local name=$1 log
   log=$(log_of "$name")
   wait "${PIDS[$name]}" || true
   unset "PIDS[$name]"
-  read -r secs rc <"$log.done" 2>/dev/null || { secs=-; rc=1; }
-  SECS["$name &"]=$secs
-  if [ "$rc" -ne 0 ]; then
-    RESULT["$name &"]="FAILED (exit $rc)"
-    echo "!! $name failed; the end of its log:" >&2
+  record_background "$name" || { SECS["$name &"]=-; RESULT["$name &"]="FAILED (no result)"; }
+  if [ "${RESULT["$name &"]}" != ok ]; then
+    echo "!! $name failed; the end of its log ($log):" >&2
     tail -n 200 "$log" >&2
-    exit "$rc"
+    exit 1
   fi
-  RESULT["$name &"]=ok
-  echo "== $name: ok ($secs s)" >&2
+  echo "== $name: ok (${SECS["$name &"]} s)" >&2
 }
 
 # ------------------------------------------------------------ what it runs ---
@@ -132,6 +194,7 @@ install_tools() {
 # The Docker images from the binaries the tests built, then the end-to-end
 # check and, on its replicated stack, the fault drill (DRILL=1).
 docker_stage() {
+  [ -x "$BIN_DIR/loadgen" ] || { echo "no $BIN_DIR/loadgen: the test build makes it" >&2; return 1; }
   mkdir -p docker/prebuilt
   for bin in payment-core sse-gateway mock-provider; do
     install -m 0755 "$BIN_DIR/$bin" "docker/prebuilt/$bin"
