@@ -57,24 +57,45 @@ if [ -z "$targets" ]; then
   echo "!! fuzz: no fuzz targets found" >&2
   exit 1
 fi
-for target in $targets; do
-  corpus="$work/corpus/$target"
+# fuzz_target TARGET: one libFuzzer run of TARGET (one core), its output in
+# $work/TARGET.log and its exit status in $work/TARGET.status.
+fuzz_target() {
+  local target=$1 corpus="$work/corpus/$1" status=0
   mkdir -p "$corpus" "fuzz/artifacts/$target"
   cp -r "fuzz/corpus/$target/." "$corpus/"
-  options=(-max_total_time="$seconds" -timeout="$input_timeout" -print_final_stats=1)
+  local options=(-max_total_time="$seconds" -timeout="$input_timeout" -print_final_stats=1)
   if [ -n "$seed" ]; then
     options+=(-seed="$seed")
   fi
   if [ -f "fuzz/$target.dict" ]; then
     options+=(-dict="fuzz/$target.dict")
   fi
-  # Crash files written from now on are this run's.
-  touch "$work/started"
-  echo "== fuzzing $target for ${seconds}s" >&2
-  status=0
   timeout -k 10 "$((seconds + 60))" \
     cargo fuzz run "${build[@]}" "$target" "$corpus" -- "${options[@]}" \
     >"$work/$target.log" 2>&1 || status=$?
+  echo "$status" >"$work/$target.status"
+}
+
+# Each target is one single-threaded process: FUZZ_JOBS of them (default:
+# one per core) run at once, so the stage takes seconds x targets / jobs.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+# Crash files written from now on are this run's.
+touch "$work/started"
+running=0
+for target in $targets; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  echo "== fuzzing $target for ${seconds}s" >&2
+  fuzz_target "$target" &
+  running=$((running + 1))
+done
+wait || true
+
+for target in $targets; do
+  status=$(cat "$work/$target.status" 2>/dev/null || echo 1)
+  echo "== $target:" >&2
   grep -aE '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' "$work/$target.log" >&2 || true
   if [ "$status" -ne 0 ]; then
     failed=1

@@ -13,6 +13,11 @@ cargo fmt --all -- --check
 echo "== cargo clippy --workspace --all-targets -D warnings" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The fuzz targets are a workspace of their own (fuzz/Cargo.toml), built
+# later by cargo-fuzz, which would quietly rewrite a stale lock file.
+echo "== fuzz/Cargo.lock is current" >&2
+cargo metadata --manifest-path fuzz/Cargo.toml --locked --format-version 1 >/dev/null
+
 echo "== cargo deny: bans, licences, sources (offline; advisories: see deny.toml)" >&2
 cargo deny --offline --locked check bans licenses sources
 
