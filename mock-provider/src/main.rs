@@ -1,3 +1,8 @@
+//! The `mock-provider` binary: serves the payment page until SIGINT or
+//! SIGTERM, or runs one of its commands: `healthcheck`, and `report`, which
+//! sends one signed payment result for scripts and prints the order's new
+//! status. Everything else lives in the library.
+
 use clap::{Parser, Subcommand};
 use mock_provider::{
     Application,

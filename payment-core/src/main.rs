@@ -1,3 +1,9 @@
+//! The `payment-core` binary: parses the command line and the environment
+//! (`Config`), then serves (`Application::build`, `run_until_stopped`) until
+//! SIGINT or SIGTERM, or runs one of its commands: `healthcheck` (for
+//! container health checks) and `api-key` (makes a key and prints its
+//! configuration entry). Everything else lives in the library.
+
 use clap::{Parser, Subcommand};
 use payment_core::{Application, Config, auth, healthcheck};
 use service_kit::{shutdown, telemetry};

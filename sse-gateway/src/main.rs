@@ -1,3 +1,7 @@
+//! The `sse-gateway` binary: serves the checkout, the dashboard and the
+//! event streams until SIGINT or SIGTERM, or runs `healthcheck` (for
+//! container health checks). Everything else lives in the library.
+
 use clap::{Parser, Subcommand};
 use service_kit::{healthcheck, shutdown, telemetry};
 use sse_gateway::{Application, Config};
