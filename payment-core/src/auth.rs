@@ -11,12 +11,14 @@
 //! rotated: add the new one, move clients, remove the old one.
 //!
 //! Roles (what each may do is [`Permission`]'s table):
-//! - `merchant`: create, read and cancel orders; its history, list and
-//!   watch answers carry no client secrets;
-//! - `gateway`: read, history and watch, client secrets included (it hands
-//!   each browser its own order's stream);
-//! - `reader`: read one order, without its client secret (the provider's
-//!   page).
+//! - `merchant`: create, read and cancel orders; reads its own orders'
+//!   client secrets (CreateOrder and GetOrder);
+//! - `gateway`: read, history and watch every order (it hands each browser
+//!   its own order's stream, and checks the browser's secret against the
+//!   digest every order and event carries);
+//! - `reader`: read one order (the provider's page).
+//!
+//! No event carries a client secret, for any role.
 //!
 //! health and reflection are open; ProviderService is proven by its HMAC
 //! signature instead (`grpc::provider`).
@@ -30,14 +32,6 @@ use subtle::ConstantTimeEq;
 use tonic::{Request, Status, metadata::MetadataMap};
 
 use crate::domain::{MerchantId, Order};
-
-/// Whether an answer carries orders' client secrets: only to callers whose
-/// role needs them ([`Caller::secrets`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Secrets {
-    Shown,
-    Withheld,
-}
 
 /// What a caller can be allowed to do, one per kind of call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,15 +110,6 @@ impl Caller {
         }
     }
 
-    /// Whether this caller's history and watch answers carry client secrets.
-    pub fn secrets(&self) -> Secrets {
-        if self.roles.contains(&Role::Gateway) {
-            Secrets::Shown
-        } else {
-            Secrets::Withheld
-        }
-    }
-
     /// Whether this caller may read `order`: gateway and reader keys serve
     /// every merchant's payers and see every order; a merchant key sees its
     /// merchant's orders only. An order it may not see is NOT_FOUND to it,
@@ -153,18 +138,12 @@ impl Caller {
         order.merchant.as_ref() == Some(&self.merchant)
     }
 
-    /// Whether a single order read returns its client secret: to the
-    /// gateway, which streams every order, and to the merchant whose order
-    /// it is (it was theirs to hand out). Never through a `reader` role,
-    /// whatever else the key holds.
-    pub fn order_secrets(&self, order: &Order) -> Secrets {
-        if self.roles.contains(&Role::Gateway)
-            || (self.roles.contains(&Role::Merchant) && self.owns(order))
-        {
-            Secrets::Shown
-        } else {
-            Secrets::Withheld
-        }
+    /// Whether a single order read returns its client secret: only to the
+    /// merchant whose order it is (it was theirs to hand out). Never through
+    /// a `gateway` or `reader` role, whatever else the key holds: a gateway
+    /// checks secrets against their digest.
+    pub fn may_read_secret_of(&self, order: &Order) -> bool {
+        self.roles.contains(&Role::Merchant) && self.owns(order)
     }
 }
 
@@ -489,7 +468,7 @@ mod tests {
         let caller = keys
             .authenticate(&metadata(Some(&format!("Bearer {key}"))))
             .expect("known");
-        assert_eq!(caller.secrets(), Secrets::Shown);
+        assert_eq!(caller.name, "shop");
         assert!(ApiKeys::development().are_development());
         assert!(!keys.are_development());
         assert!(keys.public_key_names().is_empty());

@@ -16,7 +16,7 @@
 //! - [`metrics`]: the Prometheus metrics and their HTTP listener
 //!   (`PAYMENT_CORE_METRICS_LISTEN`); the store keeps its writer's own.
 //! - [`auth`]: API keys and their roles: who may call which RPC, and who
-//!   sees client secrets.
+//!   is handed a client secret (events carry only its digest).
 //! - [`startup`], [`config`], [`clock`], [`healthcheck`]: running the
 //!   service (tracing and the signal handler come from `service-kit`).
 

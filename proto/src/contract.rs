@@ -1,12 +1,26 @@
 //! The rules of the contract that every service (and every test) must read
 //! the same way, written once: which statuses are final, the names events
-//! carry on the browser side, and the development secrets.
+//! carry on the browser side, the development secrets, and how a client
+//! secret is checked without being held.
 //!
 //! payment-core's domain decides transitions with its own state machine; a
 //! test in its gRPC edge checks that its final statuses and names are the
 //! ones written here.
 
+use sha2::{Digest, Sha256};
+
 use crate::payments::v1::OrderStatus;
+
+/// The digest of an order's client secret that every answer and event
+/// carries instead of the secret (`Order.client_secret_sha256`): a gateway
+/// checks a browser's secret by digesting it and comparing, so the log, its
+/// `NOTIFY`s, the watch streams and the gateways' memory never hold a
+/// secret. An unkeyed SHA-256 suffices for the same reason as for API
+/// keys: secrets are 32 random bytes, so there is nothing to guess from a
+/// digest, and no key to hand every gateway and rotate.
+pub fn client_secret_sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
 
 /// The public development defaults. Every service accepts them so that a
 /// laptop run works without configuration, and warns at startup when one is
@@ -96,6 +110,15 @@ mod tests {
             .collect();
         assert_eq!(terminal, TERMINAL_STATUSES);
         assert!(!OrderStatus::Unspecified.is_terminal());
+    }
+
+    #[test]
+    fn the_client_secret_digest_is_sha256_of_the_utf8_bytes() {
+        // `printf %s cs_abc | sha256sum`
+        assert_eq!(
+            hex::encode(client_secret_sha256("cs_abc")),
+            "5194b158cd585be3d960f2998c3fd5b2b2c003bdd09661b7a71e104d81278149"
+        );
     }
 
     #[test]

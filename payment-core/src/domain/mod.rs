@@ -15,5 +15,5 @@ pub use order::{NewOrder, Order, PaymentEvent, Scope, StatusChange};
 pub use status::{Decision, OrderStatus, StatusConflict};
 pub use values::{
     Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, OrderId,
-    ProviderReference, Reason, Timestamp, TraceParent, ValidationError,
+    ProviderReference, Reason, SecretDigest, Timestamp, TraceParent, ValidationError,
 };

@@ -2,10 +2,13 @@
 
 use super::{
     Amount, ClientSecret, Currency, Decision, Description, IdempotencyKey, MerchantId, OrderId,
-    OrderStatus, ProviderReference, Reason, StatusConflict, Timestamp, TraceParent,
+    OrderStatus, ProviderReference, Reason, SecretDigest, StatusConflict, Timestamp, TraceParent,
 };
 
-/// An order as stored.
+/// An order as stored, but for its client secret: only its digest, so that
+/// no event (nor anything fed from one) can carry the secret. The store
+/// hands the secret out on its own (`Store::client_secret`), to the two
+/// answers that may carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub id: OrderId,
@@ -13,7 +16,7 @@ pub struct Order {
     pub amount: Amount,
     pub currency: Currency,
     pub description: Description,
-    pub client_secret: ClientSecret,
+    pub client_secret_digest: SecretDigest,
     pub idempotency_key: Option<IdempotencyKey>,
     /// The merchant whose key created the order; `None` for orders from
     /// before merchants were recorded, which every merchant may see.
@@ -69,17 +72,18 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    pub fn into_order(self) -> Order {
+    /// The order as created; the secret stays behind (the store keeps it).
+    pub fn to_order(&self) -> Order {
         Order {
             id: self.id,
             status: OrderStatus::Created,
             amount: self.amount,
-            currency: self.currency,
-            description: self.description,
-            client_secret: self.client_secret,
-            idempotency_key: self.idempotency_key,
-            merchant: self.merchant,
-            trace_parent: self.trace_parent,
+            currency: self.currency.clone(),
+            description: self.description.clone(),
+            client_secret_digest: self.client_secret.digest(),
+            idempotency_key: self.idempotency_key.clone(),
+            merchant: self.merchant.clone(),
+            trace_parent: self.trace_parent.clone(),
             created_at: self.created_at,
             updated_at: self.created_at,
             expires_at: self.expires_at,
@@ -151,7 +155,7 @@ mod tests {
             created_at: Timestamp(updated_at),
             expires_at: Timestamp(updated_at + 60_000),
         }
-        .into_order();
+        .to_order();
         order.provider_reference = ProviderReference::parse("ref", "first").unwrap();
         order
     }

@@ -311,6 +311,27 @@ impl ClientSecret {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What orders and events carry instead of the secret.
+    pub fn digest(&self) -> SecretDigest {
+        SecretDigest(payments_proto::contract::client_secret_sha256(&self.0))
+    }
+}
+
+/// The SHA-256 of an order's client secret
+/// (`contract::client_secret_sha256`): it opens nothing, so it may go
+/// wherever the order goes, events and notifications included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for ClientSecret {
@@ -385,5 +406,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 3 + 64);
         assert!(!format!("{a:?}").contains(a.as_str()));
+        assert_eq!(a.digest(), a.clone().digest());
+        assert_ne!(a.digest(), b.digest());
     }
 }

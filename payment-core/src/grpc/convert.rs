@@ -4,11 +4,9 @@
 
 use payments_proto::payments::v1 as pb;
 
-pub use crate::auth::Secrets;
-
 use crate::domain::{
-    Amount, Currency, Description, IdempotencyKey, MerchantId, Order, OrderId, OrderStatus,
-    PaymentEvent, ProviderReference, Reason, Scope, Timestamp, ValidationError,
+    Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, Order, OrderId,
+    OrderStatus, PaymentEvent, ProviderReference, Reason, Scope, Timestamp, ValidationError,
 };
 
 pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
@@ -29,17 +27,19 @@ pub fn status(status: OrderStatus) -> pb::OrderStatus {
     }
 }
 
-pub fn order(order: &Order, provider_page_url: &str, secrets: Secrets) -> pb::Order {
+/// `order` as protobuf; `secret` only for the answers that hand it out
+/// (CreateOrder, and GetOrder to the order's own merchant).
+pub fn order(order: &Order, provider_page_url: &str, secret: Option<&ClientSecret>) -> pb::Order {
     pb::Order {
         order_id: order.id.to_string(),
         status: status(order.status) as i32,
         amount_minor: order.amount.minor(),
         currency: order.currency.as_str().to_owned(),
         description: order.description.as_str().to_owned(),
-        client_secret: match secrets {
-            Secrets::Shown => order.client_secret.as_str().to_owned(),
-            Secrets::Withheld => String::new(),
-        },
+        client_secret: secret
+            .map(|secret| secret.as_str().to_owned())
+            .unwrap_or_default(),
+        client_secret_sha256: order.client_secret_digest.as_bytes().to_vec(),
         payment_url: format!("{provider_page_url}/{}", order.id),
         created_at: Some(timestamp(order.created_at)),
         updated_at: Some(timestamp(order.updated_at)),
@@ -54,12 +54,13 @@ pub fn order(order: &Order, provider_page_url: &str, secrets: Secrets) -> pb::Or
     }
 }
 
-pub fn event(event: &PaymentEvent, provider_page_url: &str, secrets: Secrets) -> pb::PaymentEvent {
+/// An event never carries its order's client secret, whoever asks.
+pub fn event(event: &PaymentEvent, provider_page_url: &str) -> pb::PaymentEvent {
     pb::PaymentEvent {
         sequence: event.sequence,
         order_id: event.order.id.to_string(),
         status: status(event.status()) as i32,
-        order: Some(order(&event.order, provider_page_url, secrets)),
+        order: Some(order(&event.order, provider_page_url, None)),
         reason: event.order.reason.as_str().to_owned(),
         occurred_at: Some(timestamp(event.occurred_at())),
     }

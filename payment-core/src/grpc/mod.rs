@@ -14,7 +14,6 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-pub use convert::Secrets;
 pub use error::ApiError;
 pub use payments::PaymentApi;
 pub use provider::ProviderApi;

@@ -12,10 +12,7 @@ use service_kit::telemetry;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use super::{
-    ApiError, CoreState,
-    convert::{self, Secrets},
-};
+use super::{ApiError, CoreState, convert};
 use crate::{
     auth::{Caller, Permission},
     domain::{
@@ -56,11 +53,20 @@ impl PaymentApi {
             .ok_or(ApiError::OrderNotFound)
     }
 
-    fn to_pb_events(&self, events: &[PaymentEvent], secrets: Secrets) -> Vec<pb::PaymentEvent> {
+    fn to_pb_events(&self, events: &[PaymentEvent]) -> Vec<pb::PaymentEvent> {
         events
             .iter()
-            .map(|event| convert::event(event, &self.state.provider_page_url, secrets))
+            .map(|event| convert::event(event, &self.state.provider_page_url))
             .collect()
+    }
+
+    /// `id`'s client secret, for an answer that hands it out.
+    async fn client_secret(&self, id: OrderId) -> Result<ClientSecret, ApiError> {
+        self.state
+            .store
+            .client_secret(id)
+            .await?
+            .ok_or(ApiError::OrderNotFound)
     }
 }
 
@@ -88,7 +94,8 @@ impl PaymentService for PaymentApi {
             created_at: now,
             expires_at: now.plus_millis(self.state.order_ttl.as_millis() as i64),
         };
-        let order = match self
+        let secret = new.client_secret.clone();
+        let (order, secret) = match self
             .state
             .store
             .create_order(new)
@@ -98,15 +105,20 @@ impl PaymentService for PaymentApi {
             Created::New(event) => {
                 self.state.metrics.order_created();
                 tracing::info!(order_id = %event.order.id, sequence = event.sequence, "order created");
-                event.order
+                (event.order, secret)
             }
-            Created::Existing(order) => order,
+            // A retry with the same key answers the order made first, and
+            // its secret (the caller may never have seen the first answer).
+            Created::Existing(order) => {
+                let secret = self.client_secret(order.id).await?;
+                (order, secret)
+            }
         };
         Ok(Response::new(pb::CreateOrderResponse {
             order: Some(convert::order(
                 &order,
                 &self.state.provider_page_url,
-                Secrets::Shown,
+                Some(&secret),
             )),
         }))
     }
@@ -120,12 +132,15 @@ impl PaymentService for PaymentApi {
         if !caller.sees(&order) {
             return Err(ApiError::OrderNotFound.into());
         }
-        let secrets = caller.order_secrets(&order);
+        let secret = match caller.may_read_secret_of(&order) {
+            true => Some(self.client_secret(order.id).await?),
+            false => None,
+        };
         Ok(Response::new(pb::GetOrderResponse {
             order: Some(convert::order(
                 &order,
                 &self.state.provider_page_url,
-                secrets,
+                secret.as_ref(),
             )),
         }))
     }
@@ -163,11 +178,7 @@ impl PaymentService for PaymentApi {
             Applied::Unchanged(order) => order,
         };
         Ok(Response::new(pb::CancelOrderResponse {
-            order: Some(convert::order(
-                &order,
-                &self.state.provider_page_url,
-                Secrets::Shown,
-            )),
+            order: Some(convert::order(&order, &self.state.provider_page_url, None)),
         }))
     }
 
@@ -176,7 +187,6 @@ impl PaymentService for PaymentApi {
         request: Request<pb::ListOrderEventsRequest>,
     ) -> Result<Response<pb::ListOrderEventsResponse>, Status> {
         let caller = Caller::of(&request, Permission::History)?;
-        let secrets = caller.secrets();
         let request = request.into_inner();
         let id = OrderId::parse("order_id", &request.order_id).map_err(ApiError::from)?;
         let events = self
@@ -196,7 +206,7 @@ impl PaymentService for PaymentApi {
             return Err(ApiError::OrderNotFound.into());
         }
         Ok(Response::new(pb::ListOrderEventsResponse {
-            events: self.to_pb_events(&events, secrets),
+            events: self.to_pb_events(&events),
         }))
     }
 
@@ -205,7 +215,6 @@ impl PaymentService for PaymentApi {
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let caller = Caller::of(&request, Permission::History)?;
-        let secrets = caller.secrets();
         let request = request.into_inner();
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE,
@@ -238,7 +247,7 @@ impl PaymentService for PaymentApi {
             .filter(|event| caller.sees_events_of(&event.order))
             .collect();
         Ok(Response::new(pb::ListEventsResponse {
-            events: self.to_pb_events(&events, secrets),
+            events: self.to_pb_events(&events),
             head_sequence,
             next_after_sequence,
         }))
@@ -251,7 +260,6 @@ impl PaymentService for PaymentApi {
         request: Request<pb::WatchPaymentsRequest>,
     ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
         let caller = Caller::of(&request, Permission::History)?;
-        let secrets = caller.secrets();
         let watch_request =
             convert::Watch::try_from(request.into_inner()).map_err(ApiError::from)?;
         if let Scope::Order(id) = watch_request.scope {
@@ -291,7 +299,6 @@ impl PaymentService for PaymentApi {
             events: events_rx,
             end: Some(end_rx),
             provider_page_url: self.state.provider_page_url.clone(),
-            secrets,
             caller,
         }))
     }
@@ -337,7 +344,6 @@ pub struct EventStream {
     events: mpsc::Receiver<Arc<PaymentEvent>>,
     end: Option<oneshot::Receiver<Option<Status>>>,
     provider_page_url: Arc<str>,
-    secrets: Secrets,
     /// Events of orders the caller may not see events of are skipped (a
     /// merchant key's all-orders watch).
     caller: Arc<Caller>,
@@ -351,11 +357,7 @@ impl Stream for EventStream {
             match self.events.poll_recv(cx) {
                 Poll::Ready(Some(event)) if !self.caller.sees_events_of(&event.order) => continue,
                 Poll::Ready(Some(event)) => {
-                    return Poll::Ready(Some(Ok(convert::event(
-                        &event,
-                        &self.provider_page_url,
-                        self.secrets,
-                    ))));
+                    return Poll::Ready(Some(Ok(convert::event(&event, &self.provider_page_url))));
                 }
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => break,

@@ -66,11 +66,7 @@ impl ProviderService for ProviderApi {
         }
         Ok(Response::new(pb::ReportPaymentResultResponse {
             // The provider has no use for the client secret.
-            order: Some(convert::order(
-                &order,
-                &self.state.provider_page_url,
-                convert::Secrets::Withheld,
-            )),
+            order: Some(convert::order(&order, &self.state.provider_page_url, None)),
             changed,
         }))
     }

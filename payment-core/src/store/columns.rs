@@ -8,7 +8,7 @@
 
 use crate::domain::{
     Amount, ClientSecret, Currency, Description, IdempotencyKey, MerchantId, Order, OrderId,
-    OrderStatus, PaymentEvent, ProviderReference, Reason, Timestamp, TraceParent,
+    OrderStatus, PaymentEvent, ProviderReference, Reason, SecretDigest, Timestamp, TraceParent,
 };
 
 /// An event joined with its order (`events e JOIN orders o`), named like the
@@ -34,6 +34,13 @@ pub(super) trait Columns {
     fn integer(&self, name: &str) -> Result<i64, Self::Error>;
     /// The error for a column holding a value the store never writes.
     fn corrupt(&self, name: &str) -> Self::Error;
+
+    /// The digest of the order's client secret. A database row digests its
+    /// `client_secret` column (the secret goes no further than this); a
+    /// notification carries the digest alone.
+    fn client_secret_digest(&self) -> Result<SecretDigest, Self::Error> {
+        Ok(ClientSecret::from_stored(self.text("client_secret")?).digest())
+    }
 }
 
 fn parsed<R: Columns, T>(row: &R, name: &str, value: Result<T, impl Sized>) -> Result<T, R::Error> {
@@ -100,7 +107,7 @@ pub(super) fn order_from_row<R: Columns>(row: &R) -> Result<Order, R::Error> {
         )?,
         currency: text(row, "currency", Currency::parse)?,
         description: text(row, "description", Description::parse)?,
-        client_secret: ClientSecret::from_stored(row.text("client_secret")?),
+        client_secret_digest: row.client_secret_digest()?,
         idempotency_key,
         merchant,
         trace_parent,

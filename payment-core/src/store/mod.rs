@@ -28,7 +28,8 @@ pub use postgres::{FOLLOWER_APPLICATION_NAME, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, StatusConflict, Timestamp,
+    ClientSecret, NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, StatusConflict,
+    Timestamp,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,6 +86,9 @@ fn open_statuses_condition() -> String {
 pub trait Store: Send + Sync + 'static {
     async fn create_order(&self, new: NewOrder) -> Result<Created, StoreError>;
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// The order's client secret, which nothing else the store returns
+    /// holds: only for the answers that hand it out.
+    async fn client_secret(&self, id: OrderId) -> Result<Option<ClientSecret>, StoreError>;
     /// Applies `change` if the state machine allows it (decided in the write
     /// transaction, against the current row).
     async fn apply(&self, id: OrderId, change: StatusChange) -> Result<Applied, StoreError>;

@@ -41,8 +41,8 @@ use super::{
     },
 };
 use crate::domain::{
-    Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent, Scope,
-    StatusChange, Timestamp, TraceParent,
+    ClientSecret, Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent,
+    Scope, StatusChange, Timestamp, TraceParent,
 };
 
 /// Live events kept for receivers that fall behind. A receiver further
@@ -209,6 +209,18 @@ impl Store for SqliteStore {
                 ))?
                 .query_row([id.to_string()], |row| order_from_row(row))
                 .optional()
+            })
+            .await
+    }
+
+    async fn client_secret(&self, id: OrderId) -> Result<Option<ClientSecret>, StoreError> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT client_secret FROM orders WHERE order_id = ?1")?
+                    .query_row([id.to_string()], |row| {
+                        row.get(0).map(ClientSecret::from_stored)
+                    })
+                    .optional()
             })
             .await
     }
@@ -431,7 +443,7 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
             };
         }
     }
-    let order = new.clone().into_order();
+    let order = new.to_order();
     tx.prepare_cached(&format!(
         "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))
@@ -441,7 +453,7 @@ fn create(tx: &rusqlite::Transaction<'_>, new: &NewOrder) -> Result<Created, Sto
             order.amount.minor(),
             order.currency.as_str(),
             order.description.as_str(),
-            order.client_secret.as_str(),
+            new.client_secret.as_str(),
             order.idempotency_key.as_ref().map(IdempotencyKey::as_str),
             order.status.as_str(),
             order.created_at.0,

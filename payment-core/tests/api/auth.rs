@@ -249,15 +249,17 @@ async fn each_role_may_make_only_its_calls() {
 }
 
 #[tokio::test]
-async fn only_the_gateway_role_sees_client_secrets_in_events() {
+async fn no_event_carries_a_client_secret_for_any_role_only_its_digest() {
     let app = spawn_app_with_keys().await;
     let created = create_as(&app, SHOP_A).await;
     assert!(
         !created.client_secret.is_empty(),
         "CreateOrder answers the creator with the secret"
     );
+    let digest = payments_proto::contract::client_secret_sha256(&created.client_secret).to_vec();
+    assert_eq!(created.client_secret_sha256, digest);
 
-    let secrets_seen = |key: &'static str| {
+    let orders_seen = |key: &'static str| {
         let app = &app;
         let order_id = created.order_id.clone();
         async move {
@@ -286,15 +288,15 @@ async fn only_the_gateway_role_sees_client_secrets_in_events() {
                 .unwrap()
                 .into_inner();
             let watched = watch.next().await.expect("the created event").unwrap();
-            [history[0].clone(), page[0].clone(), watched]
-                .map(|event| event.order.expect("order").client_secret)
+            [history[0].clone(), page[0].clone(), watched].map(|event| event.order.expect("order"))
         }
     };
-    assert_eq!(secrets_seen(SHOP_A).await, ["", "", ""].map(String::from));
-    assert_eq!(
-        secrets_seen(GATEWAY_ONLY).await,
-        [0, 1, 2].map(|_| created.client_secret.clone())
-    );
+    for key in [SHOP_A, GATEWAY_ONLY] {
+        for order in orders_seen(key).await {
+            assert_eq!(order.client_secret, "", "no event carries the secret");
+            assert_eq!(order.client_secret_sha256, digest, "every event its digest");
+        }
+    }
 
     assert_eq!(
         secret_read_by(&app, READER, &created.order_id).await,
@@ -302,8 +304,14 @@ async fn only_the_gateway_role_sees_client_secrets_in_events() {
         "the provider's page does not get the secret"
     );
     assert_eq!(
+        secret_read_by(&app, GATEWAY_ONLY, &created.order_id).await,
+        "",
+        "a gateway checks secrets against the digest"
+    );
+    assert_eq!(
         secret_read_by(&app, SHOP_A, &created.order_id).await,
-        created.client_secret
+        created.client_secret,
+        "the merchant whose order it is reads its secret"
     );
 }
 

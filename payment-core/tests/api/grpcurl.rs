@@ -224,8 +224,8 @@ async fn a_newcomer_lists_describes_creates_and_watches_with_grpcurl() {
         ]
     );
     assert!(
-        !watched.contains("clientSecret"),
-        "a merchant key's watch carries no client secrets:\n{watched}"
+        !watched.contains("\"clientSecret\""),
+        "a watch carries no client secrets:\n{watched}"
     );
 
     let unsigned = grpcurl(

@@ -40,7 +40,9 @@ use super::{
         sequence_from_row,
     },
 };
-use crate::domain::{NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, Timestamp};
+use crate::domain::{
+    ClientSecret, NewOrder, Order, OrderId, PaymentEvent, Scope, StatusChange, Timestamp,
+};
 
 mod follower;
 mod notification;
@@ -282,6 +284,21 @@ impl Store for PostgresStore {
             .as_ref()
             .map(order_from_row)
             .transpose()
+    }
+
+    async fn client_secret(&self, id: OrderId) -> Result<Option<ClientSecret>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT client_secret FROM orders WHERE order_id = $1")
+            .await
+            .map_err(db)?;
+        client
+            .query_opt(&statement, &[&id.to_string()])
+            .await
+            .map_err(db)?
+            .map(|row| row.try_get(0).map(ClientSecret::from_stored))
+            .transpose()
+            .map_err(db)
     }
 
     async fn apply(&self, id: OrderId, change: StatusChange) -> Result<Applied, StoreError> {

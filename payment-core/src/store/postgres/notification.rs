@@ -10,11 +10,15 @@
 //! full queue) sees a batch that does not start right after what it
 //! published, and reads the log instead; so does one that gets a payload
 //! without events or one it cannot parse.
+//!
+//! Any role that can read `log_head` can LISTEN on the channel, so a
+//! payload holds nothing that opens anything: an order's client secret
+//! travels as its digest only (`client_secret_sha256`).
 
 use serde_json::{Map, Value, json};
 
 use crate::{
-    domain::{IdempotencyKey, MerchantId, Order, PaymentEvent, TraceParent},
+    domain::{IdempotencyKey, MerchantId, Order, PaymentEvent, SecretDigest, TraceParent},
     store::{
         StoreError,
         columns::{Columns, event_from_row},
@@ -42,7 +46,7 @@ pub(super) fn events_json(events: &[&Order]) -> String {
             "amount_minor": order.amount.minor(),
             "currency": order.currency.as_str(),
             "description": order.description.as_str(),
-            "client_secret": order.client_secret.as_str(),
+            "client_secret_sha256": hex::encode(order.client_secret_digest.as_bytes()),
             "idempotency_key": order.idempotency_key.as_ref().map(IdempotencyKey::as_str),
             "merchant": order.merchant.as_ref().map(MerchantId::as_str),
             "trace_parent": order.trace_parent.as_ref().map(TraceParent::as_str),
@@ -159,6 +163,13 @@ impl Columns for Row {
     fn corrupt(&self, name: &str) -> StoreError {
         StoreError::Database(format!("notification payload: invalid {name}"))
     }
+
+    fn client_secret_digest(&self) -> Result<SecretDigest, StoreError> {
+        const NAME: &str = "client_secret_sha256";
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(self.text(NAME)?, &mut bytes).map_err(|_| self.corrupt(NAME))?;
+        Ok(SecretDigest::from_bytes(bytes))
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +180,10 @@ mod tests {
     };
 
     fn order(description: &str, key: Option<&str>) -> Order {
+        new_order(description, key).to_order()
+    }
+
+    fn new_order(description: &str, key: Option<&str>) -> NewOrder {
         NewOrder {
             id: OrderId::new_random(),
             amount: Amount::parse("amount_minor", 1250).unwrap(),
@@ -188,7 +203,6 @@ mod tests {
             created_at: Timestamp(1_000),
             expires_at: Timestamp(61_000),
         }
-        .into_order()
     }
 
     fn payload(last: u64, events: &[&Order]) -> String {
@@ -246,6 +260,25 @@ mod tests {
                 sequence: 12,
                 order: b
             }]
+        );
+    }
+
+    #[test]
+    fn a_payload_carries_the_secret_digest_never_the_secret() {
+        let new = NewOrder {
+            client_secret: ClientSecret::generate(),
+            ..new_order("tea", None)
+        };
+        let order = new.to_order();
+        let payload = payload(1, &[&order]);
+        assert!(!payload.contains(new.client_secret.as_str()), "{payload}");
+        assert!(!payload.contains("\"client_secret\""), "{payload}");
+        let Next::Publish(events) = next(&payload, 0) else {
+            panic!("publishes");
+        };
+        assert_eq!(
+            events[0].order.client_secret_digest,
+            new.client_secret.digest()
         );
     }
 

@@ -38,7 +38,8 @@ use tokio_postgres::error::SqlState;
 use super::{client, db, notification};
 use crate::{
     domain::{
-        Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent, TraceParent,
+        ClientSecret, Decision, IdempotencyKey, MerchantId, NewOrder, Order, OrderId, PaymentEvent,
+        TraceParent,
     },
     store::{
         Applied, Created, StoreError,
@@ -224,7 +225,8 @@ async fn commit(
     // the create is answered, after commit.)
     let mut events: Vec<Order> = Vec::new();
     let mut changed: HashSet<OrderId> = HashSet::new();
-    let mut new_orders: Vec<Order> = Vec::new();
+    // Each with the secret the orders table keeps and `Order` does not.
+    let mut new_orders: Vec<(Order, &ClientSecret)> = Vec::new();
     let mut plans = Vec::with_capacity(batch.len());
     for command in batch {
         let plan = match command {
@@ -232,7 +234,7 @@ async fn commit(
                 Some(key) if by_key.contains_key(key.as_str()) => {
                     if new_orders
                         .iter()
-                        .any(|o| o.idempotency_key.as_ref() == Some(key))
+                        .any(|(o, _)| o.idempotency_key.as_ref() == Some(key))
                     {
                         Plan::SameKeyAs(key.clone())
                     } else {
@@ -240,11 +242,11 @@ async fn commit(
                     }
                 }
                 _ => {
-                    let order = new.clone().into_order();
+                    let order = new.to_order();
                     if let Some(key) = &order.idempotency_key {
                         by_key.insert(key.as_str().to_owned(), order.clone());
                     }
-                    new_orders.push(order.clone());
+                    new_orders.push((order.clone(), &new.client_secret));
                     events.push(order);
                     Plan::Inserted(events.len() - 1)
                 }
@@ -418,23 +420,24 @@ async fn orders_by_key<'k>(
 /// inserted because another replica's order took their key first.
 async fn insert_orders(
     tx: &Transaction<'_>,
-    new_orders: &mut [Order],
+    new_orders: &mut [(Order, &ClientSecret)],
 ) -> Result<Vec<Order>, Failure> {
     if new_orders.is_empty() {
         return Ok(Vec::new());
     }
-    new_orders.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
-    let text = |f: fn(&Order) -> &str| new_orders.iter().map(f).collect::<Vec<_>>();
-    let number = |f: fn(&Order) -> i64| new_orders.iter().map(f).collect::<Vec<_>>();
-    let ids: Vec<String> = new_orders.iter().map(|o| o.id.to_string()).collect();
-    let keys: Vec<Option<&str>> = new_orders.iter().map(order_key).collect();
+    new_orders.sort_by(|(a, _), (b, _)| order_key(a).cmp(&order_key(b)));
+    let text = |f: fn(&Order) -> &str| new_orders.iter().map(|(o, _)| f(o)).collect::<Vec<_>>();
+    let number = |f: fn(&Order) -> i64| new_orders.iter().map(|(o, _)| f(o)).collect::<Vec<_>>();
+    let ids: Vec<String> = new_orders.iter().map(|(o, _)| o.id.to_string()).collect();
+    let secrets: Vec<&str> = new_orders.iter().map(|(_, s)| s.as_str()).collect();
+    let keys: Vec<Option<&str>> = new_orders.iter().map(|(o, _)| order_key(o)).collect();
     let merchants: Vec<Option<&str>> = new_orders
         .iter()
-        .map(|o| o.merchant.as_ref().map(MerchantId::as_str))
+        .map(|(o, _)| o.merchant.as_ref().map(MerchantId::as_str))
         .collect();
     let trace_parents: Vec<Option<&str>> = new_orders
         .iter()
-        .map(|o| o.trace_parent.as_ref().map(TraceParent::as_str))
+        .map(|(o, _)| o.trace_parent.as_ref().map(TraceParent::as_str))
         .collect();
     let statement = tx
         .prepare_cached(&format!(
@@ -449,7 +452,7 @@ async fn insert_orders(
                 &number(|o| o.amount.minor()),
                 &text(|o| o.currency.as_str()),
                 &text(|o| o.description.as_str()),
-                &text(|o| o.client_secret.as_str()),
+                &secrets,
                 &keys,
                 &text(|o| o.status.as_str()),
                 &number(|o| o.created_at.0),
@@ -468,8 +471,8 @@ async fn insert_orders(
         .collect::<Result<_, _>>()?;
     Ok(new_orders
         .iter()
-        .filter(|order| !inserted.contains(&order.id))
-        .cloned()
+        .filter(|(order, _)| !inserted.contains(&order.id))
+        .map(|(order, _)| order.clone())
         .collect())
 }
 
