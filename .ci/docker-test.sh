@@ -229,8 +229,10 @@ create_order() {
   ORDER=$(json_get "$out" order_id id) || fail "$1: no order id in $(cat "$out")"
   SECRET=$(json_get "$out" client_secret) || fail "$1: no client_secret in $(cat "$out")"
   local events
-  events=$(json_get "$out" events_url || echo "/api/orders/$ORDER/events?client_secret=$SECRET")
+  events=$(json_get "$out" events_url || echo "/api/orders/$ORDER/events")
   STREAM_URL=$BASE$(path_of "$events")
+  # The secret goes in a header, never in a URL (the gateway refuses that).
+  AUTH=(-H "Authorization: Bearer $SECRET")
 }
 
 report() { # ORDER_ID OUTCOME
@@ -305,9 +307,9 @@ ok "payment-core gRPC answers on published port $GRPC_PORT"
 # ================================================ 4. order, SSE, payment ===
 phase "4. order 1 through nginx, SSE, report succeeded"
 create_order order1 "docker test"
-ORDER1=$ORDER SECRET1=$SECRET
+ORDER1=$ORDER SECRET1=$SECRET AUTH1=("${AUTH[@]}")
 ok "POST /api/orders -> order $ORDER1"
-open_sse s1 "$STREAM_URL"
+open_sse s1 "$STREAM_URL" "${AUTH[@]}"
 s1_PID=$SSE_PID
 wait_until 20 "SSE stream of order 1 answers 200" http_status_200 "$WORK/s1.sse" \
   || fail "SSE stream of order 1 did not open"
@@ -327,8 +329,8 @@ echo "order 1 stream (id:event): $(sse_summary "$WORK/s1.sse")"
 # ======================================= 5. gateway loss, Last-Event-ID ===
 phase "5. order 2: stop the serving gateway, resume with Last-Event-ID"
 create_order order2 "docker test failover"
-ORDER2=$ORDER URL2=$STREAM_URL
-open_sse s2a "$URL2"
+ORDER2=$ORDER URL2=$STREAM_URL AUTH2=("${AUTH[@]}")
+open_sse s2a "$URL2" "${AUTH2[@]}"
 s2a_PID=$SSE_PID
 wait_until 20 "SSE stream A of order 2 answers 200" http_status_200 "$WORK/s2a.sse" \
   || fail "SSE stream of order 2 did not open"
@@ -365,7 +367,7 @@ ok "stream A broke when $STOPPED stopped (last id seen: ${LAST_ID:-none})"
 report "$ORDER2" succeeded || fail "mock-provider report for order 2 failed: $(cat "$WORK/report-$ORDER2.out")"
 RESUME=()
 [[ -n "$LAST_ID" ]] && RESUME=(-H "Last-Event-ID: $LAST_ID")
-open_sse s2b "$URL2" "${RESUME[@]}"
+open_sse s2b "$URL2" "${AUTH2[@]}" "${RESUME[@]}"
 s2b_PID=$SSE_PID
 wait_until 30 "event: succeeded on stream B" has_event "$WORK/s2b.sse" succeeded \
   || fail "no 'event: succeeded' after reconnecting with Last-Event-ID: ${LAST_ID:-none}"
@@ -389,7 +391,7 @@ wait_healthy 180 "${ALIVE[@]}"
 order1_succeeded() {
   local code
   code=$(curl -sS -m 10 -o "$WORK/order1-after.json" -w '%{http_code}' \
-           "$BASE/api/orders/$ORDER1?client_secret=$SECRET1") || return 1
+           "${AUTH1[@]}" "$BASE/api/orders/$ORDER1") || return 1
   [[ "$code" == 200 ]] || return 1
   json_get "$WORK/order1-after.json" status | tr '[:upper:]' '[:lower:]' | grep -q succeeded
 }
@@ -423,7 +425,7 @@ pay_through_nginx() {
   wait_until 60 "both gateways ready" gateways_ready || fail "$name: a gateway has no stream from a core"
   create_order "$name" "docker test $name"
   order=$ORDER
-  open_sse "$name" "$STREAM_URL"
+  open_sse "$name" "$STREAM_URL" "${AUTH[@]}"
   pid=$SSE_PID
   wait_until 20 "$name: stream answers 200" http_status_200 "$WORK/$name.sse" || fail "$name: stream did not open"
   report "$order" succeeded || fail "$name: report failed: $(cat "$WORK/report-$order.out")"

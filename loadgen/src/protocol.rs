@@ -1,7 +1,8 @@
 //! What the coordinator and its worker processes say to each other: JSON
 //! lines over the workers' stdin and stdout.
 //!
-//! stdin:  `{"i":<conn>,"p":"<path>"}` lines ([`Subscription`]), then
+//! stdin:  `{"i":<conn>,"p":"<path>","a":"<authorization>"}` lines
+//!         ([`Subscription`]; `a` only for streams that need one), then
 //!         `{"cmd":"open"}`; later `{"cmd":"storm"}` (the server is about
 //!         to stop: from now on connect to the failover address, at once),
 //!         `{"cmd":"drop"}` (the same, and close every stream now, as a
@@ -27,6 +28,7 @@ pub const CLOSE: &[u8] = b"{\"cmd\":\"close\"}\n";
 pub struct InLine {
     pub i: Option<u32>,
     pub p: Option<String>,
+    pub a: Option<String>,
     pub cmd: Option<String>,
 }
 
@@ -35,6 +37,10 @@ pub struct InLine {
 pub struct Subscription<'a> {
     pub i: usize,
     pub p: &'a str,
+    /// The `Authorization` header the stream needs: the gateway's order
+    /// streams take the client secret there, never in the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a: Option<&'a str>,
 }
 
 /// A worker's counts so far.

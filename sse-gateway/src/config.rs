@@ -43,6 +43,14 @@ pub struct Config {
     /// Token for the merchant dashboard and its all-orders stream.
     #[arg(long, env = "ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
     pub admin_token: String,
+    /// How long a stream token (`POST /api/orders/{id}/stream-tokens`)
+    /// opens its order's stream. It is checked when a stream opens; pages
+    /// get a new one for each reconnect.
+    #[arg(long, env = "STREAM_TOKEN_TTL_SECS", default_value_t = 300)]
+    pub stream_token_ttl_secs: u64,
+    /// How long a dashboard sign-in (its session cookie) lasts.
+    #[arg(long, env = "DASHBOARD_SESSION_SECS", default_value_t = 8 * 3600)]
+    pub dashboard_session_secs: u64,
     /// Seconds of silence after which an SSE stream sends a heartbeat event
     /// (pages reconnect after about 2.5 intervals without a byte).
     #[arg(long, env = "HEARTBEAT_SECS", default_value_t = 15)]

@@ -19,8 +19,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("order not found")]
     NotFound,
-    #[error("missing or invalid admin token")]
-    Unauthorized,
+    /// What the client must present, and how; never whether an order exists.
+    #[error("{0}")]
+    Unauthorized(&'static str),
     #[error("requests from this origin are not allowed (see ALLOWED_ORIGINS)")]
     OriginNotAllowed,
     #[error("this path does not take that method (see the Allow header)")]
@@ -75,7 +76,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
             Self::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::OriginNotAllowed => (StatusCode::FORBIDDEN, ErrorCode::OriginNotAllowed),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
             Self::IdempotencyConflict(_) => (StatusCode::CONFLICT, ErrorCode::IdempotencyConflict),
@@ -133,6 +134,14 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme it wants.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use payments_proto::payments::v1::OrderStatus as ContractStatus;
 use serde::{Serialize, Serializer};
 use service_kit::telemetry::RemoteTrace;
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -136,8 +137,13 @@ pub struct OrderView {
     /// ISO 4217 code.
     pub currency: String,
     pub description: String,
+    /// Only in payment-core's answer to a create: handed to the creator
+    /// once, never read back.
     #[serde(skip)]
     pub client_secret: String,
+    /// What a presented secret is checked against.
+    #[serde(skip)]
+    pub client_secret_digest: SecretDigest,
     /// The provider's page where the payer pays.
     pub payment_url: String,
     /// Why the order reached its status (a decline reason); may be empty.
@@ -258,12 +264,34 @@ impl WireEvent {
     }
 }
 
-/// One order's events, oldest first, and the secret that lets a browser
-/// watch them: what a stream needs to open, from payment-core or from the
-/// gateway's memory of recent orders.
+/// The SHA-256 of an order's client secret
+/// (`contract::client_secret_sha256`), which payment-core sends with every
+/// order and event instead of the secret: a browser's secret opens the
+/// order when its digest is this one. The gateway never holds a secret it
+/// did not create the order for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretDigest(pub [u8; 32]);
+
+impl SecretDigest {
+    /// The digest in a payment-core message, if it is one (32 bytes).
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    /// Whether `presented` is the secret this is the digest of, compared
+    /// in constant time. An empty secret opens nothing.
+    pub fn opened_by(&self, presented: &str) -> bool {
+        !presented.is_empty()
+            && bool::from(payments_proto::contract::client_secret_sha256(presented).ct_eq(&self.0))
+    }
+}
+
+/// One order's events, oldest first, and the digest of the secret that lets
+/// a browser watch them: what a stream needs to open, from payment-core or
+/// from the gateway's memory of recent orders.
 #[derive(Debug, Clone)]
 pub struct OrderHistory {
-    pub client_secret: Arc<str>,
+    pub client_secret_digest: SecretDigest,
     pub events: Vec<Arc<WireEvent>>,
 }
 
@@ -290,12 +318,12 @@ impl OrderHistory {
 }
 
 /// An event as the upstream delivers it: the event, and its order's client
-/// secret, which only the gateway's memory of recent orders keeps (no
-/// frame carries it).
+/// secret digest, which only the gateway's memory of recent orders keeps
+/// (no frame carries it).
 #[derive(Debug, Clone)]
 pub struct UpstreamEvent {
     pub event: WireEvent,
-    pub client_secret: String,
+    pub client_secret_digest: SecretDigest,
 }
 
 /// What the all-orders stream delivers: an event, or the sequence of one
@@ -326,13 +354,28 @@ mod tests {
     fn history(statuses: &[Status]) -> OrderHistory {
         let order = OrderId(Uuid::nil());
         OrderHistory {
-            client_secret: "cs".into(),
+            client_secret_digest: SecretDigest([0; 32]),
             events: statuses
                 .iter()
                 .zip(1..)
                 .map(|(status, sequence)| Arc::new(WireEvent::new(sequence, order, *status, "{}")))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_secret_opens_only_the_order_whose_digest_it_has_and_empty_opens_nothing() {
+        let digest = SecretDigest(payments_proto::contract::client_secret_sha256("cs_right"));
+        assert!(digest.opened_by("cs_right"));
+        assert!(!digest.opened_by("cs_righ"));
+        assert!(!digest.opened_by("cs_other"));
+        let empty = SecretDigest(payments_proto::contract::client_secret_sha256(""));
+        assert!(!empty.opened_by(""));
+        assert_eq!(SecretDigest::from_slice(&[1; 31]), None);
+        assert_eq!(
+            SecretDigest::from_slice(&[1; 32]),
+            Some(SecretDigest([1; 32]))
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ use std::{
 use tokio::sync::mpsc;
 
 use crate::{
-    event::{OrderHistory, OrderId, UpstreamEvent, WireEvent},
+    event::{OrderHistory, OrderId, SecretDigest, UpstreamEvent, WireEvent},
     metrics::Metrics,
     recent::RecentOrders,
 };
@@ -171,6 +171,11 @@ impl Hub {
         (subscription, history)
     }
 
+    /// The client secret digest of an order this gateway remembers.
+    pub fn recent_secret_digest(&self, order_id: OrderId) -> Option<SecretDigest> {
+        self.shard(order_id).recent.secret_digest(order_id)
+    }
+
     /// Registers for every event from now on, and returns the recent ones
     /// taken under the same lock, so nothing falls between the two.
     pub fn subscribe_dashboard(self: &Arc<Self>) -> (Subscription, Vec<Arc<WireEvent>>) {
@@ -196,7 +201,7 @@ impl Hub {
         let event = Arc::new(upstream.event);
         {
             let mut shard = self.shard(event.order_id);
-            let held = shard.recent.record(&event, &upstream.client_secret);
+            let held = shard.recent.record(&event, upstream.client_secret_digest);
             self.metrics.recent_orders_changed(held);
             if let Some(subscribers) = shard.watchers.get_mut(&event.order_id) {
                 self.offer(subscribers, &event);
@@ -245,6 +250,8 @@ impl Hub {
 mod tests {
     use super::*;
 
+    use payments_proto::contract::client_secret_sha256;
+
     use crate::event::Status;
 
     /// Order "a" and order "b" of the tests.
@@ -261,7 +268,7 @@ mod tests {
         };
         UpstreamEvent {
             event: WireEvent::new(sequence, order(order_id), status, "{}"),
-            client_secret: format!("cs_{order_id}"),
+            client_secret_digest: SecretDigest(client_secret_sha256(&format!("cs_{order_id}"))),
         }
     }
 
@@ -327,7 +334,7 @@ mod tests {
         hub.publish(event(1, "a"));
         let (mut live, history) = hub.subscribe_order(order("a"));
         let history = history.expect("seen from its creation");
-        assert_eq!(&*history.client_secret, "cs_a");
+        assert!(history.client_secret_digest.opened_by("cs_a"));
         assert_eq!(
             history
                 .events
@@ -386,7 +393,7 @@ mod tests {
                         let sequence = u64::from(k) * 3 + step as u64 + 1;
                         hub.publish(UpstreamEvent {
                             event: WireEvent::new(sequence, order_of(k), status, "{}"),
-                            client_secret: "cs".into(),
+                            client_secret_digest: SecretDigest([0; 32]),
                         });
                         if step == 0 {
                             created.store(u64::from(k) + 1, Ordering::Release);

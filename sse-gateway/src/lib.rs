@@ -9,8 +9,10 @@
 //!   a connection are written straight to the socket, the rest goes to hyper.
 //! - [`routes`]: [`router`] and the handlers by concern (orders, streams,
 //!   ops, pages); the event-stream paths are declared there once.
-//! - [`extract`]: order ids, client secrets, the admin token and the resume
-//!   point, read from requests by extractors.
+//! - [`extract`]: order ids, what a browser presents to open an order or the
+//!   dashboard, and the resume point, read from requests by extractors.
+//! - [`access`]: the stream tokens and dashboard sessions the gateway signs,
+//!   so that no long-lived secret travels in a URL.
 //! - [`state`]: [`AppState`], what every handler shares.
 //! - [`upstream`]: the one `WatchPayments(all_orders)` stream per gateway,
 //!   reconnecting with backoff and resuming after the last sequence seen.
@@ -24,6 +26,7 @@
 //!   rendered once for the wire.
 //! - `fuzzing`: private functions the fuzz targets (`fuzz/`) call; not an API.
 
+pub mod access;
 pub mod config;
 pub mod error;
 pub mod event;

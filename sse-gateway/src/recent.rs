@@ -31,7 +31,7 @@ use std::{
     sync::Arc,
 };
 
-use crate::event::{OrderHistory, OrderId, Status, WireEvent};
+use crate::event::{OrderHistory, OrderId, SecretDigest, Status, WireEvent};
 
 /// A real order has three events at most (created, processing, a result);
 /// more means something unforeseen, and the core is asked instead.
@@ -92,6 +92,13 @@ impl RecentOrders {
         self.orders.len() as i64 - before
     }
 
+    /// The digest of a held order's client secret.
+    pub fn secret_digest(&self, order_id: OrderId) -> Option<SecretDigest> {
+        self.orders
+            .get(&order_id)
+            .map(|history| history.client_secret_digest)
+    }
+
     /// Forgets every order (an undecodable event named no order).
     pub fn forget_all(&mut self) -> i64 {
         let before = self.orders.len() as i64;
@@ -103,14 +110,14 @@ impl RecentOrders {
 
     /// Records an event the upstream delivered; answers the change in the
     /// number of orders held (for the gauge).
-    pub fn record(&mut self, event: &Arc<WireEvent>, client_secret: &str) -> i64 {
+    pub fn record(&mut self, event: &Arc<WireEvent>, client_secret_digest: SecretDigest) -> i64 {
         if self.capacity == 0 {
             return 0;
         }
         let before = self.orders.len() as i64;
         if event.status == Status::Created {
             let history = OrderHistory {
-                client_secret: client_secret.into(),
+                client_secret_digest,
                 events: vec![Arc::clone(event)],
             };
             self.bytes += Self::cost(&history);
@@ -147,6 +154,10 @@ impl RecentOrders {
 mod tests {
     use super::*;
 
+    fn digest(secret: &str) -> SecretDigest {
+        SecretDigest(payments_proto::contract::client_secret_sha256(secret))
+    }
+
     fn order(n: u8) -> OrderId {
         OrderId::parse(&format!("{n:08x}-0000-4000-8000-000000000000")).expect("uuid")
     }
@@ -163,15 +174,15 @@ mod tests {
     fn an_order_seen_from_its_creation_is_known_with_its_secret_and_every_event() {
         let mut recent = RecentOrders::with_capacity(10);
         assert_eq!(
-            recent.record(&event(1, order(1), Status::Created), "cs_1"),
+            recent.record(&event(1, order(1), Status::Created), digest("cs_1")),
             1
         );
         assert_eq!(
-            recent.record(&event(2, order(1), Status::Processing), "cs_1"),
+            recent.record(&event(2, order(1), Status::Processing), digest("cs_1")),
             0
         );
         let history = recent.get(order(1)).expect("known");
-        assert_eq!(&*history.client_secret, "cs_1");
+        assert_eq!(history.client_secret_digest, digest("cs_1"));
         assert_eq!(sequences(&history), [1, 2]);
     }
 
@@ -179,11 +190,11 @@ mod tests {
     fn an_order_first_seen_after_its_creation_is_left_to_the_core() {
         let mut recent = RecentOrders::with_capacity(10);
         assert_eq!(
-            recent.record(&event(5, order(1), Status::Processing), "cs_1"),
+            recent.record(&event(5, order(1), Status::Processing), digest("cs_1")),
             0
         );
         assert_eq!(
-            recent.record(&event(6, order(1), Status::Succeeded), "cs_1"),
+            recent.record(&event(6, order(1), Status::Succeeded), digest("cs_1")),
             0
         );
         assert!(
@@ -195,14 +206,14 @@ mod tests {
     #[test]
     fn the_oldest_order_goes_first_and_does_not_come_back_half_known() {
         let mut recent = RecentOrders::with_capacity(2);
-        recent.record(&event(1, order(1), Status::Created), "cs_1");
-        recent.record(&event(2, order(2), Status::Created), "cs_2");
+        recent.record(&event(1, order(1), Status::Created), digest("cs_1"));
+        recent.record(&event(2, order(2), Status::Created), digest("cs_2"));
         assert_eq!(
-            recent.record(&event(3, order(3), Status::Created), "cs_3"),
+            recent.record(&event(3, order(3), Status::Created), digest("cs_3")),
             0
         );
         assert!(recent.get(order(1)).is_none());
-        recent.record(&event(4, order(1), Status::Succeeded), "cs_1");
+        recent.record(&event(4, order(1), Status::Succeeded), digest("cs_1"));
         assert!(recent.get(order(1)).is_none(), "evicted stays unknown");
         assert!(recent.get(order(2)).is_some() && recent.get(order(3)).is_some());
         assert!(recent.arrival.len() <= 2);
@@ -211,16 +222,19 @@ mod tests {
     #[test]
     fn an_order_with_too_many_events_is_forgotten_not_truncated() {
         let mut recent = RecentOrders::with_capacity(10);
-        recent.record(&event(1, order(1), Status::Created), "cs_1");
+        recent.record(&event(1, order(1), Status::Created), digest("cs_1"));
         for sequence in 2..=MAX_EVENTS_PER_ORDER as u64 {
-            recent.record(&event(sequence, order(1), Status::Processing), "cs_1");
+            recent.record(
+                &event(sequence, order(1), Status::Processing),
+                digest("cs_1"),
+            );
         }
         assert_eq!(
             recent.get(order(1)).expect("at the bound").events.len(),
             MAX_EVENTS_PER_ORDER
         );
         assert_eq!(
-            recent.record(&event(99, order(1), Status::Succeeded), "cs_1"),
+            recent.record(&event(99, order(1), Status::Succeeded), digest("cs_1")),
             -1
         );
         assert!(recent.get(order(1)).is_none());
@@ -230,7 +244,7 @@ mod tests {
     fn a_capacity_of_zero_keeps_nothing() {
         let mut recent = RecentOrders::with_capacity(0);
         assert_eq!(
-            recent.record(&event(1, order(1), Status::Created), "cs_1"),
+            recent.record(&event(1, order(1), Status::Created), digest("cs_1")),
             0
         );
         assert!(recent.get(order(1)).is_none());
@@ -247,7 +261,7 @@ mod tests {
                 Status::Created,
                 &long,
             ));
-            recent.record(&big, "cs");
+            recent.record(&big, digest("cs"));
         }
         assert!(
             recent.bytes <= recent.budget(),
@@ -264,10 +278,10 @@ mod tests {
     #[test]
     fn a_forgotten_order_is_left_to_the_core_and_its_later_events_too() {
         let mut recent = RecentOrders::with_capacity(10);
-        recent.record(&event(1, order(1), Status::Created), "cs_1");
-        recent.record(&event(2, order(2), Status::Created), "cs_2");
+        recent.record(&event(1, order(1), Status::Created), digest("cs_1"));
+        recent.record(&event(2, order(2), Status::Created), digest("cs_2"));
         assert_eq!(recent.forget(order(1)), -1);
-        recent.record(&event(3, order(1), Status::Succeeded), "cs_1");
+        recent.record(&event(3, order(1), Status::Succeeded), digest("cs_1"));
         assert!(recent.get(order(1)).is_none());
         assert_eq!(recent.forget_all(), -1);
         assert!(recent.get(order(2)).is_none());

@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use payments_proto::contract::HEARTBEAT_EVENT;
 
-use crate::{config::Config, hub::Hub, metrics::Metrics, payment_core::PaymentCore};
+use crate::{
+    access::Signer, config::Config, hub::Hub, metrics::Metrics, payment_core::PaymentCore,
+};
 
 /// Cheap to clone: `Arc`s and small values.
 #[derive(Clone)]
@@ -28,6 +30,13 @@ pub struct AppState {
     pub allowed_origins: Arc<[HeaderValue]>,
     /// The dashboard's token, compared in constant time.
     pub admin_token: Arc<str>,
+    /// Signs and checks stream tokens and dashboard sessions (keys derived
+    /// from the admin token).
+    pub signer: Arc<Signer>,
+    /// How long a stream token opens its order's stream.
+    pub stream_token_ttl: Duration,
+    /// How long a dashboard sign-in lasts.
+    pub session_ttl: Duration,
     /// This gateway's name in `/metrics` and the `X-Gateway-Instance` header.
     pub instance: Arc<str>,
     /// Silence after which an event stream sends a heartbeat.
@@ -57,6 +66,9 @@ impl AppState {
             metrics,
             metrics_registry,
             admin_token: config.admin_token.as_str().into(),
+            signer: Arc::new(Signer::new(config.admin_token.as_str())),
+            stream_token_ttl: Duration::from_secs(config.stream_token_ttl_secs.max(1)),
+            session_ttl: Duration::from_secs(config.dashboard_session_secs.max(1)),
             instance: config.instance.as_str().into(),
             heartbeat: config.heartbeat(),
             max_streams: config.max_streams,

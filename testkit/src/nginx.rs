@@ -97,6 +97,13 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// What nginx has written to its access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Nginx {
     /// SIGTERM first: the master stops its workers (a SIGKILLed master
     /// leaves them running); SIGKILL if it has not exited in five seconds.

@@ -26,6 +26,8 @@ pub(super) struct Order {
     /// Gateway: the order id; nchan: the channel name.
     pub(super) id: String,
     pub(super) sub_path: String,
+    /// The stream's `Authorization` header, if it needs one.
+    pub(super) authorization: Option<String>,
 }
 
 /// The orders to watch: nchan channel names, or orders created on the
@@ -88,6 +90,7 @@ fn nchan_channels(run_id: &str, count: usize) -> Vec<Order> {
             let id = format!("lg{run_id}-{o}");
             Order {
                 sub_path: format!("/sub/{id}"),
+                authorization: None,
                 id,
             }
         })
@@ -195,10 +198,8 @@ async fn create_via_grpc(
         .order
         .context("no order in response")?;
     Ok(Order {
-        sub_path: format!(
-            "/api/orders/{}/events?client_secret={}",
-            order.order_id, order.client_secret
-        ),
+        sub_path: format!("/api/orders/{}/events", order.order_id),
+        authorization: Some(format!("Bearer {}", order.client_secret)),
         id: order.order_id,
     })
 }
@@ -221,5 +222,6 @@ async fn create_via_api(api: &mut KeepAlive, o: usize) -> anyhow::Result<Order> 
     Ok(Order {
         id: field("order_id")?,
         sub_path: field("events_url")?,
+        authorization: Some(format!("Bearer {}", field("client_secret")?)),
     })
 }

@@ -116,6 +116,7 @@ fn worker_feed(w: usize, workers: usize, n: usize, orders: &[Order]) -> anyhow::
         let subscription = Subscription {
             i,
             p: &order.sub_path,
+            a: order.authorization.as_deref(),
         };
         serde_json::to_writer(&mut feed, &subscription)?;
         feed.push(b'\n');

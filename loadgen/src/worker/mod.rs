@@ -203,14 +203,17 @@ async fn write_lines(mut lines: mpsc::UnboundedReceiver<OutLine>) {
 }
 
 /// The subscriptions up to `open`; `None` when told to close first.
+/// One connection to open: its number, path and `Authorization` header.
+type Subscription = (u32, String, Option<String>);
+
 async fn read_subscriptions(
     stdin: &mut Lines<BufReader<Stdin>>,
-) -> anyhow::Result<Option<Vec<(u32, String)>>> {
+) -> anyhow::Result<Option<Vec<Subscription>>> {
     let mut subscriptions = Vec::new();
     while let Some(line) = stdin.next_line().await? {
         let line: InLine = serde_json::from_str(&line).context("bad stdin line")?;
         match (line.i, line.p, line.cmd.as_deref()) {
-            (Some(i), Some(p), _) => subscriptions.push((i, p)),
+            (Some(i), Some(p), _) => subscriptions.push((i, p, line.a)),
             (_, _, Some("open")) => break,
             (_, _, Some("close")) => return Ok(None),
             _ => bail!("unexpected stdin line"),
@@ -236,17 +239,17 @@ async fn send_status(ctx: Arc<Ctx>) {
 
 /// Opens every subscription, `--connect-concurrency` set-ups at a time,
 /// from the source addresses in turn; answers the connections' tasks.
-async fn open_all(ctx: Arc<Ctx>, subscriptions: Vec<(u32, String)>) -> JoinSet<()> {
+async fn open_all(ctx: Arc<Ctx>, subscriptions: Vec<Subscription>) -> JoinSet<()> {
     let gate = Arc::new(Semaphore::new(ctx.args.connect_concurrency.max(1)));
     let sources = &ctx.args.sources;
     let mut tasks = JoinSet::new();
-    for (n, (i, path)) in subscriptions.into_iter().enumerate() {
+    for (n, (i, path, authorization)) in subscriptions.into_iter().enumerate() {
         let permit = tokio::select! {
             () = ctx.cancel.cancelled() => break,
             permit = Arc::clone(&gate).acquire_owned() => permit.expect("never closed"),
         };
         let source = (!sources.is_empty()).then(|| sources[n % sources.len()]);
-        let watch = stream::Watch::new(i, path, source, permit);
+        let watch = stream::Watch::new(i, path, authorization, source, permit);
         let _ = ctx
             .counters
             .first_connect_ns

@@ -34,6 +34,7 @@ const REPORTED_RESULT: &str = "succeeded";
 pub struct Watch {
     i: u32,
     path: String,
+    authorization: Option<String>,
     source: Option<IpAddr>,
     last_id: Option<String>,
     last_seq: u64,
@@ -53,10 +54,17 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(i: u32, path: String, source: Option<IpAddr>, permit: OwnedSemaphorePermit) -> Self {
+    pub fn new(
+        i: u32,
+        path: String,
+        authorization: Option<String>,
+        source: Option<IpAddr>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         Self {
             i,
             path,
+            authorization,
             source,
             last_id: None,
             last_seq: 0,
@@ -213,6 +221,7 @@ impl Stream {
             ("Cache-Control", "no-cache"),
         ];
         headers.extend(watch.last_id.as_deref().map(|id| ("Last-Event-ID", id)));
+        headers.extend(watch.authorization.as_deref().map(|a| ("Authorization", a)));
         socket
             .write_all(&wire::encode_request("GET", &watch.path, &headers, None)?)
             .await?;

@@ -15,7 +15,8 @@ use tonic_types::StatusExt;
 
 use super::{CoreError, EventStream, EventsPage, OrderHistory, PaymentCore};
 use crate::event::{
-    EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, UpstreamItem, WireEvent,
+    EventData, NewOrder, OrderId, OrderView, SecretDigest, Status, UpstreamEvent, UpstreamItem,
+    WireEvent,
 };
 
 impl From<tonic::Status> for CoreError {
@@ -46,6 +47,13 @@ fn rfc3339(timestamp: Option<prost_types::Timestamp>) -> String {
 }
 
 /// What payment-core sent that the gateway cannot read: a contract mismatch.
+/// The digest of `order`'s client secret, which payment-core sends with
+/// every order.
+fn digest_of(order: &pb::Order) -> Result<SecretDigest, CoreError> {
+    SecretDigest::from_slice(&order.client_secret_sha256)
+        .ok_or_else(|| malformed("client_secret_sha256 is not 32 bytes"))
+}
+
 fn malformed(what: impl std::fmt::Display) -> CoreError {
     CoreError::Other(format!("malformed answer from payment-core: {what}"))
 }
@@ -63,6 +71,7 @@ impl TryFrom<pb::Order> for OrderView {
     type Error = CoreError;
 
     fn try_from(order: pb::Order) -> Result<Self, Self::Error> {
+        let client_secret_digest = digest_of(&order)?;
         Ok(Self {
             order_id: order_id_of(&order.order_id)?,
             status: status_of(order.status)?,
@@ -70,6 +79,7 @@ impl TryFrom<pb::Order> for OrderView {
             currency: order.currency,
             description: order.description,
             client_secret: order.client_secret,
+            client_secret_digest,
             payment_url: order.payment_url,
             reason: order.reason,
             created_at: rfc3339(order.created_at),
@@ -220,13 +230,12 @@ impl PaymentCore for GrpcCore {
             .events;
         // Every order has at least its `created` event; without one there is
         // no secret to check, so the order is treated as unknown.
-        let client_secret = events
+        let order = events
             .last()
             .and_then(|event| event.order.as_ref())
-            .map(|order| order.client_secret.as_str().into())
             .ok_or(CoreError::NotFound)?;
         Ok(OrderHistory {
-            client_secret,
+            client_secret_digest: digest_of(order)?,
             events: wire_events(&events)?.into_iter().map(Arc::new).collect(),
         })
     }
@@ -269,13 +278,14 @@ impl PaymentCore for GrpcCore {
         Ok(stream
             .map(|message| {
                 let event = message.map_err(CoreError::from)?;
-                Ok(match WireEvent::try_from(&event) {
-                    Ok(wire) => UpstreamItem::Event(UpstreamEvent {
+                let wire = WireEvent::try_from(&event).and_then(|wire| {
+                    let order = event.order.as_ref().ok_or_else(|| malformed("event without its order"))?;
+                    Ok((wire, digest_of(order)?))
+                });
+                Ok(match wire {
+                    Ok((wire, client_secret_digest)) => UpstreamItem::Event(UpstreamEvent {
                         event: wire,
-                        client_secret: event
-                            .order
-                            .map(|order| order.client_secret)
-                            .unwrap_or_default(),
+                        client_secret_digest,
                     }),
                     // One unreadable event must not stop every other
                     // order's: it is logged and passed on as a mark, so

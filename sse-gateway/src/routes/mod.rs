@@ -1,6 +1,8 @@
 //! The gateway's HTTP surface: [`router`] and its handlers, by concern:
 //! - [`orders`]: the JSON API the checkout calls;
 //! - [`streams`]: the event streams, one order's or every order's;
+//! - [`sessions`]: stream tokens and the dashboard's sign-in, so that no
+//!   long-lived secret travels in a URL;
 //! - [`ops`]: health, readiness and metrics;
 //! - [`openapi`]: the OpenAPI description of all of the above but pages;
 //! - [`pages`]: the checkout page, the dashboard and their stylesheet;
@@ -15,6 +17,7 @@ pub mod ops;
 pub mod orders;
 pub mod origins;
 pub mod pages;
+pub mod sessions;
 pub mod streams;
 
 use axum::{
@@ -36,8 +39,12 @@ pub const ORDERS: &str = "/api/orders";
 pub const ORDER: &str = "/api/orders/{id}";
 /// One order's event stream.
 pub const ORDER_EVENTS: &str = "/api/orders/{id}/events";
+/// Trade an order's client secret for a stream token.
+pub const ORDER_STREAM_TOKENS: &str = "/api/orders/{id}/stream-tokens";
 /// Every order's event stream, for the dashboard.
 pub const DASHBOARD_EVENTS: &str = "/api/events";
+/// The dashboard's sign-in (POST) and sign-out (DELETE).
+pub const DASHBOARD_SESSION: &str = "/api/dashboard/session";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
@@ -53,6 +60,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::get_order))
         .routes(routes!(streams::order_events))
         .routes(routes!(streams::dashboard_events))
+        .routes(routes!(sessions::create_stream_token))
+        .routes(routes!(sessions::sign_in, sessions::sign_out))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -7,8 +7,8 @@
 //! can answer), the JSON types derive `ToSchema`, and [`super::api`] hands
 //! each handler to axum and its description to the document in one step
 //! (utoipa-axum), so no route is served undescribed or described unserved.
-//! [`ApiDoc`] adds what no handler says: the title, the tags, and how the
-//! admin token is presented.
+//! [`ApiDoc`] adds what no handler says: the title, the tags, and how
+//! credentials are presented.
 
 use std::sync::LazyLock;
 
@@ -32,7 +32,7 @@ use crate::routes::OPENAPI;
         title = "sse-gateway",
         description = "Creates orders with payment-core and streams their results to browsers as server-sent events. Every error answer is JSON: `{\"error\": {\"code\", \"message\"}}`."
     ),
-    modifiers(&AdminToken),
+    modifiers(&Credentials),
     tags(
         (name = "orders", description = "The JSON API the checkout page calls."),
         (name = "streams", description = "Event streams (`text/event-stream`) of one order or of every order."),
@@ -41,28 +41,42 @@ use crate::routes::OPENAPI;
 )]
 pub struct ApiDoc;
 
-/// The dashboard's token, as `?token=` (EventSource cannot set headers) or
-/// as a bearer token; either one opens the dashboard stream.
-struct AdminToken;
+/// How credentials are presented. None is ever in a URL but a stream
+/// token, which lasts minutes and opens one order read-only.
+struct Credentials;
 
-impl Modify for AdminToken {
+impl Modify for Credentials {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(description))
+                    .build(),
+            )
+        };
         components.add_security_scheme(
-            "admin_token",
+            "client_secret",
+            bearer("The order's client secret, from its creation (`Authorization: Bearer cs_…`)."),
+        );
+        components.add_security_scheme(
+            "stream_token",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
-                "token",
-                "The dashboard's admin token (ADMIN_TOKEN).",
+                "stream_token",
+                "A stream token for this order, from POST /api/orders/{id}/stream-tokens: for EventSource, which cannot send headers.",
+            ))),
+        );
+        components.add_security_scheme(
+            "dashboard_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::extract::SESSION_COOKIE,
+                "The session cookie POST /api/dashboard/session sets.",
             ))),
         );
         components.add_security_scheme(
             "admin_bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The dashboard's admin token (ADMIN_TOKEN)."))
-                    .build(),
-            ),
+            bearer("The dashboard's admin token (ADMIN_TOKEN)."),
         );
     }
 }

@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 use crate::{
     error::{ApiError, ErrorBody},
     event::{NewOrder, OrderView},
-    extract::{ClientSecret, OrderIdPath},
+    extract::{OrderCredential, OrderIdPath},
     payment_core::bounded,
-    routes::{ORDER, ORDER_EVENTS, ORDERS},
+    routes::{ORDER, ORDER_EVENTS, ORDER_STREAM_TOKENS, ORDERS},
     state::AppState,
 };
 
@@ -40,28 +40,53 @@ pub struct CreateOrderBody {
     description: String,
 }
 
-/// An order as the checkout sees it: the view plus what it needs to watch it.
+/// A new order as its creator sees it: the view plus what it needs to watch
+/// it. The only answer that carries the client secret.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(description = "An order, with what its payer needs to watch it.")]
+#[schema(description = "A new order, with what its payer needs to watch it.")]
+pub struct CreatedOrder {
+    #[serde(flatten)]
+    order: OrderView,
+    /// Opens this order, and only it, to whoever holds it. Send it as
+    /// `Authorization: Bearer`, or in the body of a stream-token request;
+    /// never in a URL.
+    client_secret: String,
+    /// The order's event stream (with the secret as a bearer token, or a
+    /// stream token in `?stream_token=`).
+    events_url: String,
+    /// Where to POST the client secret for a stream token.
+    stream_tokens_url: String,
+}
+
+/// An order as a holder of its secret reads it back.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "An order, with where to watch it.")]
 pub struct OrderResponse {
     #[serde(flatten)]
     order: OrderView,
-    /// Opens this order, and only it, to whoever holds it.
-    client_secret: String,
-    /// The order's event stream, with the client secret in its query.
+    /// The order's event stream.
     events_url: String,
+}
+
+fn order_path(template: &str, order: &OrderView) -> String {
+    template.replace("{id}", &order.order_id.to_string())
+}
+
+impl From<OrderView> for CreatedOrder {
+    fn from(order: OrderView) -> Self {
+        Self {
+            client_secret: order.client_secret.clone(),
+            events_url: order_path(ORDER_EVENTS, &order),
+            stream_tokens_url: order_path(ORDER_STREAM_TOKENS, &order),
+            order,
+        }
+    }
 }
 
 impl From<OrderView> for OrderResponse {
     fn from(order: OrderView) -> Self {
-        let events_url = format!(
-            "{}?client_secret={}",
-            ORDER_EVENTS.replace("{id}", &order.order_id.to_string()),
-            order.client_secret
-        );
         Self {
-            client_secret: order.client_secret.clone(),
-            events_url,
+            events_url: order_path(ORDER_EVENTS, &order),
             order,
         }
     }
@@ -83,17 +108,22 @@ impl From<OrderView> for OrderResponse {
         (
             status = CREATED,
             description = "The order, new or the one an earlier call with the same Idempotency-Key created.",
-            body = OrderResponse,
+            body = CreatedOrder,
             links(
                 ("read" = (
                     operation_id = "get_order",
-                    description = "Read the order.",
-                    parameters(("id" = "$response.body#/order_id"), ("client_secret" = "$response.body#/client_secret")),
+                    description = "Read the order (with the client secret as a bearer token).",
+                    parameters(("id" = "$response.body#/order_id")),
                 )),
                 ("watch" = (
                     operation_id = "order_events",
                     description = "Watch the order's events (what `events_url` points to).",
-                    parameters(("id" = "$response.body#/order_id"), ("client_secret" = "$response.body#/client_secret")),
+                    parameters(("id" = "$response.body#/order_id")),
+                )),
+                ("stream_token" = (
+                    operation_id = "create_stream_token",
+                    description = "Get a stream token for EventSource (what `stream_tokens_url` points to).",
+                    parameters(("id" = "$response.body#/order_id")),
                 )),
             ),
         ),
@@ -127,10 +157,11 @@ pub async fn create_order(
     };
     let order = bounded(state.core_timeout, state.core.create_order(new_order)).await?;
     tracing::info!(order_id = %order.order_id, "order created");
-    Ok((StatusCode::CREATED, Json(OrderResponse::from(order))))
+    Ok((StatusCode::CREATED, Json(CreatedOrder::from(order))))
 }
 
-/// `GET /api/orders/{id}?client_secret=`.
+/// `GET /api/orders/{id}`, with the client secret as a bearer token (or a
+/// stream token).
 #[utoipa::path(
     get,
     path = ORDER,
@@ -138,11 +169,12 @@ pub async fn create_order(
     summary = "Read an order",
     params(
         ("id" = uuid::Uuid, Path, description = "The order's id."),
-        ("client_secret" = Option<String>, Query, description = "The order's client secret, from its creation."),
     ),
+    security(("client_secret" = []), ("stream_token" = [])),
     responses(
         (status = OK, description = "The order.", body = OrderResponse),
-        (status = BAD_REQUEST, description = "The id is not a UUID, or the query is malformed.", body = ErrorBody),
+        (status = BAD_REQUEST, description = "The id is not a UUID, the query is malformed, or it carries a `client_secret` (a secret never goes in a URL).", body = ErrorBody),
+        (status = UNAUTHORIZED, description = "Neither a client secret nor a stream token was presented, or the stream token is expired or not this order's.", body = ErrorBody),
         (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
         (status = NOT_FOUND, description = "No such order, or the client secret is not its own (the two look the same).", body = ErrorBody),
         (status = INTERNAL_SERVER_ERROR, description = "payment-core answered what the gateway does not expect.", body = ErrorBody),
@@ -152,10 +184,11 @@ pub async fn create_order(
 pub async fn get_order(
     State(state): State<AppState>,
     OrderIdPath(order_id): OrderIdPath,
-    secret: ClientSecret,
+    credential: OrderCredential,
 ) -> Result<Json<OrderResponse>, ApiError> {
+    let access = credential.check(order_id, &state.signer)?;
     let order = bounded(state.core_timeout, state.core.get_order(order_id)).await?;
-    if !secret.opens(&order.client_secret) {
+    if !access.opens(&order.client_secret_digest) {
         return Err(ApiError::NotFound);
     }
     Ok(Json(OrderResponse::from(order)))

@@ -61,7 +61,7 @@ use utoipa::{
 use crate::{
     error::{ApiError, ErrorBody},
     event::{EventData, OrderHistory, OrderId, Sequence, Status, WireEvent},
-    extract::{AdminAccess, ClientSecret, OrderIdPath, ResumeFrom},
+    extract::{AdminAccess, OrderCredential, OrderIdPath, ResumeFrom},
     hub::Subscription,
     metrics::{ConnectionGauge, EventSource, HistorySource, RefusalReason, StreamKind},
     payment_core::{CoreError, PaymentCore, bounded},
@@ -140,7 +140,8 @@ impl ToSchema for StreamEvent {
     }
 }
 
-/// `GET /api/orders/{id}/events?client_secret=`: one order's events.
+/// `GET /api/orders/{id}/events`, with the client secret as a bearer
+/// token or a stream token in the query: one order's events.
 #[utoipa::path(
     get,
     path = ORDER_EVENTS,
@@ -149,14 +150,15 @@ impl ToSchema for StreamEvent {
     description = "A `text/event-stream`: a `retry:` frame, a `heartbeat` event, the order's events after the resume point (`id:` = sequence, `event:` = status, `data:` = JSON), then live ones; it ends after the order's final event. While the gateway cannot promise live events, or holds MAX_STREAMS streams already, it answers the `retry:` frame alone and ends, so that EventSource comes back.",
     params(
         ("id" = uuid::Uuid, Path, description = "The order's id."),
-        ("client_secret" = Option<String>, Query, description = "The order's client secret, from its creation."),
         ("last_event_id" = Option<Sequence>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
         ("Last-Event-ID" = Option<Sequence>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
     ),
+    security(("client_secret" = []), ("stream_token" = [])),
     responses(
         (status = OK, description = "The order's event stream; it never ends before the order's final event.", content_type = "text/event-stream", body = StreamEvent),
         (status = NO_CONTENT, description = "The client has seen the order's final event already: nothing more will come, and EventSource stops."),
-        (status = BAD_REQUEST, description = "The id is not a UUID, the resume point is not a sequence number, or the query is malformed.", body = ErrorBody),
+        (status = BAD_REQUEST, description = "The id is not a UUID, the resume point is not a sequence number, the query is malformed, or it carries a `client_secret` (a secret never goes in a URL).", body = ErrorBody),
+        (status = UNAUTHORIZED, description = "Neither a client secret nor a stream token was presented, or the stream token is expired or not this order's.", body = ErrorBody),
         (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
         (status = NOT_FOUND, description = "No such order, or the client secret is not its own (the two look the same).", body = ErrorBody),
     ),
@@ -165,10 +167,11 @@ pub async fn order_events(
     State(state): State<AppState>,
     OrderIdPath(order_id): OrderIdPath,
     ResumeFrom(after): ResumeFrom,
-    secret: ClientSecret,
+    credential: OrderCredential,
 ) -> Result<Response, ApiError> {
     const KIND: StreamKind = StreamKind::Order;
     let started = Instant::now();
+    let access = credential.check(order_id, &state.signer)?;
     let Some(gauge) = state.metrics.try_open_stream(state.max_streams, KIND) else {
         return Ok(over_capacity(&state));
     };
@@ -197,7 +200,7 @@ pub async fn order_events(
         },
     };
     // A wrong secret looks exactly like an unknown order.
-    if !secret.opens(&history.client_secret) {
+    if !access.opens(&history.client_secret_digest) {
         state.metrics.stream_refused(KIND, RefusalReason::NotFound);
         return Err(ApiError::NotFound);
     }
@@ -237,7 +240,8 @@ async fn read_history(
     }
 }
 
-/// `GET /api/events?token=`: every order's events, for the dashboard.
+/// `GET /api/events`, with a dashboard session or the admin token as a
+/// bearer token: every order's events, for the dashboard.
 #[utoipa::path(
     get,
     path = DASHBOARD_EVENTS,
@@ -248,11 +252,11 @@ async fn read_history(
         ("last_event_id" = Option<Sequence>, Query, description = "Resume after this sequence, for clients that cannot set Last-Event-ID (the header wins)."),
         ("Last-Event-ID" = Option<Sequence>, Header, nullable = false, description = "Resume after this sequence (EventSource sends it when it reconnects)."),
     ),
-    security(("admin_token" = []), ("admin_bearer" = [])),
+    security(("dashboard_session" = []), ("admin_bearer" = [])),
     responses(
         (status = OK, description = "Every order's event stream.", content_type = "text/event-stream", body = StreamEvent),
-        (status = BAD_REQUEST, description = "The resume point is not a sequence number, or the query is malformed.", body = ErrorBody),
-        (status = UNAUTHORIZED, description = "No admin token, or the wrong one.", body = ErrorBody),
+        (status = BAD_REQUEST, description = "The resume point is not a sequence number, the query is malformed, or it carries a `token` (the admin token never goes in a URL).", body = ErrorBody),
+        (status = UNAUTHORIZED, description = "No dashboard session and no admin token, or a wrong or expired one.", body = ErrorBody),
         (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
     ),
 )]

@@ -296,6 +296,47 @@ async fn a_declined_payment_shows_its_reason_on_the_checkout() {
     client.clone().close().await.unwrap();
 }
 
+/// Opens the dashboard at `site` and signs in through its form: the admin
+/// token goes in the POST's body, and the session cookie it sets opens the
+/// stream.
+pub async fn sign_in_to_dashboard(client: &Client, site: SocketAddr) {
+    client
+        .goto(&format!("http://{site}/dashboard"))
+        .await
+        .unwrap();
+    let input = eventually(Duration::from_secs(15), "the sign-in form", || async {
+        let input = client.find(Locator::Id("token-input")).await.ok()?;
+        input.is_displayed().await.ok()?.then_some(input)
+    })
+    .await;
+    input.send_keys(ADMIN_TOKEN).await.unwrap();
+    client
+        .find(Locator::Id("token-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let cookies = client
+        .execute("return document.cookie;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(cookies, json!(""), "the session cookie is HttpOnly");
+}
+
+/// Every URL the page has requested (Resource Timing: its fetches and
+/// EventSource streams) and its own address.
+pub async fn requested_urls(client: &Client) -> Vec<String> {
+    let urls = client
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(urls).unwrap()
+}
+
 /// The `data-status` of the dashboard row for `order_id`, if the row exists.
 pub async fn dashboard_status(client: &Client, order_id: &str) -> Option<String> {
     let selector = format!("tr[data-order-id=\"{order_id}\"] td.status");
@@ -308,13 +349,7 @@ async fn the_merchant_dashboard_shows_an_order_appear_and_change_live() {
     let shop = open_shop().await;
     let browser = start_browser().await;
     let client = &browser.client;
-    client
-        .goto(&format!(
-            "http://{}/dashboard?token={}",
-            shop.gateway.addr, ADMIN_TOKEN
-        ))
-        .await
-        .unwrap();
+    sign_in_to_dashboard(client, shop.gateway.addr).await;
     eventually(
         Duration::from_secs(15),
         "the dashboard to go live",

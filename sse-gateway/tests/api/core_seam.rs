@@ -15,8 +15,12 @@ use crate::{
 };
 use testkit::eventually;
 
-fn events_path(order_id: impl std::fmt::Display, secret: &str) -> String {
-    format!("/api/orders/{order_id}/events?client_secret={secret}")
+fn events_path(order_id: impl std::fmt::Display) -> String {
+    format!("/api/orders/{order_id}/events")
+}
+
+fn bearer(secret: &str) -> String {
+    format!("Bearer {secret}")
 }
 
 #[tokio::test]
@@ -27,7 +31,9 @@ async fn an_event_committed_while_the_history_is_read_still_reaches_the_stream()
     // Committed after the history was read, and published to the hub before
     // the history answer: only a connection already registered can get it.
     core.on_history(order, HistoryCall::CommitAfterReading(Status::Succeeded));
-    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut stream = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     let events = stream.events_until_end(BOUND).await.expect("stream ends");
     assert_eq!(names(&events), ["created", "succeeded"]);
 }
@@ -47,15 +53,21 @@ async fn an_event_committed_while_the_core_is_slow_is_sent_once_and_other_orders
         },
     );
     // The response head comes only after the history: open in the background.
-    let (addr, slow_path) = (gateway.addr, events_path(slow_order, &slow_secret));
-    let slow =
-        tokio::spawn(async move { testkit::sse::SseConnection::open(addr, &slow_path, &[]).await });
+    let (addr, slow_path, slow_bearer) =
+        (gateway.addr, events_path(slow_order), bearer(&slow_secret));
+    let slow = tokio::spawn(async move {
+        testkit::sse::SseConnection::open(addr, &slow_path, &[("Authorization", &slow_bearer)])
+            .await
+    });
     entered.notified().await;
 
     // Another order is served while the first waits for the core (both
     // created before the gateway started: both are read from the core).
     let mut quick = gateway
-        .open(&events_path(quick_order, &quick_secret), &[])
+        .open(
+            &events_path(quick_order),
+            &[("Authorization", &bearer(&quick_secret))],
+        )
         .await;
     assert_eq!(quick.expect_event_name().await, "created");
     assert_eq!(core.histories_read(), 2);
@@ -86,7 +98,9 @@ async fn a_core_that_fails_transiently_tells_the_browser_to_retry_instead_of_giv
     let (order, secret) = core.create();
     let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     core.on_history(order, HistoryCall::Unavailable);
-    let mut refused = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut refused = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     assert_eq!(refused.status, 200, "EventSource gives up on anything else");
     let first = refused
         .next_frame(BOUND)
@@ -103,7 +117,9 @@ async fn a_core_that_fails_transiently_tells_the_browser_to_retry_instead_of_giv
     );
 
     // The retry is served.
-    let mut retried = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut retried = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     assert_eq!(retried.expect_event_name().await, "created");
 }
 
@@ -114,7 +130,9 @@ async fn a_core_that_never_answers_is_given_up_on_within_the_call_bound() {
     let gateway =
         spawn_with_fake_core(Arc::clone(&core), |config| config.core_timeout_ms = 200).await;
     core.on_history(order, HistoryCall::Hang);
-    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut stream = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     assert_eq!(stream.status, 200);
     let rest = tokio::time::timeout(Duration::from_secs(5), stream.events_until_end(BOUND))
         .await
@@ -131,7 +149,9 @@ async fn a_stream_for_an_order_the_gateway_saw_created_opens_without_a_core_call
     core.delivered(processing.sequence).await;
     // Would refuse the stream, were it asked.
     core.on_history(order, HistoryCall::Unavailable);
-    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut stream = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     assert_eq!(stream.expect_event_name().await, "created");
     assert_eq!(stream.expect_event_name().await, "processing");
     core.commit(order, Status::Succeeded);
@@ -141,17 +161,28 @@ async fn a_stream_for_an_order_the_gateway_saw_created_opens_without_a_core_call
 
     // Resumed after the first event, from memory too.
     let mut resumed = gateway
-        .open(&events_path(order, &secret), &[("Last-Event-ID", "1")])
+        .open(
+            &events_path(order),
+            &[("Authorization", &bearer(&secret)), ("Last-Event-ID", "1")],
+        )
         .await;
     let rest = resumed.events_until_end(BOUND).await.expect("stream ends");
     assert_eq!(names(&rest), ["processing", "succeeded"]);
     // Past the end: 204, still without the core.
     let done = gateway
-        .open(&events_path(order, &secret), &[("Last-Event-ID", "3")])
+        .open(
+            &events_path(order),
+            &[("Authorization", &bearer(&secret)), ("Last-Event-ID", "3")],
+        )
         .await;
     assert_eq!(done.status, 204);
     // A wrong secret is refused from memory exactly as the core would.
-    let wrong = gateway.open(&events_path(order, "cs_wrong"), &[]).await;
+    let wrong = gateway
+        .open(
+            &events_path(order),
+            &[("Authorization", &bearer("cs_wrong"))],
+        )
+        .await;
     assert_eq!(wrong.status, 404);
     assert_eq!(core.histories_read(), 0);
 }
@@ -161,7 +192,9 @@ async fn an_order_created_before_the_gateway_started_is_read_from_the_core() {
     let core = FakeCore::new();
     let (order, secret) = core.create();
     let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
-    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut stream = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     assert_eq!(stream.expect_event_name().await, "created");
     assert_eq!(core.histories_read(), 1);
 }
@@ -172,7 +205,9 @@ async fn with_recent_orders_off_every_stream_reads_the_core() {
     let gateway = spawn_with_fake_core(Arc::clone(&core), |config| config.recent_orders = 0).await;
     let (order, secret) = core.create();
     core.delivered(1).await;
-    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut stream = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     assert_eq!(stream.expect_event_name().await, "created");
     assert_eq!(core.histories_read(), 1);
 }
@@ -195,7 +230,9 @@ async fn events_committed_while_the_upstream_was_down_complete_the_gateways_memo
     core.commit(order, Status::Succeeded);
     core.restore_streams();
     core.delivered(2).await;
-    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut stream = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     let events = stream.events_until_end(BOUND).await.expect("stream ends");
     assert_eq!(names(&events), ["created", "succeeded"]);
     assert_eq!(
@@ -217,8 +254,11 @@ async fn a_resume_point_past_what_the_gateway_remembers_is_answered_by_the_core(
     let result = core.commit(order, Status::Succeeded);
     let done = gateway
         .open(
-            &events_path(order, &secret),
-            &[("Last-Event-ID", &result.sequence.to_string())],
+            &events_path(order),
+            &[
+                ("Authorization", &bearer(&secret)),
+                ("Last-Event-ID", &result.sequence.to_string()),
+            ],
         )
         .await;
     assert_eq!(done.status, 204, "the end was seen: EventSource must stop");
@@ -235,7 +275,9 @@ async fn an_event_the_gateway_cannot_read_makes_it_forget_the_order() {
     core.delivered(unreadable).await;
     // Not the remembered history with a hole in it: the core, which cannot
     // answer either, so the browser is told to retry.
-    let mut stream = gateway.open(&events_path(order, &secret), &[]).await;
+    let mut stream = gateway
+        .open(&events_path(order), &[("Authorization", &bearer(&secret))])
+        .await;
     assert_eq!(stream.status, 200);
     let events = stream.events_until_end(BOUND).await.expect("ends");
     assert!(events.is_empty(), "{:?}", names(&events));
@@ -247,7 +289,10 @@ async fn an_order_the_core_does_not_know_is_a_404_not_a_retry() {
     let core = FakeCore::new();
     let gateway = spawn_with_fake_core(Arc::clone(&core), |_| {}).await;
     let mut stream = gateway
-        .open(&events_path(uuid::Uuid::new_v4(), "cs_x"), &[])
+        .open(
+            &events_path(uuid::Uuid::new_v4()),
+            &[("Authorization", &bearer("cs_x"))],
+        )
         .await;
     assert_eq!(stream.status, 404);
     assert!(stream.read_body().await.contains("\"not_found\""));

@@ -20,7 +20,8 @@ use futures::StreamExt;
 use sse_gateway::{
     PaymentCore,
     event::{
-        EventData, NewOrder, OrderId, OrderView, Status, UpstreamEvent, UpstreamItem, WireEvent,
+        EventData, NewOrder, OrderId, OrderView, SecretDigest, Status, UpstreamEvent, UpstreamItem,
+        WireEvent,
     },
     payment_core::{CoreError, EventStream, EventsPage, OrderHistory},
 };
@@ -68,15 +69,15 @@ impl Log {
                 order_id: Some(event.order_id),
             };
         }
-        let client_secret = self
+        let secret = self
             .orders
             .iter()
             .find(|order| order.id == event.order_id)
-            .map(|order| order.secret.clone())
+            .map(|order| order.secret.as_str())
             .unwrap_or_default();
         UpstreamItem::Event(UpstreamEvent {
             event: event.clone(),
-            client_secret,
+            client_secret_digest: digest(secret),
         })
     }
 
@@ -85,6 +86,11 @@ impl Log {
             .iter()
             .any(|event| event.order_id == order_id && self.unreadable.contains(&event.sequence))
     }
+}
+
+/// What payment-core sends instead of the secret.
+fn digest(secret: &str) -> SecretDigest {
+    SecretDigest(payments_proto::contract::client_secret_sha256(secret))
 }
 
 pub struct FakeCore {
@@ -237,7 +243,7 @@ impl FakeCore {
             .find(|order| order.id == order_id)
             .ok_or(CoreError::NotFound)?;
         Ok(OrderHistory {
-            client_secret: order.secret.as_str().into(),
+            client_secret_digest: digest(&order.secret),
             events: log
                 .events
                 .iter()

@@ -13,8 +13,8 @@ use testkit::{Process, eventually_within as eventually, nginx::Nginx};
 
 use crate::{
     browser::{
-        dashboard_status, decide_in_popup, start_browser, start_core_and_provider, start_payment,
-        status_of, text_of, wait_for_final_status,
+        dashboard_status, decide_in_popup, requested_urls, sign_in_to_dashboard, start_browser,
+        start_core_and_provider, start_payment, status_of, text_of, wait_for_final_status,
     },
     helpers::{ADMIN_TOKEN, create_order},
 };
@@ -178,6 +178,31 @@ async fn a_checkout_whose_gateway_freezes_still_shows_the_result_through_the_oth
     .await;
     wait_for_final_status(client, "succeeded").await;
     shop.gateways[frozen].thaw();
+
+    // The secret went in request bodies only: no URL the browser asked for
+    // (its EventSource streams carried short-lived stream tokens) and no
+    // line of nginx's access log holds it, or any token.
+    let secret = client
+        .execute("return order.client_secret;", vec![])
+        .await
+        .unwrap();
+    let secret = secret.as_str().expect("the page's order has its secret");
+    assert!(secret.starts_with("cs_"), "{secret}");
+    let urls = requested_urls(client).await;
+    assert!(
+        urls.iter().any(|url| url.contains("/events?stream_token=")),
+        "the streams were opened with stream tokens: {urls:#?}"
+    );
+    for url in &urls {
+        assert!(
+            !url.contains(secret) && !url.contains("client_secret"),
+            "{url}"
+        );
+    }
+    let access_log = shop.nginx.access_log();
+    assert!(access_log.contains("/events"), "{access_log}");
+    assert!(!access_log.contains(secret), "{access_log}");
+    assert!(!access_log.contains("stream_token"), "{access_log}");
     client.clone().close().await.unwrap();
 }
 
@@ -186,13 +211,7 @@ async fn a_dashboard_whose_gateway_freezes_goes_on_showing_orders_live() {
     let shop = open_shop_behind_nginx(PATIENT_PROXY);
     let browser = start_browser().await;
     let client = &browser.client;
-    client
-        .goto(&format!(
-            "http://{}/dashboard?token={ADMIN_TOKEN}",
-            shop.nginx.addr
-        ))
-        .await
-        .unwrap();
+    sign_in_to_dashboard(client, shop.nginx.addr).await;
     wait_live(client).await;
     let frozen = gateway_holding_the_stream(&shop).await;
     shop.gateways[frozen].freeze();

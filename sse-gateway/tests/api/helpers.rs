@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::fake_core::FakeCore;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The `Authorization` value that opens the dashboard stream.
+pub const ADMIN_BEARER: &str = "Bearer test-admin-token";
 /// Bound on reading a stream to its end.
 pub const BOUND: Duration = Duration::from_secs(10);
 
@@ -167,8 +169,19 @@ pub fn start_core(dir: &tempfile::TempDir, listen: Option<SocketAddr>) -> Proces
 pub struct CreatedOrder {
     pub order_id: String,
     pub client_secret: String,
+    /// The stream's URL with a stream token in it, as a page's EventSource
+    /// opens it (from POST /api/orders/{id}/stream-tokens).
     pub events_url: String,
+    /// The stream's URL as created, which needs the secret in a header.
+    pub plain_events_url: String,
     pub body: Value,
+}
+
+impl CreatedOrder {
+    /// `Authorization: Bearer <client_secret>`.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.client_secret)
+    }
 }
 
 /// Creates an order through the gateway at `gateway`.
@@ -186,13 +199,28 @@ pub async fn create_order(
         .expect("POST /api/orders");
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.expect("JSON order");
+    let client_secret = body["client_secret"]
+        .as_str()
+        .expect("client_secret")
+        .to_owned();
+    let token = http
+        .post(format!(
+            "http://{gateway}{}",
+            body["stream_tokens_url"]
+                .as_str()
+                .expect("stream_tokens_url")
+        ))
+        .json(&serde_json::json!({ "client_secret": client_secret }))
+        .send()
+        .await
+        .expect("POST stream-tokens");
+    assert_eq!(token.status(), 201);
+    let token: Value = token.json().await.expect("JSON token");
     CreatedOrder {
         order_id: body["order_id"].as_str().expect("order_id").to_owned(),
-        client_secret: body["client_secret"]
-            .as_str()
-            .expect("client_secret")
-            .to_owned(),
-        events_url: body["events_url"].as_str().expect("events_url").to_owned(),
+        client_secret,
+        events_url: token["events_url"].as_str().expect("events_url").to_owned(),
+        plain_events_url: body["events_url"].as_str().expect("events_url").to_owned(),
         body,
     }
 }

@@ -4,7 +4,7 @@
 use payments_proto::payments::v1::PaymentOutcome;
 use testkit::{eventually, metrics::sum};
 
-use crate::helpers::{ADMIN_TOKEN, metrics_of, sample, spawn_gateway, spawn_system};
+use crate::helpers::{ADMIN_BEARER, metrics_of, sample, spawn_gateway, spawn_system};
 
 #[tokio::test]
 async fn a_payment_moves_the_stream_delivery_and_upstream_metrics() {
@@ -13,7 +13,7 @@ async fn a_payment_moves_the_stream_delivery_and_upstream_metrics() {
     let mut stream = system.open(&order.events_url, &[]).await;
     assert_eq!(stream.expect_event_name().await, "created");
     let mut dashboard = system
-        .open(&format!("/api/events?token={ADMIN_TOKEN}"), &[])
+        .open("/api/events", &[("Authorization", ADMIN_BEARER)])
         .await;
     system
         .report(&order.order_id, PaymentOutcome::Succeeded, "")
@@ -21,10 +21,13 @@ async fn a_payment_moves_the_stream_delivery_and_upstream_metrics() {
     assert_eq!(stream.expect_event_name().await, "succeeded");
     assert_eq!(dashboard.expect_event_name().await, "created");
     assert_eq!(dashboard.expect_event_name().await, "succeeded");
-    let wrong_secret = order
-        .events_url
-        .replace("client_secret=", "client_secret=x");
-    assert_eq!(system.open(&wrong_secret, &[]).await.status, 404);
+    let wrong_secret = system
+        .open(
+            &order.plain_events_url,
+            &[("Authorization", "Bearer cs_wrong")],
+        )
+        .await;
+    assert_eq!(wrong_secret.status, 404);
 
     let metrics = system.metrics().await;
     let of = |name: &str, labels: &[(&str, &str)]| {

@@ -151,9 +151,14 @@ impl ObservedShop {
             .await
             .unwrap();
         let order_id = order["order_id"].as_str().unwrap().to_owned();
-        let mut stream = SseConnection::open(gateway, order["events_url"].as_str().unwrap(), &[])
-            .await
-            .unwrap();
+        let bearer = format!("Bearer {}", order["client_secret"].as_str().unwrap());
+        let mut stream = SseConnection::open(
+            gateway,
+            order["events_url"].as_str().unwrap(),
+            &[("Authorization", &bearer)],
+        )
+        .await
+        .unwrap();
         assert_eq!(stream.expect_event_name().await, "created");
 
         let pay_page = format!("http://{}/pay/{order_id}", self.provider.addr);

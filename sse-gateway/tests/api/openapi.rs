@@ -12,19 +12,22 @@ use axum::{
 };
 use serde_json::Value;
 use sse_gateway::routes::{
-    DASHBOARD_EVENTS, HEALTHZ, METRICS, OPENAPI, ORDER, ORDER_EVENTS, ORDERS, READYZ,
-    openapi::description,
+    DASHBOARD_EVENTS, DASHBOARD_SESSION, HEALTHZ, METRICS, OPENAPI, ORDER, ORDER_EVENTS,
+    ORDER_STREAM_TOKENS, ORDERS, READYZ, openapi::description,
 };
 use tower::ServiceExt;
 
 use crate::helpers::router_without_core;
 
 /// Every API route, from the route constants: pages are not API.
-const API: [(&str, &str); 8] = [
+const API: [(&str, &str); 11] = [
     ("post", ORDERS),
     ("get", ORDER),
     ("get", ORDER_EVENTS),
+    ("post", ORDER_STREAM_TOKENS),
     ("get", DASHBOARD_EVENTS),
+    ("post", DASHBOARD_SESSION),
+    ("delete", DASHBOARD_SESSION),
     ("get", HEALTHZ),
     ("get", READYZ),
     ("get", METRICS),

@@ -47,8 +47,14 @@ async fn a_listed_origin_creates_orders_and_opens_streams_with_cors_headers() {
     assert!(headers.get("access-control-allow-credentials").is_none());
     let order: Value = created.json().await.unwrap();
 
+    // A cross-origin page sends the secret in a header (fetch) or asks for
+    // a stream token (EventSource); no cookie is involved.
+    let bearer = format!("Bearer {}", order["client_secret"].as_str().unwrap());
     let mut stream = system
-        .open(order["events_url"].as_str().unwrap(), &[("Origin", SHOP)])
+        .open(
+            order["events_url"].as_str().unwrap(),
+            &[("Origin", SHOP), ("Authorization", &bearer)],
+        )
         .await;
     assert_eq!(stream.status, 200);
     assert_eq!(stream.headers["access-control-allow-origin"], SHOP);

@@ -8,7 +8,7 @@ use payments_proto::payments::v1::PaymentOutcome;
 use testkit::eventually;
 
 use crate::helpers::{
-    ADMIN_TOKEN, BOUND, create_order, ids, names, sample, spawn_gateway, spawn_gateway_unready,
+    ADMIN_BEARER, BOUND, create_order, ids, names, sample, spawn_gateway, spawn_gateway_unready,
     spawn_system, start_core,
 };
 
@@ -55,7 +55,7 @@ async fn shutdown_ends_open_event_streams_promptly_and_the_gateway_stops() {
     let order = system.create_order(100, "").await;
     let mut order_stream = system.open(&order.events_url, &[]).await;
     let mut dashboard = system
-        .open(&format!("/api/events?token={ADMIN_TOKEN}"), &[])
+        .open("/api/events", &[("Authorization", ADMIN_BEARER)])
         .await;
     order_stream.expect_event().await;
     dashboard.expect_event().await;
@@ -120,13 +120,11 @@ async fn a_gateway_that_has_not_reached_payment_core_tells_browsers_to_retry_and
     // address reserved for it, refused until the core binds it.
     let core = testkit::reserve_address();
     let gateway = spawn_gateway_unready(core.addr.port(), |_| {}).await;
-    let path = format!(
-        "/api/orders/{}/events?client_secret=cs_x",
-        uuid::Uuid::new_v4()
-    );
-    let mut early = testkit::sse::SseConnection::open(gateway.addr, &path, &[])
-        .await
-        .unwrap();
+    let path = format!("/api/orders/{}/events", uuid::Uuid::new_v4());
+    let mut early =
+        testkit::sse::SseConnection::open(gateway.addr, &path, &[("Authorization", "Bearer cs_x")])
+            .await
+            .unwrap();
     assert_eq!(early.status, 200, "EventSource must not give up");
     let frames = early.events_until_end(BOUND).await.unwrap();
     assert!(
@@ -206,8 +204,12 @@ async fn a_gateway_given_several_core_replicas_serves_from_a_live_one_when_the_f
     })
     .await;
     let order: serde_json::Value = order.json().await.expect("JSON order");
+    let bearer = format!("Bearer {}", order["client_secret"].as_str().unwrap());
     let mut stream = gateway
-        .open(order["events_url"].as_str().expect("events_url"), &[])
+        .open(
+            order["events_url"].as_str().expect("events_url"),
+            &[("Authorization", &bearer)],
+        )
         .await;
     assert_eq!(stream.expect_event_name().await, "created");
     system

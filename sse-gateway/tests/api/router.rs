@@ -65,7 +65,8 @@ async fn malformed_requests_are_refused_before_reaching_the_core() {
             "payload_too_large",
         ),
         (
-            Request::get("/api/orders/123/events?client_secret=x")
+            Request::get("/api/orders/123/events")
+                .header("authorization", "Bearer cs_x")
                 .body(Body::empty())
                 .unwrap(),
             StatusCode::BAD_REQUEST,
@@ -100,12 +101,10 @@ async fn an_unreachable_core_is_a_503_for_the_api_and_a_retry_for_event_streams(
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let (status, body) = call(
-        Request::get(format!(
-            "/api/orders/{}/events?client_secret=x",
-            uuid::Uuid::new_v4()
-        ))
-        .body(Body::empty())
-        .unwrap(),
+        Request::get(format!("/api/orders/{}/events", uuid::Uuid::new_v4()))
+            .header("authorization", "Bearer cs_x")
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "EventSource must not give up");

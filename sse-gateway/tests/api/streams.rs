@@ -8,7 +8,8 @@ use testkit::{eventually, sse::SseConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    ADMIN_TOKEN, BOUND, create_orders_in_core, data, names, sample, spawn_system, spawn_system_with,
+    ADMIN_BEARER, ADMIN_TOKEN, BOUND, create_orders_in_core, data, names, sample, spawn_system,
+    spawn_system_with,
 };
 
 #[tokio::test]
@@ -211,19 +212,54 @@ async fn nobody_watches_an_order_without_its_secret() {
     let system = spawn_system().await;
     let order = system.create_order(500, "").await;
     let base = format!("/api/orders/{}/events", order.order_id);
-    for path in [
-        format!("{base}?client_secret=cs_guess"),
-        base.clone(),
-        format!(
-            "/api/orders/{}/events?client_secret={}",
-            uuid::Uuid::new_v4(),
-            order.client_secret
+    let other = format!("/api/orders/{}/events", uuid::Uuid::new_v4());
+    let token_for_order = order.events_url.split_once('?').unwrap().1;
+    // (path, Authorization, status, code)
+    let cases: [(String, Option<String>, u16, &str); 6] = [
+        (
+            base.clone(),
+            Some("Bearer cs_guess".into()),
+            404,
+            "not_found",
         ),
-    ] {
-        let mut stream = system.open(&path, &[]).await;
-        assert_eq!(stream.status, 404, "{path}");
-        assert!(stream.read_body().await.contains("\"not_found\""));
+        (other.clone(), Some(order.bearer()), 404, "not_found"),
+        (base.clone(), None, 401, "unauthorized"),
+        (base.clone(), Some("Basic x".into()), 401, "unauthorized"),
+        // A token opens its own order only.
+        (
+            format!("{other}?{token_for_order}"),
+            None,
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("{base}?stream_token=v1.1.x"),
+            None,
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (path, authorization, status, code) in cases {
+        let headers: Vec<(&str, &str)> = authorization
+            .as_deref()
+            .map(|value| ("Authorization", value))
+            .into_iter()
+            .collect();
+        let mut stream = system.open(&path, &headers).await;
+        assert_eq!(stream.status, status, "{path} {authorization:?}");
+        assert!(stream.read_body().await.contains(code), "{path}");
     }
+    let mut with_header = system
+        .open(
+            &order.plain_events_url,
+            &[("Authorization", &order.bearer())],
+        )
+        .await;
+    assert_eq!(
+        with_header.status, 200,
+        "the secret as a bearer token opens it"
+    );
+    assert_eq!(with_header.expect_event_name().await, "created");
     let mut bad_id = system
         .open(&order.events_url, &[("Last-Event-ID", "yesterday")])
         .await;
@@ -234,19 +270,23 @@ async fn nobody_watches_an_order_without_its_secret() {
 #[tokio::test]
 async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
     let system = spawn_system().await;
-    for path in [
-        "/api/events".to_owned(),
-        "/api/events?token=wrong".to_owned(),
+    for (path, headers) in [
+        ("/api/events", vec![]),
+        ("/api/events", vec![("Authorization", "Bearer wrong")]),
+        (
+            "/api/events",
+            vec![("Cookie", "payments_push_dashboard=v1.99999999999.00")],
+        ),
     ] {
-        let mut refused = system.open(&path, &[]).await;
-        assert_eq!(refused.status, 401, "{path}");
+        let mut refused = system.open(path, &headers).await;
+        assert_eq!(refused.status, 401, "{path} {headers:?}");
         assert!(refused.read_body().await.contains("\"unauthorized\""));
     }
     let before = system
         .create_order(100, "placed before the dashboard opened")
         .await;
     let mut dashboard = system
-        .open(&format!("/api/events?token={ADMIN_TOKEN}"), &[])
+        .open("/api/events", &[("Authorization", ADMIN_BEARER)])
         .await;
     assert_eq!(dashboard.status, 200);
     let recent = dashboard.expect_event().await;
@@ -292,12 +332,10 @@ async fn the_dashboard_stream_needs_the_admin_token_and_sees_every_order() {
 async fn an_order_id_spelled_in_upper_case_still_gets_live_events() {
     let system = spawn_system().await;
     let order = system.create_order(500, "").await;
-    let upper = format!(
-        "/api/orders/{}/events?client_secret={}",
-        order.order_id.to_uppercase(),
-        order.client_secret
-    );
-    let mut stream = system.open(&upper, &[]).await;
+    let upper = format!("/api/orders/{}/events", order.order_id.to_uppercase());
+    let mut stream = system
+        .open(&upper, &[("Authorization", &order.bearer())])
+        .await;
     assert_eq!(stream.expect_event_name().await, "created");
     system
         .report(&order.order_id, PaymentOutcome::Succeeded, "")
@@ -417,9 +455,13 @@ async fn a_stream_over_max_streams_is_told_to_retry_later_and_counted() {
     let mut first = system.open(&order.events_url, &[]).await;
     assert_eq!(first.expect_event_name().await, "created");
 
-    let dashboard = format!("/api/events?token={ADMIN_TOKEN}");
-    for path in [order.events_url.as_str(), dashboard.as_str()] {
-        let mut refused = system.open(path, &[]).await;
+    for (path, authorization) in [
+        (order.plain_events_url.as_str(), order.bearer()),
+        ("/api/events", ADMIN_BEARER.to_owned()),
+    ] {
+        let mut refused = system
+            .open(path, &[("Authorization", authorization.as_str())])
+            .await;
         assert_eq!(refused.status, 200, "EventSource retries only after a 200");
         let frame = refused
             .next_frame(BOUND)
@@ -456,4 +498,77 @@ async fn a_stream_over_max_streams_is_told_to_retry_later_and_counted() {
         .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_dashboard_signs_in_with_a_form_post_that_sets_an_http_only_session_cookie() {
+    let system = spawn_system().await;
+    let sign_in = |token: &str| {
+        system
+            .http
+            .post(system.url("/api/dashboard/session"))
+            .form(&[("token", token)])
+            .send()
+    };
+    let wrong = sign_in("wrong").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let json = system
+        .http
+        .post(system.url("/api/dashboard/session"))
+        .json(&serde_json::json!({ "token": ADMIN_TOKEN }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 415, "a form, not JSON");
+
+    let signed_in = sign_in(ADMIN_TOKEN).await.unwrap();
+    assert_eq!(signed_in.status(), 204);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(
+        !cookie.contains(ADMIN_TOKEN),
+        "the cookie is not the token: {cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "no TLS in front here: {cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let dashboard = system.open("/api/events", &[("Cookie", &session)]).await;
+    assert_eq!(
+        dashboard.status, 200,
+        "the session opens the dashboard stream"
+    );
+
+    let behind_tls = system
+        .http
+        .post(system.url("/api/dashboard/session"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        behind_tls.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+
+    let signed_out = system
+        .http
+        .delete(system.url("/api/dashboard/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 204);
+    assert!(
+        signed_out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
 }
