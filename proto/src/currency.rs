@@ -51,6 +51,11 @@ const CODES: &[&str] = &[
     "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
 ];
 
+/// Every accepted code, sorted: for descriptions that list them.
+pub fn codes() -> &'static [&'static str] {
+    CODES
+}
+
 /// Whether `code` is an accepted ISO 4217 code (upper case, exact).
 pub fn is_iso_4217(code: &str) -> bool {
     CODES.binary_search(&code).is_ok()

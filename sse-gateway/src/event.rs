@@ -177,6 +177,7 @@ impl utoipa::PartialSchema for Sequence {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::Type::Integer)
             .minimum(Some(0))
+            .maximum(Some(u64::MAX as f64))
             .description(Some(
                 "payment-core's sequence number of an event (uint64): events of all orders are numbered in one increasing sequence.",
             ))

@@ -87,7 +87,16 @@ pub fn description() -> Value {
     let mut description =
         serde_json::to_value(super::api().into_openapi()).expect("the description serializes");
     spell_links_in_camel_case(&mut description);
+    exact_sequence_maximum(&mut description);
     description
+}
+
+/// utoipa writes a `maximum` as an f64, and u64::MAX is not one: it comes
+/// out as 2^64, which would describe values the server refuses.
+fn exact_sequence_maximum(description: &mut Value) {
+    if let Some(sequence) = description.pointer_mut("/components/schemas/Sequence") {
+        sequence["maximum"] = Value::from(u64::MAX);
+    }
 }
 
 /// utoipa 5 writes a Link object's fields as Rust spells them

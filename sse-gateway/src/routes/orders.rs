@@ -30,14 +30,45 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct CreateOrderBody {
     /// In the currency's minor unit (cents for EUR).
     #[schema(minimum = 1, maximum = 100_000_000_000_i64)]
+    #[serde(deserialize_with = "whole_number")]
     amount_minor: i64,
     /// An ISO 4217 code in upper case that a shop can take payment in.
-    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
+    #[schema(schema_with = currency_schema, example = "EUR")]
     currency: String,
     /// Shown to the payer; no control characters but newline and tab.
     #[serde(default)]
     #[schema(max_length = 500, pattern = "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$")]
     description: String,
+}
+
+/// The currency codes payment-core accepts, listed: a pattern of three
+/// letters would describe codes the server refuses.
+fn currency_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(payments_proto::currency::codes().iter().copied()))
+        .build()
+}
+
+/// A JSON number that is an integer by JSON Schema's rules: `1200` and
+/// `1200.0` alike (a client that computes cents in floating point sends the
+/// latter), as long as it fits an i64.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(integer) = number.as_i64() {
+        return Ok(integer);
+    }
+    match number.as_f64() {
+        // i64::MAX as f64 rounds up to 2^63, which does not fit.
+        Some(float)
+            if float.fract() == 0.0 && float >= i64::MIN as f64 && float < i64::MAX as f64 =>
+        {
+            Ok(float as i64)
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "amount_minor must be a whole number of minor units, not {number}"
+        ))),
+    }
 }
 
 /// A new order as its creator sees it: the view plus what it needs to watch
@@ -120,11 +151,6 @@ impl From<OrderView> for OrderResponse {
                     description = "Watch the order's events (what `events_url` points to).",
                     parameters(("id" = "$response.body#/order_id")),
                 )),
-                ("stream_token" = (
-                    operation_id = "create_stream_token",
-                    description = "Get a stream token for EventSource (what `stream_tokens_url` points to).",
-                    parameters(("id" = "$response.body#/order_id")),
-                )),
             ),
         ),
         (status = BAD_REQUEST, description = "The body is not an order (malformed JSON, a missing, unknown or mistyped field), a field is out of range, or the Idempotency-Key is not printable ASCII.", body = ErrorBody),
@@ -197,4 +223,31 @@ pub async fn get_order(
 /// Anything else under `/api`: a JSON 404 rather than an empty body.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(json: &str) -> Result<i64, String> {
+        serde_json::from_str::<CreateOrderBody>(&format!(
+            r#"{{"amount_minor":{json},"currency":"EUR"}}"#
+        ))
+        .map(|body| body.amount_minor)
+        .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn an_amount_is_any_json_integer_and_nothing_else() {
+        assert_eq!(amount("1250"), Ok(1250));
+        assert_eq!(
+            amount("1073741824.0"),
+            Ok(1_073_741_824),
+            "an integer by JSON Schema"
+        );
+        assert_eq!(amount("1e3"), Ok(1000));
+        for bad in ["12.5", "9223372036854775808", "1e19", "\"12\"", "null"] {
+            assert!(amount(bad).is_err(), "{bad}");
+        }
+    }
 }

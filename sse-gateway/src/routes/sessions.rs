@@ -26,14 +26,15 @@ use utoipa::ToSchema;
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{OrderIdPath, SESSION_COOKIE, is_admin_token},
-    payment_core::bounded,
+    payment_core::{CoreError, bounded},
     routes::{DASHBOARD_SESSION, ORDER_EVENTS, ORDER_STREAM_TOKENS},
     state::AppState,
 };
 
 /// What a page sends for a stream token.
+/// Other fields are ignored: a client may send back the whole order it was
+/// answered.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(description = "The order's client secret, from its creation.")]
 pub struct StreamTokenRequest {
     #[schema(min_length = 1, max_length = 200)]
@@ -66,7 +67,7 @@ pub struct StreamToken {
         (status = CREATED, description = "The token.", body = StreamToken),
         (status = BAD_REQUEST, description = "The id is not a UUID, or the body is not `{\"client_secret\": string}`.", body = ErrorBody),
         (status = FORBIDDEN, description = "The request carries an Origin that is neither the gateway's own nor in ALLOWED_ORIGINS.", body = ErrorBody),
-        (status = NOT_FOUND, description = "No such order, or the client secret is not its own (the two look the same).", body = ErrorBody),
+        (status = UNAUTHORIZED, description = "The client secret does not open this order, or there is no such order (the two look the same).", body = ErrorBody),
         (status = PAYLOAD_TOO_LARGE, description = "The body is over 16 KiB.", body = ErrorBody),
         (status = UNSUPPORTED_MEDIA_TYPE, description = "The Content-Type is not application/json.", body = ErrorBody),
         (status = INTERNAL_SERVER_ERROR, description = "payment-core answered what the gateway does not expect.", body = ErrorBody),
@@ -81,16 +82,19 @@ pub async fn create_stream_token(
     let Json(body) = body?;
     // The gateway's memory of the order when it has one: the checkout asks
     // for a token right after creating the order, on this very gateway.
+    // A wrong secret and an unknown order are one answer, which tells a
+    // guesser nothing: the secret does not open it.
+    const REFUSED: ApiError = ApiError::Unauthorized("the client secret does not open this order");
     let digest = match state.hub.recent_secret_digest(order_id) {
         Some(digest) => digest,
-        None => {
-            bounded(state.core_timeout, state.core.get_order(order_id))
-                .await?
-                .client_secret_digest
-        }
+        None => match bounded(state.core_timeout, state.core.get_order(order_id)).await {
+            Ok(order) => order.client_secret_digest,
+            Err(CoreError::NotFound) => return Err(REFUSED),
+            Err(error) => return Err(error.into()),
+        },
     };
     if !digest.opened_by(&body.client_secret) {
-        return Err(ApiError::NotFound);
+        return Err(REFUSED);
     }
     let (stream_token, expires_at) =
         state
