@@ -100,7 +100,7 @@ wait_serving "$bin/sse-gateway"
 cat >&2 <<MSG
 
   Checkout:   http://localhost:${GATEWAY_LISTEN##*:}/
-  Dashboard:  http://localhost:${GATEWAY_LISTEN##*:}/dashboard?token=${ADMIN_TOKEN}
+  Dashboard:  http://localhost:${GATEWAY_LISTEN##*:}/dashboard (sign in with ADMIN_TOKEN)
   Provider:   ${PROVIDER_PAGE_URL}/<order id>   (opened by the checkout as a popup)
   gRPC:       grpcurl -plaintext ${PAYMENT_CORE_LISTEN} list
 
