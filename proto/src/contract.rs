@@ -22,9 +22,11 @@ pub fn client_secret_sha256(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// The public development defaults. Every service accepts them so that a
-/// laptop run works without configuration, and warns at startup when one is
-/// in use: anyone who reads this file knows them.
+/// The public development credentials: anyone who reads this file knows
+/// them. A service accepts them only in development mode
+/// (`PAYMENTS_PUSH_DEV=1` or `--dev`, `service_kit::credentials`), where they
+/// also stand in for every credential left unset, so that a laptop run works
+/// without configuration; without it, it refuses to start with one.
 pub mod dev {
     /// The HMAC secret shared by the provider and payment-core.
     pub const PROVIDER_SECRET: &str = "dev-provider-secret-change-me";
@@ -40,6 +42,15 @@ pub mod dev {
     pub const PROVIDER_API_KEY: &str = "pcore_dev_provider_public_change_me";
     /// The merchant both development merchant keys act for.
     pub const MERCHANT: &str = "dev-shop";
+    /// Every public credential above: outside development mode none is
+    /// accepted, whichever credential it is given as.
+    pub const PUBLIC: &[&str] = &[
+        PROVIDER_SECRET,
+        ADMIN_TOKEN,
+        GATEWAY_API_KEY,
+        MERCHANT_API_KEY,
+        PROVIDER_API_KEY,
+    ];
 }
 
 /// The statuses a payment ends in. Nothing follows them: an order stream

@@ -1,5 +1,8 @@
 //! What every service of the workspace runs the same way.
 //!
+//! - [`credentials`]: secrets from `NAME` or `NAME_FILE`, and development
+//!   mode (`PAYMENTS_PUSH_DEV`), without which a service refuses to start
+//!   with a missing or public development credential.
 //! - [`address_file`]: the addresses a service bound, written for whoever
 //!   started it on port 0 (`ADDRESS_FILE`).
 //! - [`telemetry`]: logs and OpenTelemetry traces (`RUST_LOG`,
@@ -18,6 +21,7 @@
 
 pub mod address_file;
 pub mod core_client;
+pub mod credentials;
 pub mod healthcheck;
 pub mod metrics;
 pub mod replicas;

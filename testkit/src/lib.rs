@@ -1,7 +1,9 @@
 //! Test support shared by the services' integration tests.
 //!
 //! - [`Process`]: one of the workspace's services running on loopback on a
-//!   port it chose and reported, killed when dropped (`process`);
+//!   port it chose and reported, in development mode unless a test says
+//!   otherwise, killed when dropped (`process`); [`refusal`]: the one line
+//!   a service that refuses its credentials prints;
 //!   [`binary_path`] builds the binaries from the sources under test first
 //!   (`binaries`), so any one test can be run alone.
 //! - Ports without a race for them (`ports`): [`refused_address`] and
@@ -45,7 +47,8 @@ pub use ports::{
     reserve_address_at, wait_until_ready,
 };
 pub use process::{
-    AddressFile, Process, start_payment_core, start_payment_core_on, start_payment_core_with,
+    AddressFile, Process, refusal, start_payment_core, start_payment_core_on,
+    start_payment_core_with,
 };
 
 /// The provider secret of every test system.

@@ -7,6 +7,10 @@
 //! test. No port is chosen beforehand, so none can be taken by another test
 //! or process in between (the race of the `free_port` this replaced).
 //!
+//! Services start in development mode (`PAYMENTS_PUSH_DEV=1`), so that a
+//! test sets only the credentials it is about; a test of the refusals sets
+//! `PAYMENTS_PUSH_DEV=0` and meets them through [`Process::exit_of`].
+//!
 //! A test may still set the listen variable itself: to restart a killed
 //! service on the address its peers know, or to start it on an address
 //! reserved for it ([`crate::reserve_address`]).
@@ -15,7 +19,7 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -98,8 +102,8 @@ pub struct Process {
 
 impl Process {
     /// Starts the service `name` with `env`, on loopback port 0 unless
-    /// `env` sets its listen address, and waits until it has bound every
-    /// listener.
+    /// `env` sets its listen address, in development mode unless `env` sets
+    /// `PAYMENTS_PUSH_DEV`, and waits until it has bound every listener.
     pub fn start(name: &str, env: &[(&str, String)]) -> Self {
         Self::start_with_stdout(name, env, Stdio::null())
     }
@@ -112,17 +116,11 @@ impl Process {
     }
 
     fn start_with_stdout(name: &str, env: &[(&str, String)], stdout: Stdio) -> Self {
-        let (listen_variable, main) = main_listener(name);
+        let (_, main) = main_listener(name);
         let address_file = AddressFile::new();
-        let mut command = Command::new(binary_path(name));
-        command
-            .stdout(stdout)
-            .env("RUST_LOG", "warn")
-            .env(listen_variable, "127.0.0.1:0");
-        // The test's own values win, the listen address among them.
-        command.envs(env.iter().map(|(key, value)| (key, value)));
-        command.env("ADDRESS_FILE", address_file.path());
+        let mut command = service_command(name, env, &address_file);
         let child = command
+            .stdout(stdout)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         // Owned before the wait, so that a failed start still kills it.
@@ -137,6 +135,47 @@ impl Process {
             .wait(name, || process.child.try_wait().ok().flatten());
         process.addr = process.address(main);
         process
+    }
+
+    /// Starts the service `name` as [`Process::start`] does, for a start
+    /// that must fail: waits until it exits and returns its status and
+    /// output (stdout: its log; stderr: its last words). Fails the test if
+    /// it binds its listeners instead, or is still running after
+    /// [`STARTUP_BOUND`].
+    pub fn exit_of(name: &str, env: &[(&str, String)]) -> Output {
+        let address_file = AddressFile::new();
+        let stdout = address_file.dir.path().join("stdout");
+        let stderr = address_file.dir.path().join("stderr");
+        let create = |path: &Path| {
+            std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        let mut child = service_command(name, env, &address_file)
+            .stdout(create(&stdout))
+            .stderr(create(&stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let deadline = Instant::now() + STARTUP_BOUND;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("the child can be waited for") {
+                break status;
+            }
+            if address_file.path().exists() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} started (or hung) instead of exiting; its stderr:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let read =
+            |path: &Path| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Output {
+            status,
+            stdout: read(&stdout),
+            stderr: read(&stderr),
+        }
     }
 
     /// The address the service bound for `listener` (`grpc`, `http`,
@@ -188,6 +227,41 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The one line the service `name`, started with `env`, prints on stderr
+/// when it refuses its credentials; fails the test unless it exits with
+/// `credentials::EXIT_REFUSED` (78) and exactly that one line.
+pub fn refusal(name: &str, env: &[(&str, String)]) -> String {
+    let output = Process::exit_of(name, env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(service_kit::credentials::EXIT_REFUSED.into()),
+        "{name} exited ({}), not with a refusal; its stderr:\n{stderr}",
+        output.status
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, not:\n{stderr}");
+    lines[0].to_owned()
+}
+
+/// The command that starts the service `name` as a test does: on loopback
+/// port 0 (unless `env` sets its listen address), logging warnings, in
+/// development mode (unless `env` sets `PAYMENTS_PUSH_DEV`: most tests
+/// leave some credential to its public development value), writing its
+/// addresses to `address_file`.
+fn service_command(name: &str, env: &[(&str, String)], address_file: &AddressFile) -> Command {
+    let (listen_variable, _) = main_listener(name);
+    let mut command = Command::new(binary_path(name));
+    command
+        .env("RUST_LOG", "warn")
+        .env(service_kit::credentials::DEV_VARIABLE, "1")
+        .env(listen_variable, "127.0.0.1:0");
+    // The test's own values win, the listen address among them.
+    command.envs(env.iter().map(|(key, value)| (key, value)));
+    command.env("ADDRESS_FILE", address_file.path());
+    command
 }
 
 /// payment-core over the SQLite file `database`, on a port of its choosing.
