@@ -23,7 +23,7 @@
 //! health and reflection are open; ProviderService is proven by its HMAC
 //! signature instead (`grpc::provider`).
 
-use std::{fmt, path::Path, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use anyhow::Context;
 use payments_proto::contract::dev;
@@ -238,12 +238,6 @@ impl ApiKeys {
         Ok(Self {
             entries: entries.into(),
         })
-    }
-
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let list = std::fs::read_to_string(path)
-            .with_context(|| format!("reading API keys from {}", path.display()))?;
-        Self::parse(&list).with_context(|| format!("API keys in {}", path.display()))
     }
 
     /// The public development keys of `contract::dev`: the gateway's, a

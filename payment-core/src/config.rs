@@ -4,13 +4,39 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use payments_proto::contract::dev;
-use service_kit::core_client::CoreClientTls;
+use service_kit::{
+    core_client::CoreClientTls,
+    credentials::{self, Credential, CredentialError, DevMode, Resolved, Secret},
+};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::auth::ApiKeys;
 
 /// Bound on a TLS handshake: see [`Config::tls`].
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The store when `DATABASE_URL` is unset: a SQLite file in the working
+/// directory. Not a credential, so development mode plays no part.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://payment-core.db";
+
+/// The HMAC secret reports are signed with.
+pub const PROVIDER_SECRET: Credential = Credential {
+    name: "PROVIDER_SECRET",
+    development: dev::PROVIDER_SECRET,
+    public: dev::PUBLIC,
+    make: credentials::MAKE_RANDOM,
+};
+
+/// The API keys PaymentService accepts: its name and `make` word the
+/// refusals, and [`Config::api_keys`] checks the list itself (a public
+/// development key is known by its hash, [`ApiKeys::public_key_names`]).
+pub const API_KEYS: Credential = Credential {
+    name: "PAYMENT_CORE_API_KEYS",
+    development: "",
+    public: &[],
+    make: "entries of keys of your own, each printed by `payment-core api-key --name NAME \
+           --merchant MERCHANT --roles ROLES`",
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -32,27 +58,38 @@ pub struct Config {
     /// it on port 0.
     #[arg(long, env = "ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,
+    /// Whether the public development credentials are accepted.
+    #[command(flatten)]
+    pub dev: DevMode,
     /// `sqlite://path/to/file.db` (relative) or `sqlite:///absolute/path.db`
     /// for one process; `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` for
-    /// several replicas sharing one log.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://payment-core.db")]
-    pub database_url: String,
-    /// Shared secret the provider signs its reports with (HMAC-SHA256).
-    /// Defaults to the contract's public development secret; the service
-    /// logs a warning at startup when it is in use.
-    #[arg(long, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
-    pub provider_secret: String,
+    /// several replicas sharing one log. Unset (and no file):
+    /// `sqlite://payment-core.db`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// A file holding the database URL, instead of `DATABASE_URL` (its
+    /// password stays out of the environment).
+    #[arg(long, env = "DATABASE_URL_FILE", value_parser = credentials::file_setting)]
+    pub database_url_file: Option<PathBuf>,
+    /// Shared secret the provider signs its reports with (HMAC-SHA256), the
+    /// same as mock-provider's. Required outside development mode.
+    #[arg(long, env = "PROVIDER_SECRET", hide_env_values = true)]
+    pub provider_secret: Option<Secret>,
+    /// A file holding the provider secret, instead of `PROVIDER_SECRET`.
+    #[arg(long, env = "PROVIDER_SECRET_FILE", value_parser = credentials::file_setting)]
+    pub provider_secret_file: Option<PathBuf>,
     /// The API keys PaymentService accepts, hashed: entries
     /// `name:merchant:role[+role]:sha256-hex` separated by commas (roles:
-    /// merchant, gateway, reader). `payment-core api-key` makes one. Unset
-    /// (and no file): the public development keys, with a warning.
+    /// merchant, gateway, reader). `payment-core api-key` makes one.
+    /// Required outside development mode (which accepts the public
+    /// development keys, and uses them when this is unset).
     #[arg(long, env = "PAYMENT_CORE_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
     /// A file of API key entries, one per line (`#` comments allowed),
     /// instead of `PAYMENT_CORE_API_KEYS`.
     // Setting both is refused by `api_keys`, not by clap: compose passes an
     // empty `PAYMENT_CORE_API_KEYS`, which clap counts as set.
-    #[arg(long, env = "PAYMENT_CORE_API_KEYS_FILE")]
+    #[arg(long, env = "PAYMENT_CORE_API_KEYS_FILE", value_parser = credentials::file_setting)]
     pub api_keys_file: Option<PathBuf>,
     /// PEM certificate chain for TLS; with `TLS_KEY_FILE`, gRPC is served
     /// over TLS only.
@@ -117,25 +154,42 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
-    pub fn uses_dev_secret(&self) -> bool {
-        self.provider_secret == dev::PROVIDER_SECRET
+    /// The secret reports are signed with, from `PROVIDER_SECRET` or its
+    /// file; refused when missing or public outside development mode.
+    pub fn provider_secret(&self) -> Result<Resolved, CredentialError> {
+        PROVIDER_SECRET.resolve(
+            self.dev,
+            self.provider_secret.as_ref(),
+            self.provider_secret_file.as_deref(),
+        )
     }
 
-    /// The keys PaymentService accepts.
-    pub fn api_keys(&self) -> anyhow::Result<ApiKeys> {
-        // Empty counts as unset, as compose's `${PAYMENT_CORE_API_KEYS:-}` gives it.
-        let list = self
-            .api_keys
-            .as_deref()
-            .filter(|list| !list.trim().is_empty());
-        match (list, &self.api_keys_file) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "PAYMENT_CORE_API_KEYS and PAYMENT_CORE_API_KEYS_FILE are both set: keep one"
-            ),
-            (Some(list), None) => ApiKeys::parse(list).context("PAYMENT_CORE_API_KEYS"),
-            (None, Some(path)) => ApiKeys::from_file(path),
-            (None, None) => Ok(ApiKeys::development()),
+    /// The keys PaymentService accepts, from `PAYMENT_CORE_API_KEYS` or its
+    /// file (empty counts as unset, as compose's `${PAYMENT_CORE_API_KEYS:-}`
+    /// gives it). Outside development mode, refused when unset or when any
+    /// of them is a public development key; in it, the development keys
+    /// when unset.
+    pub fn api_keys(&self) -> Result<ApiKeys, CredentialError> {
+        let list = self.api_keys.as_deref().map(Secret::from);
+        let Some(list) =
+            credentials::load(API_KEYS.name, list.as_ref(), self.api_keys_file.as_deref())?
+        else {
+            return if self.dev.enabled {
+                Ok(ApiKeys::development())
+            } else {
+                Err(API_KEYS.missing())
+            };
+        };
+        let keys = ApiKeys::parse(list.expose())
+            .map_err(|error| API_KEYS.invalid(format!("{error:#}")))?;
+        let public = keys.public_key_names();
+        if !public.is_empty() && !self.dev.enabled {
+            return Err(API_KEYS.refused_as_public(format!(
+                "holds public development keys ({}); remove them",
+                public.join(", ")
+            )));
         }
+        Ok(keys)
     }
 
     /// The server's TLS settings, read from their files; `None` for
@@ -159,9 +213,15 @@ impl Config {
         Ok(Some(tls))
     }
 
-    /// The store `database_url` names.
+    /// The store `DATABASE_URL` (or its file) names; unset, the
+    /// [`DEFAULT_DATABASE_URL`].
     pub fn database(&self) -> anyhow::Result<Database> {
-        Database::parse(&self.database_url)
+        let url = credentials::load(
+            "DATABASE_URL",
+            self.database_url.as_ref(),
+            self.database_url_file.as_deref(),
+        )?;
+        Database::parse(url.as_ref().map_or(DEFAULT_DATABASE_URL, Secret::expose))
     }
 }
 
@@ -250,12 +310,84 @@ mod tests {
         );
         let both = config(&["--api-keys", &entry, "--api-keys-file", file]);
         assert!(
-            both.api_keys().is_err(),
+            matches!(both.api_keys(), Err(CredentialError::BothSet { .. })),
             "two sources of keys: neither is guessed to win"
         );
         let mut neither = config(&[]);
         (neither.api_keys, neither.api_keys_file) = (None, None);
+        neither.dev = DevMode::OFF;
+        assert!(matches!(
+            neither.api_keys(),
+            Err(CredentialError::Missing { .. })
+        ));
+        neither.dev = DevMode::ON;
         assert!(neither.api_keys().expect("keys").are_development());
+    }
+
+    #[test]
+    fn a_public_development_key_in_the_list_is_accepted_in_development_mode_only() {
+        let public = format!(
+            "left-over:shop:merchant:{}",
+            hash_hex(dev::MERCHANT_API_KEY)
+        );
+        let mut keys = config(&[
+            "--api-keys",
+            &format!("{public},own:shop:merchant:{}", hash_hex("own")),
+        ]);
+        keys.api_keys_file = None;
+        keys.dev = DevMode::OFF;
+        let refused = keys.api_keys().expect_err("a public key").to_string();
+        assert!(
+            refused.starts_with("PAYMENT_CORE_API_KEYS holds public development keys (left-over)"),
+            "{refused}"
+        );
+        keys.dev = DevMode::ON;
+        assert_eq!(
+            keys.api_keys().expect("dev mode").public_key_names(),
+            ["left-over"]
+        );
+    }
+
+    #[test]
+    fn the_provider_secret_is_required_and_private_outside_development_mode() {
+        let mut secret = config(&[]);
+        (secret.provider_secret, secret.provider_secret_file) = (None, None);
+        secret.dev = DevMode::OFF;
+        assert!(matches!(
+            secret.provider_secret(),
+            Err(CredentialError::Missing {
+                name: "PROVIDER_SECRET",
+                ..
+            })
+        ));
+        secret.provider_secret = Some(dev::PROVIDER_SECRET.into());
+        assert!(matches!(
+            secret.provider_secret(),
+            Err(CredentialError::Public { .. })
+        ));
+        secret.dev = DevMode::ON;
+        assert!(secret.provider_secret().expect("dev mode").public);
+    }
+
+    #[test]
+    fn the_database_url_comes_from_its_file_or_defaults_to_a_sqlite_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://core:pw@db/payments\n").expect("written");
+        let mut database = config(&[]);
+        (database.database_url, database.database_url_file) = (None, None);
+        database.dev = DevMode::OFF;
+        assert_eq!(
+            database.database().expect("the default"),
+            Database::Sqlite(PathBuf::from("payment-core.db"))
+        );
+        database.database_url_file = Some(file);
+        assert_eq!(
+            database.database().expect("from the file"),
+            Database::Postgres("postgres://core:pw@db/payments".into())
+        );
+        database.database_url = Some("sqlite://other.db".into());
+        assert!(database.database().is_err(), "both set");
     }
 
     #[test]

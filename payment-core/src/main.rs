@@ -4,9 +4,11 @@
 //! container health checks) and `api-key` (makes a key and prints its
 //! configuration entry). Everything else lives in the library.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use payment_core::{Application, Config, auth, healthcheck};
-use service_kit::{shutdown, telemetry};
+use service_kit::{credentials, shutdown, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -42,8 +44,14 @@ enum Command {
     },
 }
 
+/// A credential refusal is one line on stderr and exit code 78; any other
+/// failure anyhow's report and 1 (`credentials::exit_code`).
+fn main() -> ExitCode {
+    credentials::exit_code(run())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Healthcheck) => return healthcheck::check(&cli.config).await,

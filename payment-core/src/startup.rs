@@ -15,6 +15,8 @@ use tonic::{
     transport::{ServerTlsConfig, server::TcpIncoming},
 };
 
+use service_kit::credentials::{self, Resolved, Secret};
+
 use crate::{
     auth::ApiKeys,
     clock::Clock,
@@ -37,19 +39,25 @@ pub struct Application {
     metrics_server: Option<MetricsServer>,
     state: CoreState,
     api_keys: ApiKeys,
+    provider_secret: Secret,
     tls: Option<ServerTlsConfig>,
     config: Config,
 }
 
 impl Application {
-    /// Opens the store and binds the listeners (port 0 picks a free port),
-    /// then writes their addresses to `ADDRESS_FILE` if it is set.
+    /// Checks its credentials (a [`CredentialError`] when one is missing,
+    /// or public outside development mode), opens the store and binds the
+    /// listeners (port 0 picks a free port), then writes their addresses to
+    /// `ADDRESS_FILE` if it is set.
+    ///
+    /// [`CredentialError`]: service_kit::credentials::CredentialError
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let provider_secret = config.provider_secret()?;
         let api_keys = config.api_keys()?;
-        warn_of_public_credentials(&config, &api_keys);
+        let database = config.database()?;
+        announce_development_mode(&config, &provider_secret, &api_keys);
         let tls = config.tls()?;
         let shutdown = CancellationToken::new();
-        let database = config.database()?;
         let store = open_store(&database, &shutdown).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -98,6 +106,7 @@ impl Application {
             metrics_server,
             state,
             api_keys,
+            provider_secret: provider_secret.secret,
             tls,
             config,
         })
@@ -127,6 +136,7 @@ impl Application {
             metrics_server,
             state,
             api_keys,
+            provider_secret,
             tls,
             config,
             ..
@@ -191,7 +201,7 @@ impl Application {
             ))
             .add_service(ProviderServiceServer::new(ProviderApi::new(
                 state.clone(),
-                &config.provider_secret,
+                provider_secret.expose(),
                 config.signature_tolerance(),
             )))
             .serve_with_incoming_shutdown(incoming(listener), {
@@ -220,30 +230,20 @@ impl Application {
     }
 }
 
-/// Warns of the public development secret and keys, which anyone can use.
-fn warn_of_public_credentials(config: &Config, api_keys: &ApiKeys) {
-    if config.uses_dev_secret() {
-        tracing::warn!(
-            "PROVIDER_SECRET is the public development default: anyone can forge payment \
-             results. Set a secret of your own before taking real payments."
-        );
+/// In development mode, the banner naming the public credentials in use:
+/// with the public secret anyone can forge payment results, with a public
+/// key anyone who reaches the port can create, cancel and watch orders.
+fn announce_development_mode(config: &Config, provider_secret: &Resolved, api_keys: &ApiKeys) {
+    let mut public = Vec::new();
+    if provider_secret.public {
+        public.push(provider_secret.name.to_owned());
     }
-    if api_keys.are_development() {
-        tracing::warn!(
-            "PAYMENT_CORE_API_KEYS is unset: the public development keys are accepted, so \
-             anyone who can reach this port can create, cancel and watch orders. Set keys \
-             of your own (`payment-core api-key`) before taking real payments."
-        );
-        return;
+    let public_keys = api_keys.public_key_names();
+    if !public_keys.is_empty() {
+        let name = crate::config::API_KEYS.name;
+        public.push(format!("{name} ({})", public_keys.join(", ")));
     }
-    let public = api_keys.public_key_names();
-    if !public.is_empty() {
-        tracing::warn!(
-            keys = ?public,
-            "the configured API keys include public development keys: anyone can call \
-             with them. Remove them before taking real payments."
-        );
-    }
+    credentials::announce(config.dev, &public);
 }
 
 /// Every call's span: named after its method, and a child of the caller's

@@ -609,7 +609,8 @@ async fn logs_name_the_calling_key_never_show_a_key_and_warn_of_public_keys_kept
     let keys = [
         testkit::api_key_entry("shop-a-1", "shop-a", "merchant", SHOP_A),
         testkit::api_key_entry("edge", "shop-a", "gateway", GATEWAY_ONLY),
-        // A public development key left in a real list.
+        // A public development key left in a real list: accepted in
+        // development mode only, and named by its banner.
         testkit::api_key_entry("left-over", "shop-a", "merchant", dev::MERCHANT_API_KEY),
     ]
     .join(",");
@@ -622,6 +623,7 @@ async fn logs_name_the_calling_key_never_show_a_key_and_warn_of_public_keys_kept
             ),
             ("PROVIDER_SECRET", testkit::PROVIDER_SECRET.to_owned()),
             ("PAYMENT_CORE_API_KEYS", keys),
+            ("PAYMENTS_PUSH_DEV", "1".to_owned()),
             ("LOG_FORMAT", "json".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ],
@@ -667,7 +669,7 @@ async fn logs_name_the_calling_key_never_show_a_key_and_warn_of_public_keys_kept
     assert_eq!(caller_of("call refused: role does not allow it"), "edge");
     assert!(text.contains("call refused: unknown API key"), "{text}");
     assert!(
-        text.contains("public development keys") && text.contains("left-over"),
+        text.contains("DEVELOPMENT MODE") && text.contains("PAYMENT_CORE_API_KEYS (left-over)"),
         "no warning that a public key is accepted:\n{text}"
     );
     for key in [

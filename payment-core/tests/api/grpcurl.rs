@@ -40,6 +40,8 @@ async fn start_binary_in(dir: tempfile::TempDir) -> Server {
             format!("sqlite://{}", dir.path().join("core.db").display()),
         )
         .env("PROVIDER_SECRET", PROVIDER_SECRET)
+        // The public development keys, which grpcurl's calls use.
+        .env("PAYMENTS_PUSH_DEV", "1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)

@@ -16,14 +16,16 @@ use payments_proto::{
     },
     signature,
 };
-use service_kit::core_client::KeyedChannel;
+use service_kit::{core_client::KeyedChannel, credentials::DevMode};
 use testkit::PROVIDER_SECRET;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 /// The service's defaults (as with no flags) for a test: port 0, the given
-/// database, the test systems' provider secret and fast expiry sweeps.
+/// database, the test systems' provider secret, fast expiry sweeps, and
+/// development mode (the public development keys, unless a test sets its
+/// own).
 pub fn test_config(database: &Path) -> Config {
     #[derive(Parser)]
     struct Defaults {
@@ -32,8 +34,9 @@ pub fn test_config(database: &Path) -> Config {
     }
     let mut config = Defaults::parse_from(["payment-core"]).config;
     config.listen = "127.0.0.1:0".parse().expect("valid address");
-    config.database_url = format!("sqlite://{}", database.display());
-    config.provider_secret = PROVIDER_SECRET.into();
+    config.database_url = Some(format!("sqlite://{}", database.display()).as_str().into());
+    config.provider_secret = Some(PROVIDER_SECRET.into());
+    config.dev = DevMode::ON;
     config.expiry_interval_ms = 50;
     config.shutdown_grace_secs = 2;
     config.metrics_listen = Some("127.0.0.1:0".parse().expect("valid address"));

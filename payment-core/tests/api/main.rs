@@ -2,6 +2,8 @@
 //! over a real SQLite file (`helpers`), and the built binary under grpcurl.
 //!
 //! - `auth`: API keys, roles, who sees client secrets, idempotency per merchant;
+//! - `credentials`: the binary refuses missing, public or doubly given
+//!   credentials outside development mode, and reads each from a file;
 //! - `hostile`: generated hostile creates, cancels and reports;
 //! - `orders`: the unary RPCs, signed reports and the state machine's answers;
 //! - `watch`: WatchPayments streams: history then live, resume, shutdown;
@@ -17,6 +19,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod credentials;
 mod grpcurl;
 mod helpers;
 mod hostile;
