@@ -186,15 +186,15 @@ fn resume(last_event_id: &str) -> Option<u64> {
         .0
 }
 
-/// The gateway's defaults (as with no flags), with the two settings the
-/// frames depend on.
+/// The gateway's defaults (as with no flags but `--dev`, for its
+/// credentials), with the two settings the frames depend on.
 fn config(heartbeat_secs: u64, sse_retry_ms: u64) -> Config {
     #[derive(clap::Parser)]
     struct Defaults {
         #[command(flatten)]
         config: Config,
     }
-    let mut config = <Defaults as clap::Parser>::parse_from(["sse-gateway"]).config;
+    let mut config = <Defaults as clap::Parser>::parse_from(["sse-gateway", "--dev"]).config;
     config.heartbeat_secs = heartbeat_secs;
     config.sse_retry_ms = sse_retry_ms;
     config

@@ -5,11 +5,48 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use axum::http::HeaderValue;
 
 use payments_proto::contract::dev;
-use service_kit::core_client::CoreClientTls;
+use service_kit::{
+    core_client::CoreClientTls,
+    credentials::{self, Credential, CredentialError, DevMode, Resolved, Secret},
+};
 
-/// The admin token used when none is configured: fine on a laptop, never in
-/// production. The gateway warns at startup when it is in use.
-pub use payments_proto::contract::dev::ADMIN_TOKEN as DEV_ADMIN_TOKEN;
+/// The dashboard's token.
+pub const ADMIN_TOKEN: Credential = Credential {
+    name: "ADMIN_TOKEN",
+    development: dev::ADMIN_TOKEN,
+    public: dev::PUBLIC,
+    make: credentials::MAKE_RANDOM,
+};
+
+/// The gateway's own API key for payment-core.
+pub const PAYMENT_CORE_API_KEY: Credential = Credential {
+    name: "PAYMENT_CORE_API_KEY",
+    development: dev::GATEWAY_API_KEY,
+    public: dev::PUBLIC,
+    make: "the gateway's own key, printed by `payment-core api-key --name gateway --merchant \
+           MERCHANT --roles merchant+gateway` (its entry goes to the core's \
+           PAYMENT_CORE_API_KEYS)",
+};
+
+/// The credentials the gateway holds, each checked ([`Config::credentials`]).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Its key for payment-core.
+    pub payment_core_api_key: Resolved,
+    /// The dashboard's token.
+    pub admin_token: Resolved,
+}
+
+impl Credentials {
+    /// The variables whose public development values are in use.
+    pub fn public_in_use(&self) -> Vec<String> {
+        [&self.payment_core_api_key, &self.admin_token]
+            .into_iter()
+            .filter(|credential| credential.public)
+            .map(|credential| credential.name.to_owned())
+            .collect()
+    }
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -29,10 +66,16 @@ pub struct Config {
         default_value = "http://127.0.0.1:50051"
     )]
     pub payment_core_url: String,
+    /// Whether the public development credentials are accepted.
+    #[command(flatten)]
+    pub dev: DevMode,
     /// This gateway's API key for payment-core (roles `merchant` and
-    /// `gateway`). Defaults to the public development key, with a warning.
-    #[arg(long, env = "PAYMENT_CORE_API_KEY", default_value = dev::GATEWAY_API_KEY, hide_default_value = true, hide_env_values = true)]
-    pub payment_core_api_key: String,
+    /// `gateway`). Required outside development mode.
+    #[arg(long, env = "PAYMENT_CORE_API_KEY", hide_env_values = true)]
+    pub payment_core_api_key: Option<Secret>,
+    /// A file holding the key, instead of `PAYMENT_CORE_API_KEY`.
+    #[arg(long, env = "PAYMENT_CORE_API_KEY_FILE", value_parser = credentials::file_setting)]
+    pub payment_core_api_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub payment_core_tls: CoreClientTls,
     /// Web origins besides the gateway's own that may create orders and
@@ -41,11 +84,15 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
     pub allowed_origins: String,
     /// Token for the merchant dashboard and its all-orders stream.
-    #[arg(long, env = "ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
-    pub admin_token: String,
+    /// Required outside development mode.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// A file holding the token, instead of `ADMIN_TOKEN`.
+    #[arg(long, env = "ADMIN_TOKEN_FILE", value_parser = credentials::file_setting)]
+    pub admin_token_file: Option<PathBuf>,
     /// How long a stream token (`POST /api/orders/{id}/stream-tokens`)
     /// opens its order's stream. It is checked when a stream opens; pages
-    /// get a new one for each reconnect.
+    /// reuse one until a stream is refused, then get another.
     #[arg(long, env = "STREAM_TOKEN_TTL_SECS", default_value_t = 300)]
     pub stream_token_ttl_secs: u64,
     /// How long a dashboard sign-in (its session cookie) lasts.
@@ -127,6 +174,23 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The gateway's credentials, each from its variable or its file;
+    /// refused when one is missing, or public outside development mode.
+    pub fn credentials(&self) -> Result<Credentials, CredentialError> {
+        Ok(Credentials {
+            payment_core_api_key: PAYMENT_CORE_API_KEY.resolve(
+                self.dev,
+                self.payment_core_api_key.as_ref(),
+                self.payment_core_api_key_file.as_deref(),
+            )?,
+            admin_token: ADMIN_TOKEN.resolve(
+                self.dev,
+                self.admin_token.as_ref(),
+                self.admin_token_file.as_deref(),
+            )?,
+        })
     }
 }
 

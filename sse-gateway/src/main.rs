@@ -2,8 +2,10 @@
 //! event streams until SIGINT or SIGTERM, or runs `healthcheck` (for
 //! container health checks). Everything else lives in the library.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
-use service_kit::{healthcheck, shutdown, telemetry};
+use service_kit::{credentials, healthcheck, shutdown, telemetry};
 use sse_gateway::{Application, Config};
 
 #[derive(Parser)]
@@ -27,8 +29,14 @@ enum Command {
     Healthcheck,
 }
 
+/// A credential refusal is one line on stderr and exit code 78; any other
+/// failure anyhow's report and 1 (`credentials::exit_code`).
+fn main() -> ExitCode {
+    credentials::exit_code(run())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
         return healthcheck::http_ok(cli.config.listen, "/readyz").await;

@@ -5,12 +5,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use payments_proto::contract::dev;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Config, DEV_ADMIN_TOKEN},
+    config::{Config, Credentials},
     payment_core::{GrpcCore, PaymentCore},
     routes::router,
     server,
@@ -43,25 +42,24 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener (port 0 picks a free port) and writes its address
-    /// to `ADDRESS_FILE` if it is set. The core is contacted lazily.
+    /// Checks its credentials (a [`CredentialError`] when one is missing,
+    /// or public outside development mode), binds the listener (port 0
+    /// picks a free port) and writes its address to `ADDRESS_FILE` if it is
+    /// set. The core is contacted lazily.
+    ///
+    /// [`CredentialError`]: service_kit::credentials::CredentialError
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if config.payment_core_api_key == dev::GATEWAY_API_KEY {
-            tracing::warn!(
-                "PAYMENT_CORE_API_KEY is the public development key; set this gateway's own key \
-                 (and the core's PAYMENT_CORE_API_KEYS) in production."
-            );
-        }
+        let credentials = config.credentials()?;
         let core = GrpcCore::new(
             &config.payment_core_url,
             &config.payment_core_tls,
-            &config.payment_core_api_key,
+            credentials.payment_core_api_key.secret.expose(),
             config.core_timeout(),
         )
         .context(
             "payment-core client (PAYMENT_CORE_URL, PAYMENT_CORE_API_KEY, PAYMENT_CORE_CA_FILE)",
         )?;
-        Self::build_with_core(config, Arc::new(core)).await
+        Self::build_with(config, credentials, Arc::new(core)).await
     }
 
     /// [`Application::build`] with another payment-core behind the seam.
@@ -69,12 +67,17 @@ impl Application {
         config: Config,
         core: Arc<dyn PaymentCore>,
     ) -> anyhow::Result<Self> {
-        if config.admin_token == DEV_ADMIN_TOKEN {
-            tracing::warn!(
-                "ADMIN_TOKEN is the public development default: anyone can read every order on the dashboard. Set a token of your own in production."
-            );
-        }
-        let state = AppState::new(&config, core)?;
+        let credentials = config.credentials()?;
+        Self::build_with(config, credentials, core).await
+    }
+
+    async fn build_with(
+        config: Config,
+        credentials: Credentials,
+        core: Arc<dyn PaymentCore>,
+    ) -> anyhow::Result<Self> {
+        service_kit::credentials::announce(config.dev, &credentials.public_in_use());
+        let state = AppState::with_credentials(&config, &credentials, core)?;
         let listener = bind(&config).with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         service_kit::address_file::write(config.address_file.as_deref(), &[("http", local_addr)])

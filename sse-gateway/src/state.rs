@@ -9,7 +9,12 @@ use tokio_util::sync::CancellationToken;
 use payments_proto::contract::HEARTBEAT_EVENT;
 
 use crate::{
-    access::Signer, config::Config, hub::Hub, metrics::Metrics, payment_core::PaymentCore,
+    access::Signer,
+    config::{Config, Credentials},
+    hub::Hub,
+    metrics::Metrics,
+    payment_core::PaymentCore,
+    routes::pages::Pages,
 };
 
 /// Cheap to clone: `Arc`s and small values.
@@ -37,6 +42,9 @@ pub struct AppState {
     pub stream_token_ttl: Duration,
     /// How long a dashboard sign-in lasts.
     pub session_ttl: Duration,
+    /// The checkout and the dashboard as served (with the development-mode
+    /// marker in development mode), rendered once.
+    pub pages: Pages,
     /// This gateway's name in `/metrics` and the `X-Gateway-Instance` header.
     pub instance: Arc<str>,
     /// Silence after which an event stream sends a heartbeat.
@@ -55,8 +63,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Fails on an `ALLOWED_ORIGINS` that is not a list of origins.
+    /// Fails on a refused credential ([`Config::credentials`]) and on an
+    /// `ALLOWED_ORIGINS` that is not a list of origins.
     pub fn new(config: &Config, core: Arc<dyn PaymentCore>) -> anyhow::Result<Self> {
+        Self::with_credentials(config, &config.credentials()?, core)
+    }
+
+    /// [`AppState::new`] with the credentials checked already.
+    pub fn with_credentials(
+        config: &Config,
+        credentials: &Credentials,
+        core: Arc<dyn PaymentCore>,
+    ) -> anyhow::Result<Self> {
         let (metrics, metrics_registry) = Metrics::new(&config.instance);
         Ok(Self {
             allowed_origins: config.allowed_origins()?,
@@ -65,10 +83,11 @@ impl AppState {
             hub: Hub::new(Arc::clone(&metrics), config.recent_orders),
             metrics,
             metrics_registry,
-            admin_token: config.admin_token.as_str().into(),
-            signer: Arc::new(Signer::new(config.admin_token.as_str())),
+            admin_token: credentials.admin_token.secret.expose().into(),
+            signer: Arc::new(Signer::new(credentials.admin_token.secret.expose())),
             stream_token_ttl: Duration::from_secs(config.stream_token_ttl_secs.max(1)),
             session_ttl: Duration::from_secs(config.dashboard_session_secs.max(1)),
+            pages: Pages::new(config.dev),
             instance: config.instance.as_str().into(),
             heartbeat: config.heartbeat(),
             max_streams: config.max_streams,

@@ -35,7 +35,7 @@ fn start_mtls_core(pki: &TestPki, dir: &tempfile::TempDir) -> testkit::Process {
 fn use_mtls(config: &mut Config, pki: &TestPki, urls: String) {
     let client = pki.client();
     config.payment_core_url = urls;
-    config.payment_core_api_key = GATEWAY_KEY.into();
+    config.payment_core_api_key = Some(GATEWAY_KEY.into());
     config.payment_core_tls.ca_file = Some(pki.ca());
     config.payment_core_tls.client_cert_file = Some(client.cert);
     config.payment_core_tls.client_key_file = Some(client.key);
@@ -116,7 +116,7 @@ async fn a_gateway_without_a_client_certificate_or_with_a_wrong_key_is_never_rea
     ] {
         let gateway = spawn_gateway_unready(port, |config| {
             use_mtls(config, &pki, format!("https://127.0.0.1:{port}"));
-            config.payment_core_api_key = key.into();
+            config.payment_core_api_key = Some(key.into());
             if !with_certificate {
                 config.payment_core_tls.client_cert_file = None;
                 config.payment_core_tls.client_key_file = None;

@@ -10,6 +10,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use payments_proto::payments::v1::PaymentOutcome;
 use serde_json::Value;
+use service_kit::credentials::DevMode;
 use sse_gateway::{AppState, Application, Config, payment_core::GrpcCore, router};
 use testkit::{Process, ReservedAddress, eventually, sse::SseConnection};
 use tokio::task::JoinHandle;
@@ -33,7 +34,9 @@ pub fn test_config(payment_core_url: &str) -> Config {
     let mut config = <Defaults as clap::Parser>::parse_from(["sse-gateway"]).config;
     config.listen = "127.0.0.1:0".parse().expect("valid address");
     config.payment_core_url = payment_core_url.to_owned();
-    config.admin_token = ADMIN_TOKEN.into();
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    // The other credential, the core key, is the public development one.
+    config.dev = DevMode::ON;
     config.instance = "test-gateway".into();
     config.shutdown_grace_secs = 2;
     config
@@ -43,14 +46,15 @@ pub fn test_config(payment_core_url: &str) -> Config {
 /// nothing listens. Calls to the core fail at once, as when it is down.
 pub fn router_without_core() -> axum::Router {
     let config = test_config("http://127.0.0.1:1");
+    let credentials = config.credentials().expect("development mode");
     let core = GrpcCore::new(
         &config.payment_core_url,
         &config.payment_core_tls,
-        &config.payment_core_api_key,
+        credentials.payment_core_api_key.secret.expose(),
         config.core_timeout(),
     )
     .expect("client");
-    router(AppState::new(&config, Arc::new(core)).expect("valid config"))
+    router(AppState::with_credentials(&config, &credentials, Arc::new(core)).expect("valid config"))
 }
 
 pub struct Gateway {

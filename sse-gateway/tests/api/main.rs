@@ -5,6 +5,9 @@
 //!   fails and stalls on cue;
 //! - [`core_tls`]: the gateway as the core's client over mutual TLS with
 //!   its own API key;
+//! - [`credentials`]: the built gateway refuses missing, public or doubly
+//!   given credentials outside development mode, reads each from a file,
+//!   and marks its pages in development mode;
 //! - [`orders`], [`streams`]: the JSON API and the event streams over real
 //!   sockets, with the real payment-core binary behind;
 //! - [`origins`]: CORS, preflights and foreign origins refused;
@@ -22,6 +25,7 @@
 mod browser;
 mod core_seam;
 mod core_tls;
+mod credentials;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;
