@@ -3,7 +3,48 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use payments_proto::contract::dev;
-use service_kit::core_client::CoreClientTls;
+use service_kit::{
+    core_client::CoreClientTls,
+    credentials::{self, Credential, CredentialError, DevMode, Resolved, Secret},
+};
+
+/// The HMAC secret reports are signed with (payment-core's too).
+pub const PROVIDER_SECRET: Credential = Credential {
+    name: "PROVIDER_SECRET",
+    development: dev::PROVIDER_SECRET,
+    public: dev::PUBLIC,
+    make: credentials::MAKE_RANDOM,
+};
+
+/// The provider's own API key for payment-core.
+pub const PAYMENT_CORE_API_KEY: Credential = Credential {
+    name: "PAYMENT_CORE_API_KEY",
+    development: dev::PROVIDER_API_KEY,
+    public: dev::PUBLIC,
+    make: "the provider's own key, printed by `payment-core api-key --name provider --merchant \
+           MERCHANT --roles reader` (its entry goes to the core's PAYMENT_CORE_API_KEYS)",
+};
+
+/// The credentials the provider holds, each checked
+/// ([`CoreConfig::credentials`]).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// What its reports are signed with.
+    pub provider_secret: Resolved,
+    /// Its key for payment-core.
+    pub payment_core_api_key: Resolved,
+}
+
+impl Credentials {
+    /// The variables whose public development values are in use.
+    pub fn public_in_use(&self) -> Vec<String> {
+        [&self.provider_secret, &self.payment_core_api_key]
+            .into_iter()
+            .filter(|credential| credential.public)
+            .map(|credential| credential.name.to_owned())
+            .collect()
+    }
+}
 
 /// How to reach payment-core and sign for it: shared by `serve` and `report`.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,18 +58,51 @@ pub struct CoreConfig {
         default_value = "http://127.0.0.1:50051"
     )]
     pub payment_core_url: String,
-    // The default is the contract's public development secret, so a local
-    // run works without configuration; both services warn when it is in use.
-    /// Shared secret for signing reports (HMAC-SHA256).
-    #[arg(long, global = true, env = "PROVIDER_SECRET", default_value = dev::PROVIDER_SECRET, hide_default_value = true)]
-    pub provider_secret: String,
+    /// Whether the public development credentials are accepted (the
+    /// `report` command's too).
+    #[command(flatten)]
+    pub dev: DevMode,
+    /// Shared secret for signing reports (HMAC-SHA256), the same as
+    /// payment-core's. Required outside development mode.
+    #[arg(long, global = true, env = "PROVIDER_SECRET", hide_env_values = true)]
+    pub provider_secret: Option<Secret>,
+    /// A file holding the secret, instead of `PROVIDER_SECRET`.
+    #[arg(long, global = true, env = "PROVIDER_SECRET_FILE", value_parser = credentials::file_setting)]
+    pub provider_secret_file: Option<PathBuf>,
     /// API key for payment-core's PaymentService (role `reader`: the
-    /// payment page reads the order it shows). Defaults to the public
-    /// development key.
-    #[arg(long, global = true, env = "PAYMENT_CORE_API_KEY", default_value = dev::PROVIDER_API_KEY, hide_default_value = true, hide_env_values = true)]
-    pub payment_core_api_key: String,
+    /// payment page reads the order it shows). Required outside development
+    /// mode.
+    #[arg(
+        long,
+        global = true,
+        env = "PAYMENT_CORE_API_KEY",
+        hide_env_values = true
+    )]
+    pub payment_core_api_key: Option<Secret>,
+    /// A file holding the key, instead of `PAYMENT_CORE_API_KEY`.
+    #[arg(long, global = true, env = "PAYMENT_CORE_API_KEY_FILE", value_parser = credentials::file_setting)]
+    pub payment_core_api_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub payment_core_tls: CoreClientTls,
+}
+
+impl CoreConfig {
+    /// The provider's credentials, each from its variable or its file;
+    /// refused when one is missing, or public outside development mode.
+    pub fn credentials(&self) -> Result<Credentials, CredentialError> {
+        Ok(Credentials {
+            provider_secret: PROVIDER_SECRET.resolve(
+                self.dev,
+                self.provider_secret.as_ref(),
+                self.provider_secret_file.as_deref(),
+            )?,
+            payment_core_api_key: PAYMENT_CORE_API_KEY.resolve(
+                self.dev,
+                self.payment_core_api_key.as_ref(),
+                self.payment_core_api_key_file.as_deref(),
+            )?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]

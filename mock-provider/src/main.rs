@@ -3,13 +3,15 @@
 //! sends one signed payment result for scripts and prints the order's new
 //! status. Everything else lives in the library.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use mock_provider::{
     Application,
     config::{CoreConfig, ServeConfig},
     reporter::{Outcome, Reporter},
 };
-use service_kit::{healthcheck, shutdown, telemetry};
+use service_kit::{credentials, healthcheck, shutdown, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -45,8 +47,14 @@ enum Command {
     Healthcheck,
 }
 
+/// A credential refusal is one line on stderr and exit code 78; any other
+/// failure anyhow's report and 1 (`credentials::exit_code`).
+fn main() -> ExitCode {
+    credentials::exit_code(run())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Healthcheck) => healthcheck::http_ok(cli.serve.listen, "/healthz").await,
@@ -55,8 +63,9 @@ async fn main() -> anyhow::Result<()> {
             outcome,
             reason,
         }) => {
+            let credentials = cli.core.credentials()?;
             let (metrics, _) = mock_provider::metrics::ProviderMetrics::new();
-            let reporter = Reporter::new(&cli.core, metrics)?;
+            let reporter = Reporter::new(&cli.core, &credentials, metrics)?;
             // This is a command's answer to its user, not a service log.
             #[allow(clippy::print_stdout, clippy::print_stderr)]
             match reporter.report(&order, outcome, &reason, None).await {

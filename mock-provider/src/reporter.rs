@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::config::CoreConfig;
+use crate::config::{CoreConfig, Credentials};
 
 use payments_proto::{
     payments::v1::{
@@ -103,10 +103,15 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// To the replicas `core` lists, signing with its secret.
-    pub fn new(core: &CoreConfig, metrics: ProviderMetrics) -> anyhow::Result<Self> {
-        let api_key = ApiKey::new(&core.payment_core_api_key)?;
-        let secret = core.provider_secret.as_str();
+    /// To the replicas `core` lists, with the key and the secret of
+    /// `credentials`.
+    pub fn new(
+        core: &CoreConfig,
+        credentials: &Credentials,
+        metrics: ProviderMetrics,
+    ) -> anyhow::Result<Self> {
+        let api_key = ApiKey::new(credentials.payment_core_api_key.secret.expose())?;
+        let secret = credentials.provider_secret.secret.expose();
         let replicas = core_client::endpoints(&core.payment_core_url, &core.payment_core_tls)?
             .into_iter()
             .map(|endpoint| {

@@ -1,9 +1,9 @@
-//! Building and running the payment page server.
+//! Building and running the payment page server: its credentials checked
+//! first.
 
 use std::{future::IntoFuture, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use payments_proto::contract::dev;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,21 +22,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener (port 0 picks a free port) and writes its address
-    /// to `ADDRESS_FILE` if it is set. payment-core is contacted lazily.
+    /// Checks its credentials (a [`CredentialError`] when one is missing,
+    /// or public outside development mode), binds the listener (port 0
+    /// picks a free port) and writes its address to `ADDRESS_FILE` if it is
+    /// set. payment-core is contacted lazily.
+    ///
+    /// [`CredentialError`]: service_kit::credentials::CredentialError
     pub async fn build(core: CoreConfig, serve: ServeConfig) -> anyhow::Result<Self> {
-        if core.provider_secret == dev::PROVIDER_SECRET {
-            tracing::warn!(
-                "PROVIDER_SECRET is the public development default; payment-core must not accept it in production."
-            );
-        }
-        if core.payment_core_api_key == dev::PROVIDER_API_KEY {
-            tracing::warn!(
-                "PAYMENT_CORE_API_KEY is the public development key; set the provider's own key in production."
-            );
-        }
+        let credentials = core.credentials()?;
+        service_kit::credentials::announce(core.dev, &credentials.public_in_use());
         let (metrics, metrics_registry) = ProviderMetrics::new();
-        let reporter = Reporter::new(&core, metrics).context(
+        let reporter = Reporter::new(&core, &credentials, metrics).context(
             "payment-core client (PAYMENT_CORE_URL, PAYMENT_CORE_API_KEY, PAYMENT_CORE_CA_FILE)",
         )?;
         let listener = TcpListener::bind(serve.listen)
@@ -52,6 +48,7 @@ impl Application {
             state: ProviderState {
                 reporter,
                 config: Arc::new(serve),
+                dev: core.dev,
                 metrics_registry,
             },
             shutdown: CancellationToken::new(),

@@ -14,6 +14,7 @@ use axum::{
 };
 use payments_proto::{currency::format_minor, payments::v1 as pb};
 use serde::Deserialize;
+use service_kit::credentials::{self, DevMode};
 
 use crate::{
     config::ServeConfig,
@@ -28,6 +29,8 @@ const MAX_REASON_CHARS: usize = 200;
 pub struct ProviderState {
     pub reporter: Reporter,
     pub config: Arc<ServeConfig>,
+    /// In development mode the pages a payer sees say so.
+    pub dev: DevMode,
     /// What `/metrics` renders.
     pub metrics_registry: Arc<prometheus_client::registry::Registry>,
 }
@@ -167,13 +170,26 @@ async fn payment_page(
         .report(&order_id, Outcome::Processing, "", trace_parent)
         .await?;
     let amount = format_minor(order.amount_minor, &order.currency);
-    Ok(Html(pages::pay_page(
-        &order_id,
-        &state.config.merchant_name,
-        &order.description,
-        &amount,
-        &order.trace_parent,
-    )))
+    Ok(shown(
+        &state,
+        pages::pay_page(
+            &order_id,
+            &state.config.merchant_name,
+            &order.description,
+            &amount,
+            &order.trace_parent,
+        ),
+    ))
+}
+
+/// `page` as the payer gets it: in development mode, with the marker that
+/// says so.
+fn shown(state: &ProviderState, page: String) -> Html<String> {
+    if state.dev.enabled {
+        Html(credentials::mark_page(&page))
+    } else {
+        Html(page)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,5 +269,5 @@ async fn decide(
             &format!("You canceled the payment of {amount}. Nothing was charged."),
         ),
     };
-    Ok(Html(page))
+    Ok(shown(&state, page))
 }

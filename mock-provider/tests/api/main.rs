@@ -4,12 +4,14 @@
 //! provider sends, which the real core's idempotent log cannot show).
 //!
 //! One test binary, one module per concern; the set-up lives in `helpers`
-//! and `fake_core`.
+//! and `fake_core`. `credentials`: the refusals outside development mode,
+//! the `_FILE` variables, the banner and the page's marker.
 
 // A panic in a test is a failing test: unwrapping is the point here.
 #![allow(clippy::unwrap_used)]
 
 mod core_tls;
+mod credentials;
 mod decisions;
 mod fake_core;
 mod helpers;

@@ -24,6 +24,8 @@ async fn the_report_command_sends_a_signed_result_for_scripts() {
             ])
             .env("PAYMENT_CORE_URL", format!("http://{}", system.core_addr))
             .env("PROVIDER_SECRET", secret)
+            // The provider's public development key.
+            .env("PAYMENTS_PUSH_DEV", "1")
             .output()
             .expect("the command runs")
     };
