@@ -258,9 +258,23 @@ EOF
 
 # postgres:15-bookworm: Debian's postgresql-15 on the debian image, with
 # the official image's interface (docker/postgres.Dockerfile).
+# A stand-in older than its label's revision 2 lacks POSTGRES_PASSWORD_FILE,
+# which the replicated stack uses: it is made again. The official image
+# (which sets PG_MAJOR, as the stand-in never did) is never replaced.
+stale_postgres_standin() {
+  local env revision
+  env=$(docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$POSTGRES_IMAGE") || return 1
+  grep -q '^PG_MAJOR=' <<<"$env" && return 1
+  revision=$(docker image inspect -f '{{index .Config.Labels "org.payments-push.postgres-standin"}}' "$POSTGRES_IMAGE" 2>/dev/null)
+  [[ ${revision:-0} != 2 ]]
+}
 build_postgres() {
   if [[ $FORCE == 0 ]] && have_image "$POSTGRES_IMAGE"; then
-    log "$POSTGRES_IMAGE present, not rebuilding"; return
+    if stale_postgres_standin; then
+      log "$POSTGRES_IMAGE is an older stand-in (no POSTGRES_PASSWORD_FILE): rebuilding"
+    else
+      log "$POSTGRES_IMAGE present, not rebuilding"; return
+    fi
   fi
   log "building $POSTGRES_IMAGE from docker/postgres.Dockerfile"
   DOCKER_BUILDKIT=0 docker build -q -f "$ROOT/docker/postgres.Dockerfile" -t "$POSTGRES_IMAGE" "$ROOT/docker" >/dev/null

@@ -6,10 +6,13 @@
 #  1. local stand-ins for the base images (.ci/base-images.sh)
 #  2. release binaries built on the host, images built through the PREBUILT
 #     path of docker/Dockerfile (no crates.io needed inside docker), nginx
-#     image; with DRILL=1 the drill's release loadgen builds meanwhile, in
-#     the background (this script waits on docker most of the time)
-#  3. the default stack (docker-compose.yml: SQLite, one payment-core) up
-#     until every service is healthy; the published gRPC port answers
+#     image; each service image, run without development mode or
+#     credentials, refuses to start (exit 78, one line); with DRILL=1 the
+#     drill's release loadgen builds meanwhile, in the background (this
+#     script waits on docker most of the time)
+#  3. the default stack (docker-compose.yml: SQLite, one payment-core, in
+#     development mode) up until every service is healthy; the published
+#     gRPC port answers; the checkout says it is in development mode
 #  4. through nginx: create an order, follow its SSE stream, report the
 #     payment with `mock-provider report`, see `event: succeeded`
 #  5. a second order's stream: stop the gateway serving it, reconnect through
@@ -17,7 +20,11 @@
 #  6. restart payment-core, then re-create its container: the first order is
 #     still `succeeded` (SQLite on the named volume)
 #  7. the replicated stack (docker-compose.replicated.yml: PostgreSQL, two
-#     payment-core replicas), brought up once: a payment through nginx; one
+#     payment-core replicas, no development mode: credentials made by
+#     scripts/make-secrets.sh in a temp dir, SECRETS_DIR), brought up once:
+#     the checkout has no development-mode bar, the dashboard stream
+#     answers the admin token from its secret file; a payment through
+#     nginx; one
 #     with a replica killed (-9); one with a replica cut off from the
 #     database (NOT_SERVING, then back by itself); one after restarting
 #     PostgreSQL
@@ -51,7 +58,8 @@
 #                         build made here)
 #   UP_TIMEOUT            seconds for `compose up` to get all healthy (default 300)
 #   KEEP_WORK=1           keep the SSE transcripts and responses (path printed)
-#   KEEP_UP=1             leave the stack running at the end (no down -v)
+#   KEEP_UP=1             leave the stack running at the end (no down -v;
+#                         its secrets are kept too, path printed)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -62,6 +70,11 @@ IMAGE_TAG=${IMAGE_TAG:-local}
 DRILL=${DRILL:-0}
 BINS=(payment-core sse-gateway mock-provider)
 WORK=$(mktemp -d /tmp/docker-test.XXXXXX)
+# The replicated stack's credentials (the drill's too, when it is handed
+# this stack): made here, mounted by compose from SECRETS_DIR.
+SECRETS_DIR=$(mktemp -d /tmp/docker-test-secrets.XXXXXX)
+export SECRETS_DIR
+"$ROOT/scripts/make-secrets.sh" "$SECRETS_DIR" 2>/dev/null
 PASSED=0
 FAILED=0
 STACK_UP=0
@@ -137,6 +150,7 @@ cleanup() {
     stack_down || echo "compose down failed or timed out" >&2
   fi
   if [[ "${KEEP_WORK:-0}" == 1 ]]; then echo "transcripts kept in $WORK"; else rm -rf "$WORK"; fi
+  if [[ "${KEEP_UP:-0}" == 1 ]]; then echo "the stack's secrets are in $SECRETS_DIR"; else rm -rf "$SECRETS_DIR"; fi
   echo
   phase_summary
   echo "docker-test: ${PASSED} passed, ${FAILED} failed"
@@ -278,6 +292,18 @@ done
 run_logged build-nginx timeout 900 docker build --force-rm -f docker/nginx.Dockerfile -t "payments-push/nginx:$IMAGE_TAG" docker \
   || fail "docker build of nginx"
 ok "images payments-push/{payment-core,sse-gateway,mock-provider,nginx}:$IMAGE_TAG built"
+# refused_without_credentials SERVICE VARIABLE: the image, run outside
+# development mode with no credentials, exits 78 with one line naming VARIABLE
+refused_without_credentials() {
+  local rc=0 out="$WORK/refused-$1.err"
+  timeout 60 docker run --rm -e PAYMENTS_PUSH_DEV=0 "payments-push/$1:$IMAGE_TAG" >/dev/null 2>"$out" || rc=$?
+  [[ $rc -eq 78 && $(wc -l <"$out") -eq 1 ]] && grep -q "^$2 is not set" "$out" \
+    || fail "$1 without credentials: exit $rc, stderr: $(head -c 500 "$out")"
+}
+refused_without_credentials payment-core PROVIDER_SECRET
+refused_without_credentials sse-gateway PAYMENT_CORE_API_KEY
+refused_without_credentials mock-provider PROVIDER_SECRET
+ok "outside development mode each image refuses to start without credentials (exit 78, one line)"
 
 # ======================================== 3. the default stack (SQLite) ===
 phase "3. default stack up (SQLite)"
@@ -303,6 +329,13 @@ grpc_health() {
 wait_until 20 "gRPC health on the published port $GRPC_PORT" grpc_health \
   || fail "payment-core's gRPC port $GRPC_PORT does not answer Health/Check: $(head -c 300 "$WORK/grpc-health.out" 2>/dev/null | tr -d '\000')"
 ok "payment-core gRPC answers on published port $GRPC_PORT"
+# dev_mode_bar: the checkout through nginx carries the development-mode bar
+dev_mode_bar() {
+  curl -sS -m 10 -o "$WORK/checkout.html" "$BASE/" || fail "GET / through nginx failed"
+  grep -q 'class="dev-mode"' "$WORK/checkout.html"
+}
+dev_mode_bar || fail "the default stack's checkout has no development-mode bar"
+ok "the default stack runs in development mode, and its checkout says so"
 
 # ================================================ 4. order, SSE, payment ===
 phase "4. order 1 through nginx, SSE, report succeeded"
@@ -442,6 +475,18 @@ gateways_ready() {
     && timeout 20 "${COMPOSE_CMD[@]}" exec -T gateway-2 sse-gateway healthcheck
 }
 
+! dev_mode_bar || fail "the replicated stack's checkout has the development-mode bar"
+# the dashboard stream with the token from its secret file: the header from
+# a file, so the token stays out of the process list
+( umask 077 && printf 'Authorization: Bearer %s\n' "$(tr -d '\n' <"$SECRETS_DIR/admin_token")" >"$WORK/admin.header" )
+dashboard_status() { # HEADER_FILE: the status line's code of /api/events
+  curl -sS -N -i -m 3 -H "@$1" "$BASE/api/events" 2>/dev/null | head -n1 | awk '{print $2}'
+}
+wait_until 60 "both gateways ready" gateways_ready || fail "a gateway of the replicated stack has no stream from a core"
+[[ $(dashboard_status "$WORK/admin.header") == 200 ]] || fail "the dashboard stream refused the admin token from its secret"
+printf 'Authorization: Bearer dev-admin-token\n' >"$WORK/dev-admin.header"
+[[ $(dashboard_status "$WORK/dev-admin.header") == 401 ]] || fail "the replicated stack accepts the public admin token"
+ok "replicated stack: no development mode; the dashboard takes the admin token from its secret, not the public one"
 pay_through_nginx order3
 ok "order 3 paid through nginx with the core on PostgreSQL"
 

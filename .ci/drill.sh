@@ -22,12 +22,16 @@
 # acknowledged, and the time each phase took.
 #
 # Its own stack by default: needs the images .ci/docker-test.sh builds
-# (payments-push/*:$IMAGE_TAG, postgres:15-bookworm), brings the stack up
-# on free ports and down again. DRILL_STACK=<project>: the replicated
+# (payments-push/*:$IMAGE_TAG, postgres:15-bookworm), makes the stack's
+# credentials (scripts/make-secrets.sh, in its temp dir), brings the stack
+# up on free ports and down again. DRILL_STACK=<project>: the replicated
 # stack that compose project runs already, started with HEARTBEAT_SECS=2
-# (.ci/docker-test.sh with DRILL=1 hands over its own); the drill then
-# neither brings it up nor takes it down, reads its ports from compose,
-# and counts only the payments it makes itself.
+# and the credentials in SECRETS_DIR (.ci/docker-test.sh with DRILL=1
+# hands over its own); the drill then neither brings it up nor takes it
+# down, reads its ports from compose, and counts only the payments it
+# makes itself. loadgen signs its reports with the stack's provider secret
+# and calls the core with its merchant key, both read from SECRETS_DIR
+# and passed in its environment, never on its command line.
 #
 # Builds a release loadgen unless LOADGEN names one. Every wait is
 # bounded. Environment: PAYMENTS (2000), RATE (15 per second: the faults
@@ -45,6 +49,14 @@ OWN_STACK=1
 PROJECT=${COMPOSE_PROJECT_NAME:-payments-push-drill}
 if [[ -n "${DRILL_STACK:-}" ]]; then OWN_STACK=0; PROJECT=$DRILL_STACK; fi
 WORK=$(mktemp -d /tmp/drill.XXXXXX)
+if [[ $OWN_STACK -eq 1 ]]; then
+  SECRETS_DIR=$(mktemp -d /tmp/drill-secrets.XXXXXX)
+  export SECRETS_DIR
+  "$ROOT/scripts/make-secrets.sh" "$SECRETS_DIR" 2>/dev/null
+else
+  [[ -n ${SECRETS_DIR:-} && -s ${SECRETS_DIR}/provider_secret ]] \
+    || die "DRILL_STACK=$DRILL_STACK needs SECRETS_DIR: the credentials that stack was started with"
+fi
 compose_init "$PROJECT" docker-compose.yml docker-compose.replicated.yml
 FAULTS=0
 fault() { FAULTS=$((FAULTS + 1)); log "fault $FAULTS: $*"; }
@@ -62,6 +74,9 @@ cleanup() {
   if [[ $OWN_STACK -eq 1 && "${KEEP_UP:-0}" != 1 ]]; then
     phase "compose down -v"
     stack_down
+    rm -rf "$SECRETS_DIR"
+  elif [[ $OWN_STACK -eq 1 ]]; then
+    log "the stack's secrets are in $SECRETS_DIR"
   fi
   rm -rf "$WORK"
   phase_summary
@@ -111,10 +126,11 @@ read -r IN_DB_BEFORE EVENTS_BEFORE < <(paid_in_db)
 
 phase "$PAYMENTS payments at $RATE/s, five faults"
 # bounded: loadgen's own --timeout is 900 s
+PROVIDER_SECRET=$(tr -d '\n' <"$SECRETS_DIR/provider_secret") \
+PAYMENT_CORE_API_KEY=$(tr -d '\n' <"$SECRETS_DIR/merchant_api_key") \
 timeout -k 10 960 "$LOADGEN" run --target gateway --url "http://127.0.0.1:$HTTP_PORT" \
   --core-url "http://127.0.0.1:$GRPC_PORT" \
   --report-url "http://127.0.0.1:$GRPC_PORT" --report-url "http://127.0.0.1:$GRPC_PORT_2" \
-  --provider-secret dev-provider-secret-change-me \
   -n "$PAYMENTS" --rate "$RATE" --report-attempts 150 --max-attempts 200 \
   --create-concurrency 8 --connect-concurrency 64 --drain-secs 90 --timeout 900 \
   --label drill --json "$WORK/drill.json" >"$WORK/loadgen.log" 2>&1 &

@@ -43,6 +43,10 @@ CORE_ADDR=${CORE_ADDR:-127.0.0.1:50651}
 GW_ADDR=${GW_ADDR:-127.0.0.1:18080}
 NCHAN_PORT=${NCHAN_PORT:-18090}
 SECRET=bench-provider-secret
+# Development mode: a benchmark on loopback, whose gateway and loadgen use
+# the public development API keys (the provider secret and the admin token
+# are its own, above and below). Without it the services refuse to start.
+export PAYMENTS_PUSH_DEV=1
 TIMEOUT=${TIMEOUT:-900}
 PROCESSES=${PROCESSES:-1}
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Entry point of the postgres:15-bookworm stand-in (docker/postgres.Dockerfile):
 # on an empty PGDATA, create the cluster with POSTGRES_USER / POSTGRES_PASSWORD
-# and the database POSTGRES_DB, as the official image does; then run the
-# server in the foreground, listening on every interface.
+# (or the file POSTGRES_PASSWORD_FILE names, a compose secret) and the
+# database POSTGRES_DB, as the official image does; then run the server in
+# the foreground, listening on every interface.
 set -euo pipefail
 
 # As the official image: options alone are the server's.
@@ -10,6 +11,13 @@ if [[ "${1:-}" == -* ]]; then set -- postgres "$@"; fi
 if [[ "${1:-}" != postgres ]]; then exec "$@"; fi
 shift
 
+if [[ -n "${POSTGRES_PASSWORD_FILE:-}" ]]; then
+  if [[ -n "${POSTGRES_PASSWORD:-}" ]]; then
+    echo "error: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (but are exclusive)" >&2
+    exit 1
+  fi
+  POSTGRES_PASSWORD=$(<"$POSTGRES_PASSWORD_FILE")
+fi
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
 

@@ -3,11 +3,15 @@
 # that tag is missing, so a pulled official image is never replaced).
 #   docker build -f docker/postgres.Dockerfile -t postgres:15-bookworm docker
 # It has the official image's interface, as far as docker-compose.replicated.yml
-# uses it: POSTGRES_PASSWORD (required), POSTGRES_USER (default postgres),
+# uses it: POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (one is required),
+# POSTGRES_USER (default postgres),
 # POSTGRES_DB (default $POSTGRES_USER), data in PGDATA=/var/lib/postgresql/data
 # (a volume), port 5432, password (scram-sha-256) logins from the network,
 # `pg_isready` for health checks, SIGINT to stop (fast shutdown).
 FROM debian:bookworm-slim
+# What .ci/base-images.sh checks to tell this stand-in from the official
+# image, and an older stand-in (without POSTGRES_PASSWORD_FILE) from this one.
+LABEL org.payments-push.postgres-standin="2"
 # No cluster from the package (the entrypoint makes one in PGDATA), and no
 # service started during the build.
 RUN mkdir -p /etc/postgresql-common \

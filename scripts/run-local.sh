@@ -12,7 +12,9 @@
 #
 # Ctrl-C stops everything. Settings come from the environment (see README);
 # the gateway's and the provider's API keys from GATEWAY_API_KEY and
-# PROVIDER_API_KEY, as in compose.
+# PROVIDER_API_KEY, as in compose. It runs in development mode
+# (PAYMENTS_PUSH_DEV=1): the public development credentials stand in for
+# every one not set.
 set -euo pipefail
 . "$(dirname "$0")/../.ci/lib.sh"
 cd "$ROOT"
@@ -31,6 +33,11 @@ echo "building (profile: $PROFILE)..." >&2
 cargo build "${cargo_flags[@]}" -p payment-core -p mock-provider -p sse-gateway
 bin="${CARGO_TARGET_DIR:-target}/$PROFILE"
 
+# Development mode, so that it runs with no credentials set: the public
+# development ones stand in, and each service logs a banner and marks its
+# pages. PAYMENTS_PUSH_DEV=0 runs it on credentials of one's own (README,
+# "Running in production").
+export PAYMENTS_PUSH_DEV=${PAYMENTS_PUSH_DEV:-1}
 export PAYMENT_CORE_LISTEN=${PAYMENT_CORE_LISTEN:-127.0.0.1:50051}
 export PROVIDER_LISTEN=${PROVIDER_LISTEN:-127.0.0.1:8081}
 export GATEWAY_LISTEN=${GATEWAY_LISTEN:-127.0.0.1:8080}
