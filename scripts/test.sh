@@ -219,7 +219,7 @@ start_stage "fuzz" .ci/fuzz.sh
 stage "benchmark smoke" env BIN_DIR="$BIN_DIR" bench/smoke.sh
 # Development mode: schemathesis's core and gateway run on loopback with the
 # public development API keys (their secret and token are the script's own).
-stage "schemathesis" env BIN_DIR="$BIN_DIR" PAYMENTS_PUSH_DEV=1 .ci/schemathesis.sh
+stage "schemathesis" env BIN_DIR="$BIN_DIR" .ci/schemathesis.sh
 finish_stage "fuzz"
 if [ "$DOCKER" = 1 ]; then
   finish_stage "docker end to end + drill"
