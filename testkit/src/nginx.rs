@@ -102,6 +102,11 @@ impl Nginx {
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("access.log")).unwrap_or_default()
     }
+
+    /// What nginx has written to its error log (stderr) so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Nginx {

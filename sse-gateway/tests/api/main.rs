@@ -36,4 +36,5 @@ mod orders;
 mod origins;
 mod resilience;
 mod router;
+mod secrets_in_logs;
 mod streams;
