@@ -11,9 +11,9 @@
 //!   ops, pages); the event-stream paths are declared there once.
 //! - [`extract`]: order ids, what a browser presents to open an order or the
 //!   dashboard, and the resume point, read from requests by extractors.
+//! - [`state`]: [`AppState`], what every handler shares.
 //! - [`access`]: the stream tokens and dashboard sessions the gateway signs,
 //!   so that no long-lived secret travels in a URL.
-//! - [`state`]: [`AppState`], what every handler shares.
 //! - [`upstream`]: the one `WatchPayments(all_orders)` stream per gateway,
 //!   reconnecting with backoff and resuming after the last sequence seen.
 //! - [`hub`]: in-process fan-out to connections, by order, with bounded
