@@ -36,6 +36,9 @@ struct ExportedSpan {
     name: String,
     trace_id: String,
     links: Vec<String>,
+    /// Its attributes and events' attributes, as text: for what they must
+    /// not hold.
+    attributes: String,
 }
 
 /// payment-core, mock-provider and a gateway, logging JSON to files and
@@ -124,8 +127,9 @@ async fn spawn_observed_shop() -> ObservedShop {
 impl ObservedShop {
     /// Creates an order through the gateway as a traced browser does, pays
     /// it on the provider's page while its stream is open, and answers the
-    /// order id once the stream has shown the payment.
-    async fn pay_one_order(&self) -> String {
+    /// order id and its client secret once the stream has shown the
+    /// payment.
+    async fn pay_one_order(&self) -> (String, String) {
         let http = reqwest::Client::new();
         let gateway = self.gateway.addr;
         eventually_within(BOUND, "the gateway is ready", || async {
@@ -186,7 +190,10 @@ impl ObservedShop {
         assert_eq!(decided.status(), 200);
         assert_eq!(stream.expect_event_name().await, "processing");
         assert_eq!(stream.expect_event_name().await, "succeeded");
-        order_id
+        (
+            order_id,
+            order["client_secret"].as_str().unwrap().to_owned(),
+        )
     }
 
     fn log_lines(&self, service: &str) -> Vec<Value> {
@@ -201,7 +208,7 @@ impl ObservedShop {
 #[tokio::test]
 async fn one_payment_is_one_trace_across_the_three_services_and_their_json_logs() {
     let shop = spawn_observed_shop().await;
-    let order_id = shop.pay_one_order().await;
+    let (order_id, secret) = shop.pay_one_order().await;
 
     let spans = eventually_within(BOUND, "every hop's span is exported", || async {
         let spans = shop.spans.lock().unwrap().clone();
@@ -228,6 +235,28 @@ async fn one_payment_is_one_trace_across_the_three_services_and_their_json_logs(
     assert!(
         spans.iter().all(|span| span.links.is_empty()),
         "reports carried the trace: nothing needed a link"
+    );
+    // No span attribute holds a secret, token or key.
+    for span in &spans {
+        for secret in [
+            secret.as_str(),
+            ADMIN_TOKEN,
+            testkit::PROVIDER_SECRET,
+            payments_proto::contract::dev::GATEWAY_API_KEY,
+            payments_proto::contract::dev::PROVIDER_API_KEY,
+        ] {
+            assert!(
+                !span.attributes.contains(secret),
+                "a {} span of {} holds a secret: {}",
+                span.name,
+                span.service,
+                span.attributes
+            );
+        }
+    }
+    assert!(
+        spans.iter().any(|span| span.attributes.contains(&order_id)),
+        "the spans carry attributes at all (the order id)"
     );
 
     for service in ["sse-gateway", "payment-core", "mock-provider"] {
@@ -366,7 +395,8 @@ async fn start_otlp_receiver(spans: Arc<Mutex<Vec<ExportedSpan>>>) -> SocketAddr
                             kept.push(ExportedSpan {
                                 service: service.clone(),
                                 name: span.name,
-                                trace_id: hex::encode(span.trace_id),
+                                trace_id: hex::encode(&span.trace_id),
+                                attributes: format!("{:?} {:?}", span.attributes, span.events),
                                 links: span
                                     .links
                                     .iter()
