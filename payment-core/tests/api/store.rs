@@ -312,20 +312,31 @@ async fn a_watcher_whose_client_stops_reading_is_cut_off_and_the_others_are_not_
     let shutdown = CancellationToken::new();
     let (stuck_tx, _stuck_rx) = mpsc::channel(2);
     let (healthy_tx, mut healthy_rx) = mpsc::channel(2);
-    let stuck = spawn_watcher(&store, 0, stuck_tx, Duration::from_millis(200), &shutdown);
-    let healthy = spawn_watcher(&store, 0, healthy_tx, Duration::from_millis(200), &shutdown);
+    // Long enough that a loaded machine does not cut off the healthy one
+    // between two of its reads; the stuck one never reads again.
+    let slow_watcher_timeout = Duration::from_secs(1);
+    let stuck = spawn_watcher(&store, 0, stuck_tx, slow_watcher_timeout, &shutdown);
+    let healthy = spawn_watcher(&store, 0, healthy_tx, slow_watcher_timeout, &shutdown);
+    // The healthy client reads as events come, as a real one does.
+    let reader = tokio::spawn(async move {
+        let mut sequences = Vec::new();
+        for _ in 1..=10 {
+            let event = tokio::time::timeout(Duration::from_secs(5), healthy_rx.recv())
+                .await
+                .expect("the healthy watcher goes on")
+                .expect("the healthy watcher is not cut off");
+            sequences.push(event.sequence);
+        }
+        // Still connected: handed back so that it outlives the shutdown.
+        (sequences, healthy_rx)
+    });
 
     let clock = Clock::system();
     for _ in 0..10 {
         create(store.as_ref(), &clock).await;
     }
-    for expected in 1..=10 {
-        let event = tokio::time::timeout(Duration::from_secs(5), healthy_rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(event.sequence, expected);
-    }
+    let (sequences, _healthy_rx) = reader.await.unwrap();
+    assert_eq!(sequences, (1..=10).collect::<Vec<u64>>());
     match tokio::time::timeout(Duration::from_secs(5), stuck)
         .await
         .unwrap()
