@@ -19,6 +19,10 @@ echo "== fuzz/Cargo.lock is current" >&2
 cargo metadata --manifest-path fuzz/Cargo.toml --locked --format-version 1 >/dev/null
 
 echo "== cargo deny: bans, licences, sources (offline; advisories: see deny.toml)" >&2
+# cargo-deny reads every package's manifest, those of other platforms'
+# dependencies too (windows, redox, apple), which a build on this one never
+# downloads: fetch them all first (from the registry, as the build does).
+cargo fetch --locked
 cargo deny --offline --locked check bans licenses sources
 
 echo "== cargo machete: dependencies no crate uses" >&2
