@@ -34,7 +34,8 @@ pub mod dev {
     pub const ADMIN_TOKEN: &str = "dev-admin-token";
     /// The gateway's key for payment-core's PaymentService: roles
     /// `merchant` (its checkout creates orders) and `gateway` (it streams
-    /// events, client secrets included), for merchant [`MERCHANT`].
+    /// events, checking browsers' secrets against their digests), for merchant
+    /// [`MERCHANT`].
     pub const GATEWAY_API_KEY: &str = "pcore_dev_gateway_public_change_me";
     /// A merchant's key (role `merchant`), for grpcurl and shop backends.
     pub const MERCHANT_API_KEY: &str = "pcore_dev_merchant_public_change_me";
