@@ -5,7 +5,8 @@
 //!   long-lived secret travels in a URL;
 //! - [`ops`]: health, readiness and metrics;
 //! - [`openapi`]: the OpenAPI description of all of the above but pages;
-//! - [`pages`]: the checkout page, the dashboard and their stylesheet;
+//! - [`pages`]: the checkout page, the dashboard, their stylesheet, and the
+//!   browser client module `/sdk/payments-push.js` with its types;
 //! - [`origins`]: CORS and the refusal of foreign origins (`ALLOWED_ORIGINS`).
 //!
 //! The API's paths are declared once here, and its routes are registered
@@ -76,7 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::checkout))
         .route("/dashboard", get(pages::dashboard))
         .route("/assets/style.css", get(pages::stylesheet))
-        .route("/assets/live-stream.js", get(pages::live_stream_script))
+        .route(pages::CLIENT_MODULE_PATH, get(pages::client_module))
+        .route(pages::CLIENT_TYPES_PATH, get(pages::client_types))
         .merge(api())
         .route("/api/{*rest}", any(orders::not_found))
         // After every route: it applies to those registered before it.
