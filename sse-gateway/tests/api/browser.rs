@@ -71,17 +71,27 @@ pub struct Browser {
 }
 
 pub async fn start_browser() -> Browser {
+    start_browser_with(&[]).await
+}
+
+/// Chromium with `extra` arguments, e.g. `--ignore-certificate-errors` for
+/// a test's own CA (only ever in tests).
+pub async fn start_browser_with(extra: &[&str]) -> Browser {
     let driver = testkit::on_a_free_port("chromedriver", Driver::start);
     let profile = tempfile::tempdir().unwrap();
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }
-    });
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        format!("--user-data-dir={}", profile.path().display()),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let capabilities = json!({ "goog:chromeOptions": { "args": args } });
     // chromedriver listens on loopback in plain HTTP: fantoccini is built
     // without TLS (its TLS features would link a second crypto library).
     let client = ClientBuilder::new(HttpConnector::new())
@@ -322,6 +332,16 @@ pub async fn sign_in_to_dashboard(client: &Client, site: SocketAddr) {
         .await
         .unwrap();
     assert_eq!(cookies, json!(""), "the session cookie is HttpOnly");
+}
+
+/// Waits until `condition` (a JavaScript expression) holds in the page.
+pub async fn wait_for_script(client: &Client, condition: &str) {
+    let script = format!("return ({condition}) === true;");
+    eventually(Duration::from_secs(15), condition, || async {
+        let holds = client.execute(&script, vec![]).await.ok()?;
+        holds.as_bool().unwrap_or(false).then_some(())
+    })
+    .await;
 }
 
 /// Every URL the page has requested (Resource Timing: its fetches and

@@ -178,6 +178,8 @@ pub struct CreatedOrder {
     pub events_url: String,
     /// The stream's URL as created, which needs the secret in a header.
     pub plain_events_url: String,
+    /// The provider's page where the payer pays.
+    pub payment_url: String,
     pub body: Value,
 }
 
@@ -225,6 +227,10 @@ pub async fn create_order(
         client_secret,
         events_url: token["events_url"].as_str().expect("events_url").to_owned(),
         plain_events_url: body["events_url"].as_str().expect("events_url").to_owned(),
+        payment_url: body["payment_url"]
+            .as_str()
+            .expect("payment_url")
+            .to_owned(),
         body,
     }
 }

@@ -16,6 +16,8 @@
 //!   (OTLP, JSON logs), and a real Prometheus scraping them;
 //! - [`resilience`]: crashes, shutdowns, moves between gateways;
 //! - [`browser`]: headless Chromium through the checkout and the dashboard;
+//! - [`client_module`]: the browser client module on a shop's own origin,
+//!   and behind proxies that buffer or refuse event streams ([`shop`]);
 //! - [`frozen_gateway`]: the same behind the project's nginx, with the
 //!   page's gateway frozen mid-stream.
 
@@ -23,6 +25,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod browser;
+mod client_module;
 mod core_seam;
 mod core_tls;
 mod credentials;
@@ -37,4 +40,5 @@ mod origins;
 mod resilience;
 mod router;
 mod secrets_in_logs;
+mod shop;
 mod streams;

@@ -32,18 +32,62 @@ fn post_orders(content_type: Option<&str>, body: impl Into<Body>) -> Request<Bod
 async fn the_checkout_page_is_served_without_the_core() {
     let (status, body) = call(Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("openLiveStream("));
-    let (status, script) = call(
-        Request::get("/assets/live-stream.js")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(
-        script.contains("new EventSource"),
-        "the page's stream script"
-    );
+    assert!(body.contains(r#"from "/sdk/payments-push.js""#));
+}
+
+#[tokio::test]
+async fn the_client_module_and_its_types_are_served_to_any_origin_and_revalidated() {
+    for (path, content_type, marker) in [
+        (
+            "/sdk/payments-push.js",
+            "text/javascript; charset=utf-8",
+            "export function watchPayment(",
+        ),
+        (
+            "/sdk/payments-push.d.ts",
+            "application/typescript; charset=utf-8",
+            "export function watchPayment(options: WatchOptions): Watch;",
+        ),
+    ] {
+        let request = || {
+            Request::get(path)
+                .header("origin", "https://shop.example")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let response = router_without_core()
+            .oneshot(request())
+            .await
+            .expect("router answers");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], content_type);
+        assert_eq!(headers["access-control-allow-origin"], "*", "{path}");
+        assert_eq!(headers["cache-control"], "no-cache");
+        let etag = headers["etag"].clone();
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        assert!(String::from_utf8_lossy(&body).contains(marker), "{path}");
+
+        // The same version again: 304, no body.
+        let mut again = request();
+        again.headers_mut().insert("if-none-match", etag.clone());
+        let response = router_without_core()
+            .oneshot(again)
+            .await
+            .expect("router answers");
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(response.headers()["etag"], etag);
+        // Another version: the body.
+        let mut other = request();
+        other
+            .headers_mut()
+            .insert("if-none-match", "\"other\"".parse().unwrap());
+        let response = router_without_core()
+            .oneshot(other)
+            .await
+            .expect("router answers");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
 }
 
 #[tokio::test]

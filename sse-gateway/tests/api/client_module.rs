@@ -1,0 +1,384 @@
+//! The browser client module (`/sdk/payments-push.js`) in headless
+//! Chromium, on a merchant's site of its own origin ([`crate::shop`]):
+//! - the README's example shop pays through the provider's popup and shows
+//!   the result once, across origins, with no cookie;
+//! - an origin the gateway does not list gets no event;
+//! - a proxy that buffers event streams is noticed within two heartbeats,
+//!   and one that refuses them is left, each for the next transport down to
+//!   polling, and the result still shows once.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use payments_proto::payments::v1::PaymentOutcome;
+use serde_json::Value;
+use testkit::{Process, eventually_within as eventually};
+
+use crate::{
+    browser::{decide_in_popup, start_browser, start_core_and_provider, text_of},
+    helpers::{Gateway, create_order, spawn_gateway},
+    shop::{EdgeProxy, ShopSite, StreamPolicy, record_of, track},
+};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// payment-core, the provider, one gateway allowing `origin` with
+/// `heartbeat_secs`.
+struct System {
+    gateway: Gateway,
+    core: Process,
+    _provider: Process,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_system(allowed_origin: &str, heartbeat_secs: u64) -> System {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, provider) = start_core_and_provider(dir.path());
+    let origin = allowed_origin.to_owned();
+    let gateway = spawn_gateway(core.addr.port(), move |config| {
+        config.allowed_origins = origin;
+        config.heartbeat_secs = heartbeat_secs;
+    })
+    .await;
+    System {
+        gateway,
+        core,
+        _provider: provider,
+        _dir: dir,
+    }
+}
+
+/// The `#log` lines of the example shop.
+async fn shop_log(client: &fantoccini::Client) -> Vec<String> {
+    let items = client.find_all(Locator::Css("#log li")).await.unwrap();
+    let mut lines = Vec::new();
+    for item in items {
+        lines.push(item.text().await.unwrap());
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_shop_on_another_site_pays_in_the_popup_and_shows_the_result_once() {
+    let site = ShopSite::bind().await;
+    let system = start_system(&site.1, 15).await;
+    let gateway = format!("http://{}", system.gateway.addr);
+    let shop = ShopSite::serve(site, &gateway, system.gateway.addr);
+    let browser = start_browser().await;
+    let client = &browser.client;
+
+    client.goto(&format!("{}/", shop.origin)).await.unwrap();
+    let page = client.window().await.unwrap();
+    crate::browser::wait_for_script(client, "document.getElementById('pay') !== null").await;
+    client
+        .find(Locator::Id("pay"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let popup = eventually(BOUND, "the provider popup", || async {
+        client
+            .windows()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|handle| *handle != page)
+    })
+    .await;
+    // The page watches before it sends the popup to the provider.
+    client.switch_to_window(page.clone()).await.unwrap();
+    eventually(BOUND, "the watch to be live", || async {
+        text_of(client, "transport")
+            .await
+            .contains("live via fetch")
+            .then_some(())
+    })
+    .await;
+    client.switch_to_window(popup).await.unwrap();
+    eventually(BOUND, "the provider's page", || async {
+        client.find(Locator::Id("pay")).await.ok()
+    })
+    .await;
+    decide_in_popup(client, "pay", page).await;
+
+    eventually(BOUND, "the shop to show the result", || async {
+        (text_of(client, "status").await == "succeeded").then_some(())
+    })
+    .await;
+    let log = shop_log(client).await;
+    assert_eq!(log.first().map(String::as_str), Some("created"), "{log:?}");
+    assert_eq!(
+        log.iter().filter(|line| line.contains("succeeded")).count(),
+        2,
+        "one event and one settlement: {log:?}"
+    );
+    assert_eq!(log.last().map(String::as_str), Some("settled: succeeded"));
+    let mut seen = log.clone();
+    seen.dedup();
+    assert_eq!(seen, log, "no line twice: {log:?}");
+
+    // Nothing rode on a cookie: the gateway's origin holds none.
+    client.goto(&format!("{gateway}/healthz")).await.unwrap();
+    let cookies = client.get_all_cookies().await.unwrap();
+    assert!(cookies.is_empty(), "{cookies:?}");
+    client.clone().close().await.unwrap();
+}
+
+/// The harness's record of one watch, its statuses' transports in order
+/// (each once), and when (ms after the start) each transport came first.
+fn transports_of(record: &Value) -> Vec<(String, f64)> {
+    let mut seen: Vec<(String, f64)> = Vec::new();
+    for status in record["statuses"].as_array().into_iter().flatten() {
+        let Some(transport) = status["transport"].as_str() else {
+            continue;
+        };
+        if seen.iter().all(|(name, _)| name != transport) {
+            seen.push((transport.to_owned(), status["at"].as_f64().unwrap_or(0.0)));
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_the_gateway_does_not_list_gets_no_event() {
+    let site = ShopSite::bind().await;
+    let system = start_system("http://shop.example", 1).await;
+    let gateway = format!("http://{}", system.gateway.addr);
+    let shop = ShopSite::serve(site, &gateway, system.gateway.addr);
+    let browser = start_browser().await;
+    let client = &browser.client;
+    let order = create_order(
+        &reqwest::Client::new(),
+        system.gateway.addr,
+        700,
+        "Not here",
+    )
+    .await;
+    track(
+        client,
+        &shop,
+        &order.order_id,
+        &order.client_secret,
+        "{ heartbeatSecs: 1 }",
+    )
+    .await;
+    testkit::report(
+        system.core.addr,
+        &order.order_id,
+        PaymentOutcome::Succeeded,
+        "",
+    )
+    .await
+    .expect("report accepted");
+
+    // Every transport tried and refused by CORS, down to polling, which
+    // keeps being refused.
+    let record = eventually(BOUND, "the watch to have polled twice", || async {
+        let record = record_of(client, &order.order_id).await;
+        let polls = record["statuses"]
+            .as_array()?
+            .iter()
+            .filter(|s| s["transport"] == "polling" && s["state"] == "reconnecting")
+            .count();
+        (polls >= 2).then_some(record)
+    })
+    .await;
+    let transports: Vec<String> = transports_of(&record).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        transports,
+        ["fetch", "eventsource", "polling"],
+        "{record:#}"
+    );
+    assert_eq!(record["events"], serde_json::json!([]), "{record:#}");
+    assert_eq!(record["settled"], serde_json::json!([]), "{record:#}");
+    client.clone().close().await.unwrap();
+}
+
+/// Behind a proxy with `policy`: the watch falls through to polling, and
+/// the result shows once. Returns the record and the proxy.
+async fn watch_behind(policy: StreamPolicy) -> (Value, EdgeProxy) {
+    let site = ShopSite::bind().await;
+    let system = start_system(&site.1, 1).await;
+    let proxy = EdgeProxy::start(system.gateway.addr, policy).await;
+    let shop = ShopSite::serve(site, &format!("http://{}", proxy.addr), system.gateway.addr);
+    let browser = start_browser().await;
+    let client = &browser.client;
+    let order = create_order(&reqwest::Client::new(), system.gateway.addr, 800, "Proxied").await;
+    track(
+        client,
+        &shop,
+        &order.order_id,
+        &order.client_secret,
+        "{ heartbeatSecs: 1 }",
+    )
+    .await;
+    eventually(BOUND, "the watch to poll", || async {
+        let record = record_of(client, &order.order_id).await;
+        (record["statuses"].as_array()?.iter())
+            .any(|s| s["transport"] == "polling" && s["state"] == "live")
+            .then_some(())
+    })
+    .await;
+    testkit::report(
+        system.core.addr,
+        &order.order_id,
+        PaymentOutcome::Succeeded,
+        "",
+    )
+    .await
+    .expect("report accepted");
+    eventually(BOUND, "the result", || async {
+        let record = record_of(client, &order.order_id).await;
+        (!record["settled"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    let order_path = format!("GET /api/orders/{}", order.order_id);
+    // A negative claim needs a window: two and a half poll intervals after
+    // the result, in which nothing more may be delivered or asked for.
+    let polls = proxy
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| **r == order_path)
+        .count();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let polls_later = proxy
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| **r == order_path)
+        .count();
+    assert_eq!(polls, polls_later, "no poll after the result");
+    let record = record_of(client, &order.order_id).await;
+    assert_eq!(
+        record["settled"],
+        serde_json::json!(["succeeded"]),
+        "{record:#}"
+    );
+    let statuses: Vec<&str> = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    let mut unique = statuses.clone();
+    unique.dedup();
+    assert_eq!(statuses, unique, "each status once: {record:#}");
+    assert_eq!(statuses.last(), Some(&"succeeded"), "{record:#}");
+    assert_eq!(record["errors"], serde_json::json!([]), "{record:#}");
+    client.clone().close().await.unwrap();
+    (record, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_buffers_event_streams_is_noticed_within_two_heartbeats_and_polled_past() {
+    let (record, proxy) = watch_behind(StreamPolicy::Buffer).await;
+    let transports = transports_of(&record);
+    let names: Vec<&str> = transports.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(names, ["fetch", "eventsource", "polling"], "{record:#}");
+    // Two heartbeats (1 s each) per streaming transport, plus a token
+    // request and scheduling: well under a third heartbeat each.
+    let (fetch_at, eventsource_at, polling_at) =
+        (transports[0].1, transports[1].1, transports[2].1);
+    assert!(eventsource_at - fetch_at < 2_900.0, "{record:#}");
+    assert!(polling_at - eventsource_at < 2_900.0, "{record:#}");
+    // One silent stream is enough to leave a transport.
+    assert_eq!(
+        proxy.count_streams(),
+        2,
+        "{:?}",
+        proxy.requests.lock().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_stream_resumes_after_the_last_event_it_saw_and_each_event_comes_once() {
+    let site = ShopSite::bind().await;
+    let system = start_system(&site.1, 1).await;
+    let proxy = EdgeProxy::start(system.gateway.addr, StreamPolicy::Pass).await;
+    let shop = ShopSite::serve(site, &format!("http://{}", proxy.addr), system.gateway.addr);
+    let browser = start_browser().await;
+    let client = &browser.client;
+    let order = create_order(&reqwest::Client::new(), system.gateway.addr, 900, "Cut").await;
+    track(
+        client,
+        &shop,
+        &order.order_id,
+        &order.client_secret,
+        "{ heartbeatSecs: 1 }",
+    )
+    .await;
+    let created = eventually(BOUND, "the created event", || async {
+        let record = record_of(client, &order.order_id).await;
+        record["events"][0]["sequence"].as_str().map(str::to_owned)
+    })
+    .await;
+
+    proxy.cut_streams();
+    let resumed = format!("GET /api/orders/{}/events after={created}", order.order_id);
+    eventually(
+        BOUND,
+        "a stream resumed after the created event",
+        || async {
+            proxy
+                .requests
+                .lock()
+                .unwrap()
+                .contains(&resumed)
+                .then_some(())
+        },
+    )
+    .await;
+    testkit::report(
+        system.core.addr,
+        &order.order_id,
+        PaymentOutcome::Succeeded,
+        "",
+    )
+    .await
+    .expect("report accepted");
+    let record = eventually(BOUND, "the result", || async {
+        let record = record_of(client, &order.order_id).await;
+        (!record["settled"].as_array()?.is_empty()).then_some(record)
+    })
+    .await;
+    let events: Vec<(&str, &str)> = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap(),
+                e["transport"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [("created", "fetch"), ("succeeded", "fetch")],
+        "{record:#}"
+    );
+    assert_eq!(
+        record["settled"],
+        serde_json::json!(["succeeded"]),
+        "{record:#}"
+    );
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_refuses_event_streams_is_left_for_polling() {
+    let (record, proxy) = watch_behind(StreamPolicy::Refuse).await;
+    let names: Vec<String> = transports_of(&record).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(names, ["fetch", "eventsource", "polling"], "{record:#}");
+    // Each streaming transport was tried twice, then left.
+    assert_eq!(
+        proxy.count_streams(),
+        4,
+        "{:?}",
+        proxy.requests.lock().unwrap()
+    );
+}
