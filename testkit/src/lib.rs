@@ -43,7 +43,7 @@ use service_kit::core_client::{ApiKey, KeyedChannel};
 
 pub use binaries::binary_path;
 pub use ports::{
-    PortTaken, ReservedAddress, on_a_free_port, refused_address, reserve_address,
+    PortTaken, ReservedAddress, on_a_free_port, on_free_ports, refused_address, reserve_address,
     reserve_address_at, wait_until_ready,
 };
 pub use process::{

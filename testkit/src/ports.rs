@@ -14,7 +14,8 @@
 //! - Programs that cannot report the port they bound (nginx, PostgreSQL,
 //!   chromedriver, Prometheus) still get a port chosen free, and are
 //!   started again on another one when theirs was taken in the meantime
-//!   ([`on_a_free_port`]). That is the only use of a port chosen free.
+//!   ([`on_a_free_port`], [`on_free_ports`] for several). That is the only
+//!   use of a port chosen free.
 //!
 //! What the reservations rely on (Linux's bind rules): connecting to a port
 //! bound by a socket that does not listen is refused (RST); the kernel
@@ -100,23 +101,39 @@ impl PortTaken {
 /// it taken, on another, at most [`PORT_ATTEMPTS`] times. For programs
 /// that cannot bind port 0 and report what they bound.
 pub fn on_a_free_port<T>(what: &str, mut start: impl FnMut(u16) -> Result<T, PortTaken>) -> T {
+    on_free_ports(what, |[port]| start(port))
+}
+
+/// [`on_a_free_port`] for a program that listens on `N` ports (nginx with
+/// its TLS listener beside the plain one): `N` different ports, all chosen
+/// anew on each attempt, since the program does not say which was taken.
+pub fn on_free_ports<const N: usize, T>(
+    what: &str,
+    mut start: impl FnMut([u16; N]) -> Result<T, PortTaken>,
+) -> T {
     let mut taken = Vec::new();
     for _ in 0..PORT_ATTEMPTS {
-        match start(free_port()) {
+        match start(free_ports()) {
             Ok(started) => return started,
             Err(PortTaken(output)) => taken.push(output),
         }
     }
-    panic!("{what}: the port was taken on each of {PORT_ATTEMPTS} attempts:\n{taken:#?}")
+    panic!("{what}: a port was taken on each of {PORT_ATTEMPTS} attempts:\n{taken:#?}")
 }
 
-/// A port nothing was bound to a moment ago. Only [`on_a_free_port`] uses
-/// one: anything else would race for it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a loopback listener binds port 0")
-        .port()
+/// `N` ports nothing was bound to a moment ago. Only [`on_free_ports`]
+/// uses them: anything else would race for them. The listeners are held
+/// until all are bound, so that the kernel hands out `N` different ports.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] = std::array::from_fn(|_| {
+        TcpListener::bind("127.0.0.1:0").expect("a loopback listener binds port 0")
+    });
+    listeners.map(|listener| {
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    })
 }
 
 /// Waits, at most `bound`, until `ready` says the external program `child`
