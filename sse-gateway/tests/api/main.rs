@@ -19,7 +19,9 @@
 //! - [`client_module`]: the browser client module on a shop's own origin,
 //!   and behind proxies that buffer or refuse event streams ([`shop`]);
 //! - [`frozen_gateway`]: the same behind the project's nginx, with the
-//!   page's gateway frozen mid-stream.
+//!   page's gateway frozen mid-stream;
+//! - [`edge_tls`]: the project's nginx over TLS and HTTP/2, event streams
+//!   through it.
 
 // A panic in a test is a failing test: unwrapping is the point here.
 #![allow(clippy::unwrap_used)]
@@ -29,6 +31,7 @@ mod client_module;
 mod core_seam;
 mod core_tls;
 mod credentials;
+mod edge_tls;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;
