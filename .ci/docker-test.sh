@@ -12,7 +12,11 @@
 #     script waits on docker most of the time)
 #  3. the default stack (docker-compose.yml: SQLite, one payment-core, in
 #     development mode) up until every service is healthy; the published
-#     gRPC port answers; the checkout says it is in development mode
+#     gRPC port answers; the checkout says it is in development mode;
+#     nginx's TLS port answers over HTTP/2 with the self-signed certificate
+#     for CN=localhost, the same one after nginx is re-created (kept in the
+#     edge-tls volume), and a certificate of the test's own from a host
+#     directory (EDGE_TLS_DIR) when nginx alone is re-created with it
 #  4. through nginx: create an order, follow its SSE stream, report the
 #     payment with `mock-provider report`, see `event: succeeded`
 #  5. a second order's stream: stop the gateway serving it, reconnect through
@@ -39,13 +43,15 @@
 # the replicated stack has neither. The second bring-up builds nothing.
 #
 # Needs: root (debootstrap), docker engine, docker compose v2 or
-# docker-compose v1, cargo, curl, python3. Every wait is bounded.
+# docker-compose v1, cargo, curl (with HTTP/2), openssl, python3. Every
+# wait is bounded.
 #
 # Environment (all optional):
 #   COMPOSE_PROJECT_NAME  compose project (default payments-push-ci)
 #   DRILL=1               run the fault drill on the replicated stack (step 8);
 #                         its PAYMENTS and RATE apply
-#   HTTP_PORT PROVIDER_PORT GRPC_PORT  host ports (default 8080 8081 50051;
+#   HTTP_PORT HTTPS_PORT PROVIDER_PORT GRPC_PORT  host ports (default 8080
+#                         8443 8081 50051;
 #                         a busy default port is replaced by a free one, an
 #                         explicitly set busy port is an error)
 #   IMAGE_TAG             tag of the payments-push/* images (default local)
@@ -115,6 +121,7 @@ pick_port() { # NAME DEFAULT
   export "$name=$val"
 }
 pick_port HTTP_PORT 8080
+pick_port HTTPS_PORT 8443
 pick_port PROVIDER_PORT 8081
 pick_port GRPC_PORT 50051
 pick_port GRPC_PORT_2 50052
@@ -307,7 +314,7 @@ ok "outside development mode each image refuses to start without credentials (ex
 
 # ======================================== 3. the default stack (SQLite) ===
 phase "3. default stack up (SQLite)"
-log "project $PROJECT, ports http=$HTTP_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]}"
+log "project $PROJECT, ports http=$HTTP_PORT https=$HTTPS_PORT provider=$PROVIDER_PORT grpc=$GRPC_PORT, ${COMPOSE[*]}"
 # bring_up WHAT SERVICE...: COMPOSE_CMD's stack up (lib.sh's stack_up, after
 # a `down -v` of what may be left) until every SERVICE is healthy; a check
 bring_up() {
@@ -336,6 +343,60 @@ dev_mode_bar() {
 }
 dev_mode_bar || fail "the default stack's checkout has no development-mode bar"
 ok "the default stack runs in development mode, and its checkout says so"
+
+# https_h2: the checkout over nginx's TLS port answers 200 over HTTP/2
+# (-k: the certificate is self-signed; what it is is checked below)
+https_h2() {
+  curl -sS -m 10 -k --http2 -o /dev/null -w '%{http_code} %{http_version}' \
+       "https://localhost:$HTTPS_PORT/" >"$WORK/https.out" 2>&1
+  [[ $(cat "$WORK/https.out") == "200 2" ]]
+}
+# served_cert: the subject and SHA-256 fingerprint of the certificate
+# nginx serves on the TLS port, one per line
+served_cert() {
+  timeout 10 openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername localhost </dev/null 2>/dev/null \
+    | openssl x509 -noout -subject -fingerprint -sha256 -nameopt RFC2253 2>/dev/null \
+    | sed -e 's/^subject=//' -e 's/^.*Fingerprint=//'
+}
+# recreate_nginx [ENV=VALUE...]: nginx alone re-created (with the
+# variables given, for compose), until healthy
+recreate_nginx() {
+  timeout 60 "${COMPOSE_CMD[@]}" rm -sf nginx >/dev/null 2>&1 || fail "could not remove nginx"
+  timeout 120 env "$@" "${COMPOSE_CMD[@]}" up -d --no-build --no-deps nginx >"$WORK/nginx-up.out" 2>&1 \
+    || fail "could not start nginx again: $(tail -n 5 "$WORK/nginx-up.out")"
+  wait_healthy 60 nginx || fail "nginx is not healthy after being re-created"
+}
+wait_until 20 "HTTP/2 on the TLS port $HTTPS_PORT" https_h2 \
+  || fail "GET https://localhost:$HTTPS_PORT/ did not answer 200 over HTTP/2: $(cat "$WORK/https.out" 2>/dev/null)"
+ok "nginx answers over TLS and HTTP/2 on published port $HTTPS_PORT"
+CERT1=$(served_cert) || true
+[[ $(head -n1 <<<"$CERT1") == CN=localhost ]] || fail "the TLS port serves a certificate for $(head -n1 <<<"$CERT1"), not CN=localhost"
+FINGERPRINT1=$(tail -n1 <<<"$CERT1")
+recreate_nginx
+wait_until 20 "HTTP/2 on the TLS port after re-creating nginx" https_h2 || fail "no HTTP/2 on $HTTPS_PORT after re-creating nginx"
+[[ $(served_cert | tail -n1) == "$FINGERPRINT1" ]] \
+  || fail "re-created nginx serves another certificate: the self-signed one was not kept in the edge-tls volume"
+ok "nginx made a self-signed certificate for CN=localhost, and serves the same one after being re-created ($FINGERPRINT1)"
+# An operator's own certificate: a host directory, used as it is. Its
+# files are world-readable because nginx runs as www-data, not as the
+# owner here (a real key would be given to uid 33 instead).
+OWN_TLS=$WORK/own-tls
+mkdir -p "$OWN_TLS"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=docker-test-edge \
+  -addext 'subjectAltName=DNS:localhost' -keyout "$OWN_TLS/tls.key" -out "$OWN_TLS/tls.crt" 2>/dev/null \
+  || fail "openssl could not make the test's own certificate"
+chmod 0755 "$OWN_TLS" && chmod 0644 "$OWN_TLS/tls.key" "$OWN_TLS/tls.crt"
+OWN_SUM=$(cat "$OWN_TLS/tls.crt" "$OWN_TLS/tls.key" | sha256sum)
+recreate_nginx EDGE_TLS_DIR="$OWN_TLS"
+wait_until 20 "HTTP/2 with EDGE_TLS_DIR" https_h2 || fail "no HTTP/2 on $HTTPS_PORT with EDGE_TLS_DIR"
+[[ $(served_cert | head -n1) == CN=docker-test-edge ]] \
+  || fail "with EDGE_TLS_DIR nginx serves $(served_cert | head -n1), not the directory's CN=docker-test-edge"
+[[ $(cat "$OWN_TLS/tls.crt" "$OWN_TLS/tls.key" | sha256sum) == "$OWN_SUM" ]] \
+  || fail "nginx changed the files in EDGE_TLS_DIR"
+# back to the volume, for the steps below
+recreate_nginx
+[[ $(served_cert | tail -n1) == "$FINGERPRINT1" ]] || fail "after EDGE_TLS_DIR nginx no longer serves the volume's certificate"
+ok "with EDGE_TLS_DIR nginx serves that directory's certificate (CN=docker-test-edge), untouched; without, the volume's again"
 
 # ================================================ 4. order, SSE, payment ===
 phase "4. order 1 through nginx, SSE, report succeeded"
