@@ -18,6 +18,8 @@
 //! - [`browser`]: headless Chromium through the checkout and the dashboard;
 //! - [`client_module`]: the browser client module on a shop's own origin,
 //!   and behind proxies that buffer or refuse event streams ([`shop`]);
+//! - [`many_streams`]: twelve streams on one page over nginx's HTTP/2
+//!   listener, and the HTTP/1.1 control that stalls at six;
 //! - [`frozen_gateway`]: the same behind the project's nginx, with the
 //!   page's gateway frozen mid-stream;
 //! - [`edge_tls`]: the project's nginx over TLS and HTTP/2, event streams
@@ -35,6 +37,7 @@ mod edge_tls;
 mod fake_core;
 mod frozen_gateway;
 mod helpers;
+mod many_streams;
 mod metrics;
 mod observability;
 mod openapi;
