@@ -213,11 +213,14 @@ async fn watch_behind(policy: StreamPolicy) -> (Value, EdgeProxy) {
         "{ heartbeatSecs: 1 }",
     )
     .await;
-    eventually(BOUND, "the watch to poll", || async {
+    // Two polls answered before the result: one that saw nothing new must
+    // hand nothing over.
+    eventually(BOUND, "the watch to poll twice", || async {
         let record = record_of(client, &order.order_id).await;
-        (record["statuses"].as_array()?.iter())
-            .any(|s| s["transport"] == "polling" && s["state"] == "live")
-            .then_some(())
+        let polls = (record["statuses"].as_array()?.iter())
+            .filter(|s| s["transport"] == "polling" && s["state"] == "live")
+            .count();
+        (polls >= 2).then_some(())
     })
     .await;
     testkit::report(
