@@ -385,3 +385,13 @@ async fn a_proxy_that_refuses_event_streams_is_left_for_polling() {
         proxy.requests.lock().unwrap()
     );
 }
+
+#[test]
+fn the_readme_shows_the_example_shop_page_exactly_as_tested() {
+    let readme = include_str!("../../../README.md");
+    let example = include_str!("../../../docs/examples/shop.html");
+    assert!(
+        readme.contains(&format!("```html\n{example}```")),
+        "README.md's copy-paste example is docs/examples/shop.html, which the test above serves"
+    );
+}
