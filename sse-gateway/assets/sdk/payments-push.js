@@ -31,13 +31,10 @@
 // openEventStream is the stream part alone (no polling, no settling), for
 // pages that watch every order, like the gateway's dashboard.
 
-/** @typedef {import("./payments-push").FinalStatus} FinalStatus */
 /** @typedef {import("./payments-push").Transport} Transport */
-/** @typedef {import("./payments-push").PaymentEvent} PaymentEvent */
 /** @typedef {import("./payments-push").WatchOptions} WatchOptions */
 /** @typedef {import("./payments-push").Watch} Watch */
 /** @typedef {import("./payments-push").StreamOptions} StreamOptions */
-/** @typedef {import("./payments-push").StreamEvent} StreamEvent */
 
 /** The statuses after which nothing more happens to an order. */
 export const FINAL_STATUSES = Object.freeze(["succeeded", "failed", "canceled", "expired"]);
@@ -130,234 +127,267 @@ function sequenceOf(id) {
 }
 
 /**
+ * One connection attempt of an EventStream: whether it has delivered a
+ * byte (`heard`), when it last did, and how to stop it.
+ */
+class Attempt {
+  heard = false;
+  lastHeard = performance.now();
+  stop = () => {};
+}
+
+/**
+ * An event stream on the best transport that works, with the watchdog,
+ * resume and fallback described at the top of this file. Callbacks never
+ * run before the constructor has returned.
+ */
+class EventStream {
+  #options;
+  #transports;
+  #types;
+  #heartbeatMs;
+  #lastEventId;
+  #level = 0; // index into #transports
+  #failures = 0; // of the transport at #level, in a row, without a byte
+  #retryMs = RETRY_MIN_MS; // the server's `retry:`, or ours
+  #eventSourceUrl = null; // reused until the gateway refuses it
+  #closed = false;
+  #current = null; // the Attempt in use
+  #timer = 0;
+  #watchdog;
+
+  /** @param {StreamOptions} options */
+  constructor(options) {
+    this.#options = options;
+    this.#transports = (options.transports ?? ["fetch", "eventsource"])
+      .filter((t) => t === "fetch" || (t === "eventsource" && typeof EventSource === "function"));
+    this.#types = [...new Set([...(options.types ?? []), "message", "heartbeat"])];
+    this.#heartbeatMs = (options.heartbeatSecs ?? DEFAULT_HEARTBEAT_SECS) * 1000;
+    this.#lastEventId = options.lastEventId ?? "";
+    // One timer for the watchdog of whichever attempt is current.
+    this.#watchdog = setInterval(() => this.#checkSilence(), 250);
+    queueMicrotask(() => {
+      if (this.#closed) return;
+      if (this.#transport() !== null) this.#connect();
+      else this.#finish(() => this.#options.onExhausted?.({ lastEventId: this.#lastEventId }));
+    });
+  }
+
+  /** @returns {Transport | null} */
+  get transport() { return this.#closed ? null : this.#transport(); }
+
+  close() {
+    this.#finish(() => {});
+  }
+
+  #transport() { return this.#transports[this.#level] ?? null; }
+
+  #status(state, extra) {
+    this.#options.onStatus?.({ state, transport: this.#transport(), ...extra });
+  }
+
+  // Closes for good, then tells the owner why with `then`.
+  #finish(then) {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#watchdog);
+    clearTimeout(this.#timer);
+    this.#current?.stop();
+    this.#current = null;
+    then();
+  }
+
+  #heard(attempt) {
+    attempt.lastHeard = performance.now();
+    if (attempt.heard) return;
+    attempt.heard = true;
+    this.#failures = 0;
+    this.#status("live");
+  }
+
+  #dispatch(attempt, { type, data, id }) {
+    if (attempt !== this.#current || this.#closed) return;
+    this.#heard(attempt);
+    if (type === "heartbeat") {
+      try {
+        const ms = JSON.parse(data).interval_ms;
+        if (Number.isFinite(ms) && ms > 0) this.#heartbeatMs = ms;
+      } catch { /* keep the interval we have */ }
+      return;
+    }
+    const sequence = sequenceOf(id);
+    const last = sequenceOf(this.#lastEventId);
+    if (sequence !== null && last !== null && sequence <= last) return; // seen already
+    if (id) this.#lastEventId = id;
+    let parsed = data;
+    try { parsed = JSON.parse(data); } catch { /* not JSON: handed over as text */ }
+    this.#options.onEvent({ type, data: parsed, id: id || null, transport: this.#transport() });
+  }
+
+  // The attempt ended or failed. `spoke`: it delivered bytes first, so the
+  // transport works and the stream is simply reopened.
+  #ended(attempt, { spoke, fatal }) {
+    if (attempt !== this.#current || this.#closed) return;
+    this.#current = null;
+    attempt.stop();
+    if (fatal) return this.#finish(() => this.#options.onFatal?.(fatal));
+    if (spoke) return this.#later(this.#retryMs, "reconnecting");
+    this.#failures += 1;
+    if (this.#failures < FAILURES_PER_TRANSPORT) return this.#later(this.#retryMs, "reconnecting");
+    this.#dropLevel();
+  }
+
+  #dropLevel() {
+    this.#level += 1;
+    this.#failures = 0;
+    this.#eventSourceUrl = null;
+    if (this.#transport() !== null) return this.#connect();
+    this.#finish(() => this.#options.onExhausted?.({ lastEventId: this.#lastEventId }));
+  }
+
+  #later(ms, state) {
+    this.#status(state);
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#connect(), jittered(ms));
+  }
+
+  #connect() {
+    if (this.#closed) return;
+    const attempt = new Attempt();
+    this.#current = attempt;
+    this.#status("connecting");
+    if (this.#transport() === "fetch") this.#viaFetch(attempt);
+    else this.#viaEventSource(attempt);
+  }
+
+  async #viaFetch(attempt) {
+    const response = await this.#request(attempt);
+    if (!response || attempt !== this.#current) return;
+    const parser = createSseParser({
+      onEvent: (event) => this.#dispatch(attempt, event),
+      onRetry: (ms) => { this.#retryMs = Math.min(Math.max(ms, RETRY_MIN_MS), RETRY_MAX_MS); },
+    });
+    const reader = response.body.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || attempt !== this.#current) break;
+        this.#heard(attempt); // any byte, a retry: frame too, proves nothing buffers it
+        parser.push(value);
+      }
+    } catch { /* a dropped connection, or stopped */ }
+    this.#ended(attempt, { spoke: attempt.heard });
+  }
+
+  // The fetch transport's request: its response when it is an event
+  // stream, else undefined (the attempt has ended, or the stream has).
+  async #request(attempt) {
+    const controller = new AbortController();
+    attempt.stop = () => controller.abort();
+    const headers = { Accept: "text/event-stream", ...this.#options.headers };
+    if (this.#lastEventId) headers["Last-Event-ID"] = this.#lastEventId;
+    let response;
+    try {
+      response = await fetch(this.#options.url, {
+        headers,
+        credentials: this.#options.credentials ?? "omit",
+        cache: "no-store",
+        signal: controller.signal,
+      });
+    } catch {
+      return this.#ended(attempt, { spoke: false }); // unreachable, refused by CORS, or stopped
+    }
+    const fatal = fatalError(response.status);
+    if (fatal) return this.#ended(attempt, { fatal });
+    if (response.status === 204 && attempt === this.#current) {
+      // The gateway says we have its last event already: nothing will come.
+      return this.#finish(() => this.#options.onEnded?.({ lastEventId: this.#lastEventId }));
+    }
+    const type = response.headers.get("content-type") ?? "";
+    if (response.ok && type.startsWith("text/event-stream") && response.body) return response;
+    controller.abort();
+    this.#ended(attempt, { spoke: false });
+  }
+
+  async #viaEventSource(attempt) {
+    const fresh = this.#eventSourceUrl === null;
+    if (fresh && !(await this.#fetchEventSourceUrl(attempt))) return;
+    const target = new URL(this.#eventSourceUrl, location.href);
+    if (this.#lastEventId) target.searchParams.set("last_event_id", this.#lastEventId);
+    const source = new EventSource(target, { withCredentials: this.#options.credentials === "include" });
+    let opened = false;
+    attempt.stop = () => source.close();
+    source.onopen = () => { opened = true; };
+    source.onerror = () => {
+      // We reconnect ourselves, so every reconnect gets the same rules.
+      source.close();
+      if (attempt !== this.#current) return;
+      if (!opened && !attempt.heard && !fresh) {
+        // A URL that worked before is refused: its token expired. Get a
+        // new one, once; a fresh one refused is a failure.
+        this.#eventSourceUrl = null;
+        this.#current = null;
+        return this.#later(0, "reconnecting");
+      }
+      if (!opened) this.#eventSourceUrl = null;
+      // Opened and ended without an event: the gateway said "retry" (it is
+      // starting, or full), which is no fault of the transport.
+      this.#ended(attempt, { spoke: attempt.heard || opened });
+    };
+    for (const type of this.#types) {
+      source.addEventListener(type, (message) =>
+        this.#dispatch(attempt, { type, data: message.data, id: message.lastEventId }));
+    }
+  }
+
+  // A URL for EventSource (a stream token's): true once it is set.
+  async #fetchEventSourceUrl(attempt) {
+    const controller = new AbortController();
+    attempt.stop = () => controller.abort();
+    const { eventSourceUrl, url } = this.#options;
+    try {
+      const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+      this.#eventSourceUrl = typeof eventSourceUrl === "function"
+        ? await eventSourceUrl(signal)
+        : eventSourceUrl ?? url;
+    } catch (error) {
+      this.#ended(attempt, { spoke: false, fatal: error?.fatal });
+      return false;
+    }
+    if (attempt !== this.#current || this.#closed) return false;
+    attempt.lastHeard = performance.now(); // the watchdog counts from the stream, not the token
+    return true;
+  }
+
+  #checkSilence() {
+    const attempt = this.#current;
+    if (this.#closed || !attempt) return;
+    const silent = performance.now() - attempt.lastHeard;
+    if (!attempt.heard && silent > FIRST_BYTE_INTERVALS * this.#heartbeatMs) {
+      // Not a byte in two heartbeats: a proxy buffers the stream (or the
+      // gateway never answered). Next transport.
+      this.#current = null;
+      attempt.stop();
+      this.#dropLevel();
+    } else if (attempt.heard && silent > WATCHDOG_INTERVALS * this.#heartbeatMs) {
+      // It spoke, then went quiet: frozen. Reopen; the proxy may send the
+      // request elsewhere.
+      this.#current = null;
+      attempt.stop();
+      this.#status("reconnecting");
+      this.#connect();
+    }
+  }
+}
+
+/**
  * Opens an event stream on the best transport that works, with the
  * watchdog, resume and fallback described at the top of this file.
  * @param {StreamOptions} options
  * @returns {{ close(): void, readonly transport: Transport | null }}
  */
 export function openEventStream(options) {
-  const transports = (options.transports ?? ["fetch", "eventsource"])
-    .filter((t) => t === "fetch" || (t === "eventsource" && typeof EventSource === "function"));
-  const types = [...new Set([...(options.types ?? []), "message"])];
-  let heartbeatMs = (options.heartbeatSecs ?? DEFAULT_HEARTBEAT_SECS) * 1000;
-  let lastEventId = options.lastEventId ?? "";
-  let level = 0; // index into transports
-  let failures = 0; // of the transport at `level`, in a row, without a byte
-  let retryMs = RETRY_MIN_MS; // the server's `retry:`, or ours
-  let eventSourceUrl = null; // reused until the gateway refuses it
-  let closed = false;
-  let current = null; // the connection in use: { heard, lastHeard, stop() }
-  let timer = 0;
-
-  const transport = () => transports[level] ?? null;
-  const status = (state, extra) => options.onStatus?.({ state, transport: transport(), ...extra });
-
-  function heard(connection) {
-    connection.lastHeard = performance.now();
-    if (!connection.heard) {
-      connection.heard = true;
-      failures = 0;
-      status("live");
-    }
-  }
-
-  function dispatch(connection, { type, data, id }) {
-    if (connection !== current || closed) return;
-    heard(connection);
-    if (type === "heartbeat") {
-      try {
-        const ms = JSON.parse(data).interval_ms;
-        if (Number.isFinite(ms) && ms > 0) heartbeatMs = ms;
-      } catch { /* keep the interval we have */ }
-      return;
-    }
-    const sequence = sequenceOf(id);
-    const last = sequenceOf(lastEventId);
-    if (sequence !== null && last !== null && sequence <= last) return; // seen already
-    if (id) lastEventId = id;
-    let parsed = data;
-    try { parsed = JSON.parse(data); } catch { /* not JSON: handed over as text */ }
-    options.onEvent({ type, data: parsed, id: id || null, transport: transport() });
-  }
-
-  // The connection ended or failed. `spoke`: it delivered bytes first, so
-  // the transport works and the stream is simply reopened.
-  function ended(connection, { spoke, fatal }) {
-    if (connection !== current || closed) return;
-    current = null;
-    connection.stop();
-    if (fatal) {
-      closed = true;
-      clearInterval(watchdog);
-      status("failed", { error: fatal });
-      options.onFatal?.(fatal);
-      return;
-    }
-    if (spoke) return later(retryMs, "reconnecting");
-    failures += 1;
-    if (failures < FAILURES_PER_TRANSPORT) return later(retryMs, "reconnecting");
-    dropLevel();
-  }
-
-  function dropLevel() {
-    level += 1;
-    failures = 0;
-    eventSourceUrl = null;
-    if (transport() === null) {
-      closed = true;
-      clearInterval(watchdog);
-      options.onExhausted?.({ lastEventId });
-      return;
-    }
-    connect();
-  }
-
-  function later(ms, state) {
-    status(state);
-    clearTimeout(timer);
-    timer = setTimeout(connect, jittered(ms));
-  }
-
-  function connect() {
-    if (closed) return;
-    const connection = { heard: false, lastHeard: performance.now(), stop() {} };
-    current = connection;
-    status("connecting");
-    if (transport() === "fetch") viaFetch(connection);
-    else viaEventSource(connection);
-  }
-
-  async function viaFetch(connection) {
-    const controller = new AbortController();
-    connection.stop = () => controller.abort();
-    const headers = { Accept: "text/event-stream", ...options.headers };
-    if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-    let response;
-    try {
-      response = await fetch(options.url, {
-        headers,
-        credentials: options.credentials ?? "omit",
-        cache: "no-store",
-        signal: controller.signal,
-      });
-    } catch {
-      return ended(connection, { spoke: false }); // unreachable, refused by CORS, or stopped
-    }
-    const fatal = fatalError(response.status);
-    if (fatal) return ended(connection, { fatal });
-    if (response.status === 204) {
-      // The gateway says we have its last event already: nothing will come.
-      if (connection !== current) return;
-      closed = true;
-      clearInterval(watchdog);
-      current = null;
-      return options.onEnded?.({ lastEventId });
-    }
-    const type = response.headers.get("content-type") ?? "";
-    if (!response.ok || !type.startsWith("text/event-stream") || !response.body) {
-      controller.abort();
-      return ended(connection, { spoke: false });
-    }
-    const parser = createSseParser({
-      onEvent: (event) => dispatch(connection, event),
-      onRetry: (ms) => { retryMs = Math.min(Math.max(ms, RETRY_MIN_MS), RETRY_MAX_MS); },
-    });
-    const reader = response.body.getReader();
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done || connection !== current) break;
-        heard(connection); // any byte, a retry: frame too, proves nothing buffers it
-        parser.push(value);
-      }
-    } catch { /* a dropped connection, or stopped */ }
-    ended(connection, { spoke: connection.heard });
-  }
-
-  async function viaEventSource(connection) {
-    const controller = new AbortController();
-    connection.stop = () => controller.abort();
-    const fresh = eventSourceUrl === null;
-    if (fresh) {
-      try {
-        const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-        eventSourceUrl = typeof options.eventSourceUrl === "function"
-          ? await options.eventSourceUrl(signal)
-          : options.eventSourceUrl ?? options.url;
-      } catch (error) {
-        return ended(connection, { spoke: false, fatal: error?.fatal });
-      }
-      if (connection !== current || closed) return;
-      connection.lastHeard = performance.now(); // the watchdog counts from the stream, not the token
-    }
-    const target = new URL(eventSourceUrl, location.href);
-    if (lastEventId) target.searchParams.set("last_event_id", lastEventId);
-    const source = new EventSource(target, { withCredentials: options.credentials === "include" });
-    let opened = false;
-    connection.stop = () => source.close();
-    source.onopen = () => { opened = true; };
-    source.onerror = () => {
-      // We reconnect ourselves, so every reconnect gets the same rules.
-      source.close();
-      if (connection !== current) return;
-      if (!opened && !connection.heard && !fresh) {
-        // A URL that worked before is refused: its token expired. Get a
-        // new one, once; a fresh one refused is a failure.
-        eventSourceUrl = null;
-        current = null;
-        return later(0, "reconnecting");
-      }
-      if (!opened) eventSourceUrl = null;
-      // Opened and ended without an event: the gateway said "retry" (it is
-      // starting, or full), which is no fault of the transport.
-      ended(connection, { spoke: connection.heard || opened });
-    };
-    for (const type of [...types, "heartbeat"]) {
-      source.addEventListener(type, (message) =>
-        dispatch(connection, { type, data: message.data, id: message.lastEventId }));
-    }
-  }
-
-  // One timer for the watchdog of whichever connection is current.
-  const watchdog = setInterval(() => {
-    const connection = current;
-    if (closed || !connection) return;
-    const silent = performance.now() - connection.lastHeard;
-    if (!connection.heard && silent > FIRST_BYTE_INTERVALS * heartbeatMs) {
-      // Not a byte in two heartbeats: a proxy buffers the stream (or the
-      // gateway never answered). Next transport.
-      current = null;
-      connection.stop();
-      dropLevel();
-    } else if (connection.heard && silent > WATCHDOG_INTERVALS * heartbeatMs) {
-      // It spoke, then went quiet: frozen. Reopen; the proxy may send the
-      // request elsewhere.
-      current = null;
-      connection.stop();
-      status("reconnecting");
-      connect();
-    }
-  }, 250);
-
-  // Never a callback before the caller has the handle.
-  queueMicrotask(() => {
-    if (closed) return;
-    if (transport() !== null) return connect();
-    closed = true;
-    clearInterval(watchdog);
-    options.onExhausted?.({ lastEventId });
-  });
-
-  return {
-    close() {
-      closed = true;
-      clearInterval(watchdog);
-      clearTimeout(timer);
-      current?.stop();
-      current = null;
-    },
-    get transport() { return closed ? null : transport(); },
-  };
+  return new EventStream(options);
 }
 
 /** The error that ends a watch for good, for an HTTP status, or null. */
@@ -366,6 +396,203 @@ function fatalError(status) {
   if (status === 404) return { code: "not_found", status, message: "The gateway does not know this order." };
   if (status === 400) return { code: "bad_request", status, message: "The gateway refused the request." };
   return null;
+}
+
+/**
+ * One order watched until its final status: the streams of an EventStream,
+ * then polls, and the one door (`#deliver`) every event comes through.
+ */
+class PaymentWatch {
+  #options;
+  #orderId;
+  #clientSecret;
+  #gateway;
+  #orderUrl;
+  #settled = false;
+  #closed = false;
+  #lastStatus = null;
+  #lastSequence = null; // a BigInt once an event with one came
+  #transport = null;
+  #state = "connecting";
+  #stream = null;
+  #pollTimer = 0;
+  #pollController = null;
+  #pollDelay = POLL_MIN_MS;
+  #resolve;
+  /** @type {Watch["settled"]} */
+  settled;
+
+  /** @param {WatchOptions} options */
+  constructor(options) {
+    this.#options = options;
+    this.#orderId = options.orderId;
+    this.#clientSecret = options.clientSecret;
+    this.#gateway = new URL(String(options.gateway ?? MODULE_GATEWAY).replace(/\/?$/, "/"), location.href);
+    this.#orderUrl = new URL(`api/orders/${encodeURIComponent(this.#orderId)}`, this.#gateway).href;
+    this.settled = new Promise((resolve) => { this.#resolve = resolve; });
+    this.#stream = openEventStream({
+      url: `${this.#orderUrl}/events`,
+      headers: this.#authorization(),
+      credentials: "omit",
+      eventSourceUrl: (signal) => this.#tokenUrl(signal),
+      types: ORDER_EVENT_TYPES,
+      transports: this.#wanted().filter((t) => t !== "polling"),
+      lastEventId: options.lastEventId,
+      heartbeatSecs: options.heartbeatSecs,
+      onEvent: (raw) => {
+        const event = this.#fromStream(raw);
+        if (event) this.#deliver(event);
+      },
+      onStatus: (next) => this.#setStatus(next),
+      onFatal: (error) => this.#fail(error),
+      onExhausted: () => this.#startPolling(),
+      // 204: we hold the final event already (a lastEventId from an earlier
+      // page); a poll says which it was.
+      onEnded: () => this.#startPolling(),
+    });
+  }
+
+  close() {
+    if (!this.#settled) this.#setStatus({ state: "closed", transport: this.#transport });
+    this.#stop();
+  }
+
+  get transport() { return this.#transport; }
+  get state() { return this.#state; }
+  get lastEventId() {
+    return this.#lastSequence === null ? (this.#options.lastEventId ?? null) : String(this.#lastSequence);
+  }
+
+  #wanted() { return this.#options.transports ?? TRANSPORTS; }
+  #authorization() { return { Authorization: `Bearer ${this.#clientSecret}` }; }
+
+  #setStatus(next) {
+    if (this.#closed && next.state !== "settled" && next.state !== "failed") return;
+    this.#state = next.state;
+    this.#transport = next.transport ?? null;
+    this.#options.onStatus?.({
+      state: this.#state, transport: this.#transport, ...(next.error ? { error: next.error } : {}),
+    });
+  }
+
+  #stop() {
+    this.#closed = true;
+    this.#stream?.close();
+    this.#stream = null;
+    clearTimeout(this.#pollTimer);
+    this.#pollController?.abort();
+  }
+
+  // The one door every event comes through, whatever carried it.
+  #deliver(event) {
+    if (this.#settled || this.#closed) return;
+    if (event.sequence !== null) {
+      const sequence = BigInt(event.sequence);
+      if (this.#lastSequence !== null && sequence <= this.#lastSequence) return;
+      this.#lastSequence = sequence;
+    } else if (event.status === this.#lastStatus) {
+      return; // a poll that saw nothing new
+    }
+    if (this.#lastStatus !== null && rank(event.status) < rank(this.#lastStatus)) return;
+    this.#lastStatus = event.status;
+    this.#options.onEvent?.(event);
+    if (FINAL_STATUSES.includes(event.status)) this.#settle(event);
+  }
+
+  #settle(event) {
+    this.#settled = true;
+    this.#stop();
+    this.#setStatus({ state: "settled", transport: event.transport });
+    const { orderId, status, reason, occurredAt, sequence } = event;
+    const result = Object.freeze({ orderId, status, reason, occurredAt, sequence });
+    this.#options.onSettled?.(result);
+    this.#resolve(result);
+  }
+
+  #fail(error) {
+    if (this.#settled || this.#closed) return;
+    this.#stop();
+    this.#setStatus({ state: "failed", transport: this.#transport, error });
+    this.#options.onError?.(error);
+  }
+
+  #fromStream({ type, data, id, transport }) {
+    if (!ORDER_EVENT_TYPES.includes(type) || typeof data !== "object" || data === null) return null;
+    if (data.order_id && data.order_id !== this.#orderId) return null;
+    return {
+      type, status: String(data.status ?? type).toLowerCase(), orderId: this.#orderId,
+      sequence: id, reason: data.reason ?? "", occurredAt: data.occurred_at ?? "", transport, data,
+    };
+  }
+
+  // Trades the client secret, in a POST body, for a stream token, and
+  // answers the stream's URL with it.
+  async #tokenUrl(signal) {
+    const response = await fetch(`${this.#orderUrl}/stream-tokens`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ client_secret: this.#clientSecret }),
+      credentials: "omit", cache: "no-store", signal,
+    });
+    if (!response.ok) {
+      const error = new Error(`stream token refused: HTTP ${response.status}`);
+      error.fatal = fatalError(response.status) ?? undefined;
+      throw error;
+    }
+    return new URL((await response.json()).events_url, this.#gateway).href;
+  }
+
+  // The lowest level: GET /api/orders/{id}, again and again, with backoff.
+  #startPolling() {
+    if (this.#closed) return;
+    this.#stream = null;
+    if (!this.#wanted().includes("polling")) {
+      return this.#fail({ code: "unavailable", message: "No transport could reach the gateway." });
+    }
+    this.#setStatus({ state: "connecting", transport: "polling" });
+    this.#poll();
+  }
+
+  async #poll() {
+    if (this.#closed) return;
+    const order = await this.#fetchOrder();
+    if (this.#closed) return;
+    if (order) {
+      const before = this.#lastStatus;
+      this.#setStatus({ state: "live", transport: "polling" });
+      this.#deliver({
+        type: order.status, status: order.status, orderId: this.#orderId, sequence: null,
+        reason: order.reason ?? "", occurredAt: order.updated_at ?? "", transport: "polling", data: order,
+      });
+      // Quick again after a change, slower while nothing happens.
+      this.#pollDelay = this.#lastStatus !== before ? POLL_MIN_MS : Math.min(this.#pollDelay * 2, POLL_MAX_MS);
+    } else {
+      this.#setStatus({ state: "reconnecting", transport: "polling" });
+      this.#pollDelay = Math.min(this.#pollDelay * 2, POLL_MAX_MS);
+    }
+    if (!this.#closed) this.#pollTimer = setTimeout(() => this.#poll(), jittered(this.#pollDelay));
+  }
+
+  // The order, or null when it could not be read this time.
+  async #fetchOrder() {
+    this.#pollController = new AbortController();
+    const signal = AbortSignal.any([this.#pollController.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+    try {
+      const response = await fetch(this.#orderUrl, {
+        headers: { Accept: "application/json", ...this.#authorization() },
+        credentials: "omit", cache: "no-store", signal,
+      });
+      const fatal = fatalError(response.status);
+      if (fatal) {
+        this.#fail(fatal);
+        return null;
+      }
+      const order = response.ok ? await response.json() : null;
+      return typeof order?.status === "string" ? order : null;
+    } catch {
+      return null; // unreachable or slow: the next poll may do better
+    }
+  }
 }
 
 /**
@@ -378,164 +605,5 @@ export function watchPayment(options) {
   const { orderId, clientSecret } = options ?? {};
   if (typeof orderId !== "string" || orderId === "") throw new TypeError("watchPayment: orderId is required");
   if (typeof clientSecret !== "string" || clientSecret === "") throw new TypeError("watchPayment: clientSecret is required");
-  const gateway = new URL(String(options.gateway ?? MODULE_GATEWAY).replace(/\/?$/, "/"), location.href);
-  const orderUrl = new URL(`api/orders/${encodeURIComponent(orderId)}`, gateway).href;
-  const authorization = { Authorization: `Bearer ${clientSecret}` };
-  const wanted = options.transports ?? TRANSPORTS;
-
-  let settled = false;
-  let closed = false;
-  let lastStatus = null;
-  let lastSequence = null;
-  let transport = null;
-  let state = "connecting";
-  let stream = null;
-  let pollTimer = 0;
-  let pollController = null;
-  let resolveSettled;
-  const settledPromise = new Promise((resolve) => { resolveSettled = resolve; });
-
-  function setStatus(next) {
-    if (closed && next.state !== "settled" && next.state !== "failed") return;
-    state = next.state;
-    transport = next.transport ?? null;
-    options.onStatus?.({ state, transport, ...(next.error ? { error: next.error } : {}) });
-  }
-
-  function stop() {
-    closed = true;
-    stream?.close();
-    stream = null;
-    clearTimeout(pollTimer);
-    pollController?.abort();
-  }
-
-  // The one door every event comes through, whatever carried it.
-  function deliver(event) {
-    if (settled || closed) return;
-    const sequence = event.sequence === null ? null : BigInt(event.sequence);
-    if (sequence !== null) {
-      if (lastSequence !== null && sequence <= lastSequence) return;
-      lastSequence = sequence;
-    } else if (event.status === lastStatus) {
-      return; // a poll that saw nothing new
-    }
-    if (lastStatus !== null && rank(event.status) < rank(lastStatus)) return;
-    lastStatus = event.status;
-    options.onEvent?.(event);
-    if (!FINAL_STATUSES.includes(event.status)) return;
-    settled = true;
-    stop();
-    setStatus({ state: "settled", transport: event.transport });
-    const result = Object.freeze({
-      orderId, status: event.status, reason: event.reason, occurredAt: event.occurredAt,
-      sequence: event.sequence,
-    });
-    options.onSettled?.(result);
-    resolveSettled(result);
-  }
-
-  function fail(error) {
-    if (settled || closed) return;
-    stop();
-    setStatus({ state: "failed", transport, error });
-    options.onError?.(error);
-  }
-
-  function fromStream({ type, data, id, transport: via }) {
-    if (!ORDER_EVENT_TYPES.includes(type) || typeof data !== "object" || data === null) return null;
-    if (data.order_id && data.order_id !== orderId) return null;
-    return {
-      type, status: String(data.status ?? type).toLowerCase(), orderId,
-      sequence: id, reason: data.reason ?? "", occurredAt: data.occurred_at ?? "",
-      transport: via, data,
-    };
-  }
-
-  // ---- the lowest level: polling GET /api/orders/{id} ----
-  function startPolling() {
-    if (closed) return;
-    stream = null;
-    if (!wanted.includes("polling")) return fail({ code: "unavailable", message: "No transport could reach the gateway." });
-    let delay = POLL_MIN_MS;
-    const poll = async () => {
-      if (closed) return;
-      pollController = new AbortController();
-      const signal = AbortSignal.any([pollController.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-      let order = null;
-      try {
-        const response = await fetch(orderUrl, {
-          headers: { Accept: "application/json", ...authorization },
-          credentials: "omit", cache: "no-store", signal,
-        });
-        const fatal = fatalError(response.status);
-        if (fatal) return fail(fatal);
-        if (response.ok) order = await response.json();
-      } catch { /* unreachable or slow: the next poll may do better */ }
-      if (closed) return;
-      if (order && typeof order.status === "string") {
-        const before = lastStatus;
-        setStatus({ state: "live", transport: "polling" });
-        deliver({
-          type: order.status, status: order.status, orderId, sequence: null,
-          reason: order.reason ?? "", occurredAt: order.updated_at ?? "", transport: "polling", data: order,
-        });
-        delay = lastStatus !== before ? POLL_MIN_MS : Math.min(delay * 2, POLL_MAX_MS);
-      } else {
-        setStatus({ state: "reconnecting", transport: "polling" });
-        delay = Math.min(delay * 2, POLL_MAX_MS);
-      }
-      if (!closed) pollTimer = setTimeout(poll, jittered(delay));
-    };
-    setStatus({ state: "connecting", transport: "polling" });
-    poll();
-  }
-
-  // ---- the stream levels ----
-  const tokenUrl = async (signal) => {
-    const response = await fetch(`${orderUrl}/stream-tokens`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ client_secret: clientSecret }),
-      credentials: "omit", cache: "no-store", signal,
-    });
-    if (!response.ok) {
-      const error = new Error(`stream token refused: HTTP ${response.status}`);
-      error.fatal = fatalError(response.status) ?? undefined;
-      throw error;
-    }
-    return new URL((await response.json()).events_url, gateway).href;
-  };
-
-  stream = openEventStream({
-    url: `${orderUrl}/events`,
-    headers: authorization,
-    credentials: "omit",
-    eventSourceUrl: tokenUrl,
-    types: ORDER_EVENT_TYPES,
-    transports: wanted.filter((t) => t !== "polling"),
-    lastEventId: options.lastEventId,
-    heartbeatSecs: options.heartbeatSecs,
-    onEvent: (raw) => {
-      const event = fromStream(raw);
-      if (event) deliver(event);
-    },
-    onStatus: (next) => setStatus(next),
-    onFatal: fail,
-    onExhausted: startPolling,
-    // 204: we hold the final event already (a lastEventId from an earlier
-    // page); one poll says which it was.
-    onEnded: startPolling,
-  });
-
-  return {
-    close() {
-      if (!settled) setStatus({ state: "closed", transport });
-      stop();
-    },
-    get transport() { return transport; },
-    get state() { return state; },
-    get lastEventId() { return lastSequence === null ? (options.lastEventId ?? null) : String(lastSequence); },
-    settled: settledPromise,
-  };
+  return new PaymentWatch(options);
 }

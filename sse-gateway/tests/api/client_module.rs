@@ -3,6 +3,7 @@
 //! - the README's example shop pays through the provider's popup and shows
 //!   the result once, across origins, with no cookie;
 //! - an origin the gateway does not list gets no event;
+//! - a stream cut mid-way resumes after the last event it saw;
 //! - a proxy that buffers event streams is noticed within two heartbeats,
 //!   and one that refuses them is left, each for the next transport down to
 //!   polling, and the result still shows once.
@@ -11,12 +12,12 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use payments_proto::payments::v1::PaymentOutcome;
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::{Process, eventually_within as eventually};
 
 use crate::{
-    browser::{decide_in_popup, start_browser, start_core_and_provider, text_of},
-    helpers::{Gateway, create_order, spawn_gateway},
+    browser::{Browser, decide_in_popup, start_browser, start_core_and_provider, text_of},
+    helpers::{CreatedOrder, Gateway, create_order, spawn_gateway},
     shop::{EdgeProxy, ShopSite, StreamPolicy, record_of, track},
 };
 
@@ -125,8 +126,117 @@ async fn the_example_shop_on_another_site_pays_in_the_popup_and_shows_the_result
     client.clone().close().await.unwrap();
 }
 
-/// The harness's record of one watch, its statuses' transports in order
-/// (each once), and when (ms after the start) each transport came first.
+/// A gateway with a one-second heartbeat, reached by the browser through
+/// an [`EdgeProxy`] (or directly, without a policy), and the harness page
+/// on a shop's origin, which the gateway lists unless `listed` is false.
+struct Scene {
+    system: System,
+    proxy: Option<EdgeProxy>,
+    shop: ShopSite,
+    browser: Browser,
+}
+
+impl Scene {
+    async fn start(policy: Option<StreamPolicy>, listed: bool) -> Self {
+        let site = ShopSite::bind().await;
+        let allowed = if listed {
+            site.1.clone()
+        } else {
+            "http://shop.example".to_owned()
+        };
+        let system = start_system(&allowed, 1).await;
+        let proxy = match policy {
+            Some(policy) => Some(EdgeProxy::start(system.gateway.addr, policy).await),
+            None => None,
+        };
+        let gateway = proxy
+            .as_ref()
+            .map_or(system.gateway.addr, |proxy| proxy.addr);
+        let shop = ShopSite::serve(site, &format!("http://{gateway}"), system.gateway.addr);
+        let browser = start_browser().await;
+        Self {
+            system,
+            proxy,
+            shop,
+            browser,
+        }
+    }
+
+    fn proxy(&self) -> &EdgeProxy {
+        self.proxy.as_ref().expect("a scene with a proxy")
+    }
+
+    /// A new order, watched by the harness with `heartbeatSecs: 1`.
+    async fn watch_new_order(&self) -> CreatedOrder {
+        let order = create_order(
+            &reqwest::Client::new(),
+            self.system.gateway.addr,
+            800,
+            "Watched",
+        )
+        .await;
+        let options = "{ heartbeatSecs: 1 }";
+        track(
+            &self.browser.client,
+            &self.shop,
+            &order.order_id,
+            &order.client_secret,
+            options,
+        )
+        .await;
+        order
+    }
+
+    async fn record(&self, order: &CreatedOrder) -> Value {
+        record_of(&self.browser.client, &order.order_id).await
+    }
+
+    /// Waits until `order`'s watch has reported `state` on `transport`
+    /// `times` times, and answers its record.
+    async fn wait_for(
+        &self,
+        order: &CreatedOrder,
+        transport: &str,
+        state: &str,
+        times: usize,
+    ) -> Value {
+        let what = format!("{times} × {state} on {transport}");
+        eventually(BOUND, &what, || async {
+            let record = self.record(order).await;
+            let seen = (record["statuses"].as_array()?.iter())
+                .filter(|s| s["transport"] == transport && s["state"] == state)
+                .count();
+            (seen >= times).then_some(record)
+        })
+        .await
+    }
+
+    async fn pay(&self, order: &CreatedOrder) {
+        testkit::report(
+            self.system.core.addr,
+            &order.order_id,
+            PaymentOutcome::Succeeded,
+            "",
+        )
+        .await
+        .expect("report accepted");
+    }
+
+    async fn wait_settled(&self, order: &CreatedOrder) -> Value {
+        eventually(BOUND, "the result", || async {
+            let record = self.record(order).await;
+            (!record["settled"].as_array()?.is_empty()).then_some(record)
+        })
+        .await
+    }
+
+    async fn close(self) {
+        self.browser.client.clone().close().await.unwrap();
+    }
+}
+
+/// The transports of a watch's statuses in order, each once, with when (ms
+/// after the start) each came first.
 fn transports_of(record: &Value) -> Vec<(String, f64)> {
     let mut seen: Vec<(String, f64)> = Vec::new();
     for status in record["statuses"].as_array().into_iter().flatten() {
@@ -140,193 +250,63 @@ fn transports_of(record: &Value) -> Vec<(String, f64)> {
     seen
 }
 
+fn transport_names(record: &Value) -> Vec<String> {
+    transports_of(record)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Each event's (status, transport).
+fn events_of(record: &Value) -> Vec<(String, String)> {
+    let events = record["events"].as_array().into_iter().flatten();
+    events
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap().to_owned(),
+                e["transport"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_origin_the_gateway_does_not_list_gets_no_event() {
-    let site = ShopSite::bind().await;
-    let system = start_system("http://shop.example", 1).await;
-    let gateway = format!("http://{}", system.gateway.addr);
-    let shop = ShopSite::serve(site, &gateway, system.gateway.addr);
-    let browser = start_browser().await;
-    let client = &browser.client;
-    let order = create_order(
-        &reqwest::Client::new(),
-        system.gateway.addr,
-        700,
-        "Not here",
-    )
-    .await;
-    track(
-        client,
-        &shop,
-        &order.order_id,
-        &order.client_secret,
-        "{ heartbeatSecs: 1 }",
-    )
-    .await;
-    testkit::report(
-        system.core.addr,
-        &order.order_id,
-        PaymentOutcome::Succeeded,
-        "",
-    )
-    .await
-    .expect("report accepted");
-
+    let scene = Scene::start(None, false).await;
+    let order = scene.watch_new_order().await;
+    scene.pay(&order).await;
     // Every transport tried and refused by CORS, down to polling, which
     // keeps being refused.
-    let record = eventually(BOUND, "the watch to have polled twice", || async {
-        let record = record_of(client, &order.order_id).await;
-        let polls = record["statuses"]
-            .as_array()?
-            .iter()
-            .filter(|s| s["transport"] == "polling" && s["state"] == "reconnecting")
-            .count();
-        (polls >= 2).then_some(record)
-    })
-    .await;
-    let transports: Vec<String> = transports_of(&record).into_iter().map(|(t, _)| t).collect();
+    let record = scene.wait_for(&order, "polling", "reconnecting", 2).await;
     assert_eq!(
-        transports,
+        transport_names(&record),
         ["fetch", "eventsource", "polling"],
         "{record:#}"
     );
-    assert_eq!(record["events"], serde_json::json!([]), "{record:#}");
-    assert_eq!(record["settled"], serde_json::json!([]), "{record:#}");
-    client.clone().close().await.unwrap();
-}
-
-/// Behind a proxy with `policy`: the watch falls through to polling, and
-/// the result shows once. Returns the record and the proxy.
-async fn watch_behind(policy: StreamPolicy) -> (Value, EdgeProxy) {
-    let site = ShopSite::bind().await;
-    let system = start_system(&site.1, 1).await;
-    let proxy = EdgeProxy::start(system.gateway.addr, policy).await;
-    let shop = ShopSite::serve(site, &format!("http://{}", proxy.addr), system.gateway.addr);
-    let browser = start_browser().await;
-    let client = &browser.client;
-    let order = create_order(&reqwest::Client::new(), system.gateway.addr, 800, "Proxied").await;
-    track(
-        client,
-        &shop,
-        &order.order_id,
-        &order.client_secret,
-        "{ heartbeatSecs: 1 }",
-    )
-    .await;
-    // Two polls answered before the result: one that saw nothing new must
-    // hand nothing over.
-    eventually(BOUND, "the watch to poll twice", || async {
-        let record = record_of(client, &order.order_id).await;
-        let polls = (record["statuses"].as_array()?.iter())
-            .filter(|s| s["transport"] == "polling" && s["state"] == "live")
-            .count();
-        (polls >= 2).then_some(())
-    })
-    .await;
-    testkit::report(
-        system.core.addr,
-        &order.order_id,
-        PaymentOutcome::Succeeded,
-        "",
-    )
-    .await
-    .expect("report accepted");
-    eventually(BOUND, "the result", || async {
-        let record = record_of(client, &order.order_id).await;
-        (!record["settled"].as_array()?.is_empty()).then_some(())
-    })
-    .await;
-    let order_path = format!("GET /api/orders/{}", order.order_id);
-    // A negative claim needs a window: two and a half poll intervals after
-    // the result, in which nothing more may be delivered or asked for.
-    let polls = proxy
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| **r == order_path)
-        .count();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let polls_later = proxy
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| **r == order_path)
-        .count();
-    assert_eq!(polls, polls_later, "no poll after the result");
-    let record = record_of(client, &order.order_id).await;
-    assert_eq!(
-        record["settled"],
-        serde_json::json!(["succeeded"]),
-        "{record:#}"
-    );
-    let statuses: Vec<&str> = record["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
-    let mut unique = statuses.clone();
-    unique.dedup();
-    assert_eq!(statuses, unique, "each status once: {record:#}");
-    assert_eq!(statuses.last(), Some(&"succeeded"), "{record:#}");
-    assert_eq!(record["errors"], serde_json::json!([]), "{record:#}");
-    client.clone().close().await.unwrap();
-    (record, proxy)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_proxy_that_buffers_event_streams_is_noticed_within_two_heartbeats_and_polled_past() {
-    let (record, proxy) = watch_behind(StreamPolicy::Buffer).await;
-    let transports = transports_of(&record);
-    let names: Vec<&str> = transports.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(names, ["fetch", "eventsource", "polling"], "{record:#}");
-    // Two heartbeats (1 s each) per streaming transport, plus a token
-    // request and scheduling: well under a third heartbeat each.
-    let (fetch_at, eventsource_at, polling_at) =
-        (transports[0].1, transports[1].1, transports[2].1);
-    assert!(eventsource_at - fetch_at < 2_900.0, "{record:#}");
-    assert!(polling_at - eventsource_at < 2_900.0, "{record:#}");
-    // One silent stream is enough to leave a transport.
-    assert_eq!(
-        proxy.count_streams(),
-        2,
-        "{:?}",
-        proxy.requests.lock().unwrap()
-    );
+    assert_eq!(record["events"], json!([]), "{record:#}");
+    assert_eq!(record["settled"], json!([]), "{record:#}");
+    scene.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cut_stream_resumes_after_the_last_event_it_saw_and_each_event_comes_once() {
-    let site = ShopSite::bind().await;
-    let system = start_system(&site.1, 1).await;
-    let proxy = EdgeProxy::start(system.gateway.addr, StreamPolicy::Pass).await;
-    let shop = ShopSite::serve(site, &format!("http://{}", proxy.addr), system.gateway.addr);
-    let browser = start_browser().await;
-    let client = &browser.client;
-    let order = create_order(&reqwest::Client::new(), system.gateway.addr, 900, "Cut").await;
-    track(
-        client,
-        &shop,
-        &order.order_id,
-        &order.client_secret,
-        "{ heartbeatSecs: 1 }",
-    )
-    .await;
+    let scene = Scene::start(Some(StreamPolicy::Pass), true).await;
+    let order = scene.watch_new_order().await;
     let created = eventually(BOUND, "the created event", || async {
-        let record = record_of(client, &order.order_id).await;
-        record["events"][0]["sequence"].as_str().map(str::to_owned)
+        scene.record(&order).await["events"][0]["sequence"]
+            .as_str()
+            .map(str::to_owned)
     })
     .await;
 
-    proxy.cut_streams();
+    scene.proxy().cut_streams();
     let resumed = format!("GET /api/orders/{}/events after={created}", order.order_id);
     eventually(
         BOUND,
         "a stream resumed after the created event",
         || async {
-            proxy
+            scene
+                .proxy()
                 .requests
                 .lock()
                 .unwrap()
@@ -335,55 +315,105 @@ async fn a_cut_stream_resumes_after_the_last_event_it_saw_and_each_event_comes_o
         },
     )
     .await;
-    testkit::report(
-        system.core.addr,
-        &order.order_id,
-        PaymentOutcome::Succeeded,
-        "",
-    )
-    .await
-    .expect("report accepted");
-    let record = eventually(BOUND, "the result", || async {
-        let record = record_of(client, &order.order_id).await;
-        (!record["settled"].as_array()?.is_empty()).then_some(record)
-    })
-    .await;
-    let events: Vec<(&str, &str)> = record["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["status"].as_str().unwrap(),
-                e["transport"].as_str().unwrap(),
-            )
-        })
+    scene.pay(&order).await;
+    let record = scene.wait_settled(&order).await;
+    let fetch = |status: &str| (status.to_owned(), "fetch".to_owned());
+    assert_eq!(
+        events_of(&record),
+        [fetch("created"), fetch("succeeded")],
+        "{record:#}"
+    );
+    assert_eq!(record["settled"], json!(["succeeded"]), "{record:#}");
+    scene.close().await;
+}
+
+/// Behind a proxy with `policy`: the watch falls through to polling, and
+/// the result shows once. Returns the record and the scene.
+async fn watch_behind(policy: StreamPolicy) -> (Value, Scene) {
+    let scene = Scene::start(Some(policy), true).await;
+    let order = scene.watch_new_order().await;
+    // Two polls answered before the result: one that saw nothing new must
+    // hand nothing over.
+    scene.wait_for(&order, "polling", "live", 2).await;
+    scene.pay(&order).await;
+    scene.wait_settled(&order).await;
+    // A negative claim needs a window: two and a half poll intervals after
+    // the result, in which nothing more may be delivered or asked for.
+    let poll = format!("GET /api/orders/{}", order.order_id);
+    let polls = || {
+        scene
+            .proxy()
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| **r == poll)
+            .count()
+    };
+    let polls_at_the_result = polls();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(polls(), polls_at_the_result, "no poll after the result");
+    let record = scene.record(&order).await;
+    assert_eq!(record["settled"], json!(["succeeded"]), "{record:#}");
+    let statuses: Vec<String> = events_of(&record)
+        .into_iter()
+        .map(|(status, _)| status)
         .collect();
+    let mut unique = statuses.clone();
+    unique.dedup();
+    assert_eq!(statuses, unique, "each status once: {record:#}");
     assert_eq!(
-        events,
-        [("created", "fetch"), ("succeeded", "fetch")],
+        statuses.last().map(String::as_str),
+        Some("succeeded"),
         "{record:#}"
     );
+    assert_eq!(record["errors"], json!([]), "{record:#}");
+    (record, scene)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_buffers_event_streams_is_noticed_within_two_heartbeats_and_polled_past() {
+    let (record, scene) = watch_behind(StreamPolicy::Buffer).await;
+    let transports = transports_of(&record);
     assert_eq!(
-        record["settled"],
-        serde_json::json!(["succeeded"]),
+        transport_names(&record),
+        ["fetch", "eventsource", "polling"],
         "{record:#}"
     );
-    client.clone().close().await.unwrap();
+    // Two heartbeats (1 s each) per streaming transport, plus a token
+    // request and scheduling: well under a third heartbeat each.
+    let (fetch_at, eventsource_at, polling_at) =
+        (transports[0].1, transports[1].1, transports[2].1);
+    assert!(eventsource_at - fetch_at < 2_900.0, "{record:#}");
+    assert!(polling_at - eventsource_at < 2_900.0, "{record:#}");
+    // One silent stream is enough to leave a transport.
+    let proxy = scene.proxy();
+    assert_eq!(
+        proxy.count_streams(),
+        2,
+        "{:?}",
+        proxy.requests.lock().unwrap()
+    );
+    scene.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_that_refuses_event_streams_is_left_for_polling() {
-    let (record, proxy) = watch_behind(StreamPolicy::Refuse).await;
-    let names: Vec<String> = transports_of(&record).into_iter().map(|(t, _)| t).collect();
-    assert_eq!(names, ["fetch", "eventsource", "polling"], "{record:#}");
+    let (record, scene) = watch_behind(StreamPolicy::Refuse).await;
+    assert_eq!(
+        transport_names(&record),
+        ["fetch", "eventsource", "polling"],
+        "{record:#}"
+    );
     // Each streaming transport was tried twice, then left.
+    let proxy = scene.proxy();
     assert_eq!(
         proxy.count_streams(),
         4,
         "{:?}",
         proxy.requests.lock().unwrap()
     );
+    scene.close().await;
 }
 
 #[test]
