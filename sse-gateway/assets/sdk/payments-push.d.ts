@@ -29,9 +29,11 @@ export interface WatchStatus {
 
 export interface WatchError {
   /**
-   * `unauthorized`: wrong client secret (401); `not_found`: unknown order
-   * (404); `bad_request`: the gateway refused the request (400);
+   * `not_found` (404) or `unauthorized` (401): the gateway knows no such
+   * order with this client secret (it does not say which is wrong, so
+   * neither can be probed); `bad_request`: it refused the request (400);
    * `unavailable`: no transport the page allowed could reach the gateway.
+   * A refusal is final: the watch does not try another transport.
    */
   code: "unauthorized" | "not_found" | "bad_request" | "unavailable";
   status?: number;

@@ -392,8 +392,8 @@ export function openEventStream(options) {
 
 /** The error that ends a watch for good, for an HTTP status, or null. */
 function fatalError(status) {
-  if (status === 401) return { code: "unauthorized", status, message: "The gateway refused the credentials." };
-  if (status === 404) return { code: "not_found", status, message: "The gateway does not know this order." };
+  if (status === 401) return { code: "unauthorized", status, message: "The gateway knows no such order with this secret." };
+  if (status === 404) return { code: "not_found", status, message: "The gateway knows no such order with this secret." };
   if (status === 400) return { code: "bad_request", status, message: "The gateway refused the request." };
   return null;
 }

@@ -327,6 +327,60 @@ async fn a_cut_stream_resumes_after_the_last_event_it_saw_and_each_event_comes_o
     scene.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_secret_or_an_unknown_order_ends_the_watch_with_an_error_and_no_fallback() {
+    let scene = Scene::start(None, true).await;
+    let order = scene.watch_new_order().await;
+    let client = &scene.browser.client;
+    let cases = [
+        (order.order_id.clone(), "cs_not_the_secret".to_owned()),
+        (
+            uuid::Uuid::new_v4().to_string(),
+            order.client_secret.clone(),
+        ),
+    ];
+    for (order_id, secret) in &cases {
+        track(
+            client,
+            &scene.shop,
+            order_id,
+            secret,
+            "{ heartbeatSecs: 1 }",
+        )
+        .await;
+        let record = eventually(BOUND, "the watch to fail", || async {
+            let record = record_of(client, order_id).await;
+            (!record["errors"].as_array()?.is_empty()).then_some(record)
+        })
+        .await;
+        // The gateway does not say which of the two is wrong.
+        let error = record["errors"][0].as_str().unwrap_or_default();
+        assert!(["not_found", "unauthorized"].contains(&error), "{record:#}");
+        assert_eq!(record["events"], json!([]), "{record:#}");
+        assert_eq!(
+            transport_names(&record),
+            ["fetch"],
+            "a refusal is final: {record:#}"
+        );
+        let last = record["statuses"].as_array().unwrap().last().cloned();
+        assert_eq!(
+            last.map(|s| s["state"].clone()),
+            Some(json!("failed")),
+            "{record:#}"
+        );
+    }
+    // Missing arguments are the page's bug: a TypeError at once.
+    let thrown = client
+        .execute(
+            "try { window.track('', 'cs_x', {}); return 'no error'; } catch (e) { return e.name; }",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(thrown, json!("TypeError"));
+    scene.close().await;
+}
+
 /// Behind a proxy with `policy`: the watch falls through to polling, and
 /// the result shows once. Returns the record and the scene.
 async fn watch_behind(policy: StreamPolicy) -> (Value, Scene) {
