@@ -296,6 +296,10 @@ async fn write_bounded(
 ) -> bool {
     Box::pin(async {
         tokio::select! {
+            // The write first: a frame the socket takes at once still goes
+            // out during shutdown (a stream's last `retry:`); only one that
+            // would wait is cut short.
+            biased;
             written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)) => {
                 matches!(written, Ok(Ok(())))
             }

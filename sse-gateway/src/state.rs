@@ -55,6 +55,9 @@ pub struct AppState {
     pub overload_retry: Duration,
     /// The `retry:` frame every event stream opens with, rendered once.
     pub retry_frame: Bytes,
+    /// The reconnect delay that frame tells (`SSE_RETRY_MS`); at shutdown
+    /// each stream's last frame tells a jittered one around it.
+    pub sse_retry: Duration,
     /// The heartbeat event (see [`HEARTBEAT_EVENT`]), rendered once: sent
     /// when a stream opens and after each `heartbeat` of silence.
     pub heartbeat_frame: Bytes,
@@ -93,6 +96,7 @@ impl AppState {
             max_streams: config.max_streams,
             overload_retry: Duration::from_millis(config.overload_retry_ms.max(1)),
             retry_frame: format!("retry: {}\n\n", config.sse_retry().as_millis()).into(),
+            sse_retry: config.sse_retry(),
             heartbeat_frame: format!(
                 "event: {HEARTBEAT_EVENT}\ndata: {{\"interval_ms\":{}}}\n\n",
                 config.heartbeat().as_millis()

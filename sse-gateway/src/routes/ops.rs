@@ -23,7 +23,8 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the upstream stream is open: without it, live events stop.
+/// Ready when the upstream stream is open (without it, live events stop)
+/// and the gateway is not shutting down.
 #[utoipa::path(
     get,
     path = READYZ,
@@ -31,10 +32,14 @@ pub async fn healthz() -> &'static str {
     summary = "Readiness",
     responses(
         (status = OK, description = "The stream from payment-core is open.", content_type = "text/plain", body = String, example = "ready"),
-        (status = SERVICE_UNAVAILABLE, description = "The stream from payment-core is down: live events would not arrive.", content_type = "text/plain", body = String),
+        (status = SERVICE_UNAVAILABLE, description = "The stream from payment-core is down (live events would not arrive), or the gateway is shutting down.", content_type = "text/plain", body = String),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    // Draining: a proxy that asks should send nothing new here.
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
     if state.upstream_is_up() {
         (StatusCode::OK, "ready")
     } else {

@@ -304,6 +304,15 @@ fn over_capacity(state: &AppState) -> Response {
     )
 }
 
+/// The last frame of a stream ended by shutdown: a reconnect delay drawn
+/// between half and one and a half `SSE_RETRY_MS`, so that the browsers of
+/// a gateway that stops come back spread out rather than all at once.
+fn farewell_frame(retry: Duration) -> Bytes {
+    let base = retry.as_millis().max(2) as u64;
+    let delay = rand::random_range(base / 2..=base + base / 2);
+    Bytes::from(format!("retry: {delay}\n\n"))
+}
+
 fn retry_later(state: &AppState, kind: StreamKind, reason: RefusalReason, cause: &str) -> Response {
     state.metrics.stream_refused(kind, reason);
     tracing::warn!(%cause, "cannot serve the event stream now; telling the browser to retry");
@@ -326,9 +335,16 @@ fn sse_body_response(
     state: &AppState,
     frames: impl Stream<Item = Bytes> + Send + Unpin + 'static,
 ) -> Response {
+    let shutdown = state.shutdown.clone();
+    let farewell = farewell_frame(state.sse_retry);
     let body = WithHeartbeat::new(frames, state.heartbeat, state.heartbeat_frame.clone())
-        // Shutdown ends the response so the browser reconnects to another gateway.
-        .take_until(state.shutdown.clone().cancelled_owned());
+        // Shutdown ends the response so the browser reconnects to another
+        // gateway, after the delay of its last frame.
+        .take_until(state.shutdown.clone().cancelled_owned())
+        .chain(
+            stream::once(async move { shutdown.is_cancelled().then_some(Ok(farewell)) })
+                .filter_map(std::future::ready),
+        );
     (
         [
             (

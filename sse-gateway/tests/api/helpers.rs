@@ -45,6 +45,11 @@ pub fn test_config(payment_core_url: &str) -> Config {
 /// The router with a core that is never there: port 1 on loopback, where
 /// nothing listens. Calls to the core fail at once, as when it is down.
 pub fn router_without_core() -> axum::Router {
+    router(state_without_core())
+}
+
+/// The state [`router_without_core`] serves.
+pub fn state_without_core() -> AppState {
     let config = test_config("http://127.0.0.1:1");
     let credentials = config.credentials().expect("development mode");
     let core = GrpcCore::new(
@@ -54,7 +59,7 @@ pub fn router_without_core() -> axum::Router {
         config.core_timeout(),
     )
     .expect("client");
-    router(AppState::with_credentials(&config, &credentials, Arc::new(core)).expect("valid config"))
+    AppState::with_credentials(&config, &credentials, Arc::new(core)).expect("valid config")
 }
 
 pub struct Gateway {

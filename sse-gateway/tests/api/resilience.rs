@@ -61,11 +61,22 @@ async fn shutdown_ends_open_event_streams_promptly_and_the_gateway_stops() {
     dashboard.expect_event().await;
 
     system.gateway.shutdown.cancel();
+    // Each stream's last frame spreads the browsers' reconnects: a retry
+    // between half and one and a half SSE_RETRY_MS (2 s here).
     for stream in [&mut order_stream, &mut dashboard] {
-        let rest = tokio::time::timeout(Duration::from_secs(3), stream.events_until_end(BOUND))
-            .await
-            .expect("stream ends at once");
-        assert!(rest.unwrap().is_empty());
+        let last = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut last = None;
+            while let Some(frame) = stream.next_frame(BOUND).await.expect("frames") {
+                assert!(frame.event.is_none(), "no event after shutdown: {frame:?}");
+                last = Some(frame);
+            }
+            last
+        })
+        .await
+        .expect("stream ends at once")
+        .expect("a last frame");
+        let retry = last.retry.expect("the last frame is a retry");
+        assert!((1000..=3000).contains(&retry), "{retry}");
     }
     tokio::time::timeout(Duration::from_secs(3), system.gateway.server)
         .await

@@ -192,3 +192,20 @@ async fn a_method_a_path_does_not_take_is_a_json_405_naming_those_it_does() {
         "an unknown API path, whatever the method: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_gateway_shutting_down_is_not_ready() {
+    let state = crate::helpers::state_without_core();
+    let shutdown = state.shutdown.clone();
+    let app = sse_gateway::router(state);
+    let readyz = || Request::get("/readyz").body(Body::empty()).unwrap();
+    // Without its core it is not ready either; the reason tells them apart.
+    let response = app.clone().oneshot(readyz()).await.unwrap();
+    let body = to_bytes(response.into_body(), 1024).await.unwrap();
+    assert_eq!(&body[..], b"payment-core stream is down");
+    shutdown.cancel();
+    let response = app.oneshot(readyz()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = to_bytes(response.into_body(), 1024).await.unwrap();
+    assert_eq!(&body[..], b"shutting down");
+}
