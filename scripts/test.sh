@@ -9,6 +9,8 @@
 #   - the fuzz targets, 60 s each from the committed corpus;
 #   - the benchmark smoke run (lost = 0, duplicated = 0);
 #   - schemathesis against a live gateway;
+#   - the Helm chart (.ci/helm.sh: rendered, linted, validated against
+#     Kubernetes schemas, policy tests, checkov; seconds, no cluster);
 #   - the Docker end-to-end check and the fault drill (when a Docker engine
 #     is reachable; required under CI=true).
 # What they need is listed in the README; .ci/run installs it on a fresh
@@ -203,6 +205,8 @@ docker_stage() {
 }
 
 stage "format" cargo fmt --all -- --check
+# The chart needs no build: checked early, in seconds.
+stage "helm chart" .ci/helm.sh
 start_stage "cargo tools" install_tools
 if [ "$DOCKER" = 1 ]; then
   start_stage "docker base images" timeout 900 .ci/base-images.sh
