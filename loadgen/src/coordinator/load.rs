@@ -90,21 +90,35 @@ enum Reporter {
 }
 
 /// The gateway target reports to payment-core over `--report-channels`
-/// gRPC connections; the nchan target publishes to nginx.
+/// gRPC connections; the nchan target publishes to nginx. A replica not
+/// reachable yet gets a channel that connects when first used (a rolling
+/// update starts it later: `.ci/rolling.sh`), as long as one is reachable
+/// now: a run whose every report URL is wrong stops at once.
 async fn connect_reporter(args: &RunArgs, addr: SocketAddr) -> anyhow::Result<Reporter> {
     Ok(match args.target {
         Target::Gateway => {
             let mut clients = Vec::new();
+            let mut reachable = false;
+            let mut last_error = None;
             for url in report_urls(args)
                 .cycle()
                 .take(args.report_channels.clamp(1, 64))
             {
-                let channel = Channel::from_shared(url.to_owned())?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await
-                    .context("connecting to payment-core")?;
+                let endpoint = Channel::from_shared(url.to_owned())?.tcp_nodelay(true);
+                let channel = match endpoint.connect().await {
+                    Ok(channel) => {
+                        reachable = true;
+                        channel
+                    }
+                    Err(error) => {
+                        last_error = Some(error);
+                        endpoint.connect_lazy()
+                    }
+                };
                 clients.push(ProviderServiceClient::new(channel));
+            }
+            if let (false, Some(error)) = (reachable, last_error) {
+                return Err(error).context("connecting to payment-core");
             }
             Reporter::Grpc(clients, args.provider_secret.as_str().into())
         }
