@@ -34,7 +34,8 @@
 #     PostgreSQL
 #  8. DRILL=1: the fault drill on that same stack (DRILL_STACK=<project>
 #     .ci/drill.sh: 2,000 payments while five faults fall; it prints its own
-#     report and counts none of the checks below)
+#     report and counts none of the checks below), then the rolling update
+#     rehearsal and the slow, lossy network (.ci/rolling.sh) on it
 #  9. `compose down -v` always (trap), with logs when something failed; the
 #     time each phase took
 #
@@ -86,6 +87,7 @@ FAILED=0
 STACK_UP=0
 BG_PIDS=()
 DRILL_RAN=0
+ROLLING_RAN=0
 
 ok()   { PASSED=$((PASSED + 1)); printf 'ok - %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAILED - %s\n' "$*" >&2; exit 1; }
@@ -162,6 +164,7 @@ cleanup() {
   phase_summary
   echo "docker-test: ${PASSED} passed, ${FAILED} failed"
   [[ $DRILL_RAN -eq 0 ]] || echo "fault drill: $([[ $DRILL_RAN -eq 1 ]] && echo passed || echo FAILED)"
+  [[ $ROLLING_RAN -eq 0 ]] || echo "rolling update rehearsal: $([[ $ROLLING_RAN -eq 1 ]] && echo passed || echo FAILED)"
   exit "$rc"
 }
 on_exit cleanup
@@ -587,6 +590,11 @@ if [[ $DRILL == 1 ]]; then
   DRILL_RAN=2
   DRILL_STACK=$PROJECT "$ROOT/.ci/drill.sh" || fail "the fault drill failed (its report is above)"
   DRILL_RAN=1
+  phase "8. rolling update rehearsal and a slow, lossy network"
+  ROLLING_RAN=2
+  DRILL_STACK=$PROJECT LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen} \
+    "$ROOT/.ci/rolling.sh" || fail "the rolling update rehearsal failed (its report is above)"
+  ROLLING_RAN=1
 fi
 
 log "all checks passed"
