@@ -81,6 +81,9 @@ struct Cursor<'a> {
     out: mpsc::Sender<Arc<PaymentEvent>>,
     slow_timeout: Duration,
     shutdown: CancellationToken,
+    /// Fires when the probe finds the store unreachable: reads of the log
+    /// stop waiting then.
+    store_lost: CancellationToken,
 }
 
 impl Cursor<'_> {
@@ -133,14 +136,21 @@ impl Cursor<'_> {
                     resume_after: self.sent,
                 });
             }
-            let page = self
-                .store
-                .events_after(self.scope, self.seen, PAGE_SIZE)
-                .await
-                .map_err(|error| WatchEnd::Failed {
-                    error,
-                    resume_after: self.sent,
-                })?;
+            // A read of a database that hangs (a partition drops packets
+            // rather than refusing them) must not hold the watcher past the
+            // outage the probe finds: its client would wait on a stream
+            // that looks open, instead of moving to another replica.
+            let page = tokio::select! {
+                biased;
+                () = self.store_lost.cancelled() => {
+                    return Err(WatchEnd::StoreLost { resume_after: self.sent });
+                }
+                page = self.store.events_after(self.scope, self.seen, PAGE_SIZE) => page,
+            };
+            let page = page.map_err(|error| WatchEnd::Failed {
+                error,
+                resume_after: self.sent,
+            })?;
             let full_page = page.len() == PAGE_SIZE as usize;
             for event in page {
                 if let Flow::Completed = self.offer(Arc::new(event)).await? {
@@ -175,6 +185,7 @@ pub async fn watch(
         out,
         slow_timeout,
         shutdown: shutdown.clone(),
+        store_lost: store_lost.clone(),
     };
 
     match cursor.catch_up().await {
@@ -183,7 +194,14 @@ pub async fn watch(
         Ok(Flow::Continue) => {}
     }
     if let Scope::Order(id) = scope {
-        match store.get_order(id).await {
+        let order = tokio::select! {
+            biased;
+            () = store_lost.cancelled() => {
+                return WatchEnd::StoreLost { resume_after: cursor.sent };
+            }
+            order = store.get_order(id) => order,
+        };
+        match order {
             // A final state is final: one more read of the log has everything
             // (the final event may have landed after the first read).
             Ok(Some(order)) if order.status.is_terminal() => {

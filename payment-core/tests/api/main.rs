@@ -11,6 +11,8 @@
 //!   both backends (SQLite, PostgreSQL);
 //! - `postgres`: several PostgreSQL-store replicas on one database;
 //! - `replicas`: several payment-core binaries on one PostgreSQL database;
+//! - `hanging_database`: a database that stops answering without a word
+//!   (a partition) ends the watches it would hold;
 //! - `metrics`: the Prometheus metrics on their own listener;
 //! - `tls`: TLS and mutual TLS with a throwaway CA;
 //! - `grpcurl`: the built binary driven by grpcurl, SIGTERM and kill -9.
@@ -21,6 +23,7 @@
 mod auth;
 mod credentials;
 mod grpcurl;
+mod hanging_database;
 mod helpers;
 mod hostile;
 mod metrics;

@@ -17,7 +17,7 @@ fn start_replica(database: &TestDatabase) -> Process {
     start_replica_on(&database.url)
 }
 
-fn start_replica_on(database_url: &str) -> Process {
+pub(crate) fn start_replica_on(database_url: &str) -> Process {
     testkit::start_payment_core_on(database_url, PROVIDER_SECRET, &[])
 }
 
@@ -27,7 +27,7 @@ async fn client(replica: &Process) -> PaymentServiceClient<KeyedChannel> {
         .expect("replica reachable")
 }
 
-async fn create(replica: &Process) -> Result<pb::Order, tonic::Status> {
+pub(crate) async fn create(replica: &Process) -> Result<pb::Order, tonic::Status> {
     let request = pb::CreateOrderRequest {
         amount_minor: 700,
         currency: "EUR".into(),
@@ -43,7 +43,7 @@ async fn watch_all(replica: &Process) -> tonic::Streaming<pb::PaymentEvent> {
         .expect("watch starts")
 }
 
-async fn watch_all_after(
+pub(crate) async fn watch_all_after(
     addr: SocketAddr,
     after_sequence: u64,
 ) -> Result<tonic::Streaming<pb::PaymentEvent>, tonic::Status> {
@@ -178,7 +178,7 @@ fn container_healthcheck(replica: &Process) -> bool {
 
 /// What `replica`'s health service says of the payment service: serving
 /// or not; `None` when it cannot be asked.
-async fn health_of(replica: &Process) -> Option<bool> {
+pub(crate) async fn health_of(replica: &Process) -> Option<bool> {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let channel = Channel::from_shared(format!("http://{}", replica.addr))
         .expect("valid URL")
