@@ -59,7 +59,13 @@ else
 fi
 compose_init "$PROJECT" docker-compose.yml docker-compose.replicated.yml
 FAULTS=0
-fault() { FAULTS=$((FAULTS + 1)); log "fault $FAULTS: $*"; }
+# Each fault's start, in seconds after loadgen's first report, for the
+# report of which fault cost the slowest results.
+fault() {
+  FAULTS=$((FAULTS + 1))
+  log "fault $FAULTS: $*"
+  echo "$((SECONDS - LOADGEN_T0)) $*" >>"$WORK/faults.txt"
+}
 
 cleanup() {
   local rc=$?
@@ -133,13 +139,15 @@ timeout -k 10 960 "$LOADGEN" run --target gateway --url "http://127.0.0.1:$HTTP_
   --report-url "http://127.0.0.1:$GRPC_PORT" --report-url "http://127.0.0.1:$GRPC_PORT_2" \
   -n "$PAYMENTS" --rate "$RATE" --report-attempts 150 --max-attempts 200 \
   --create-concurrency 8 --connect-concurrency 64 --drain-secs 90 --timeout 900 \
-  --label drill --json "$WORK/drill.json" >"$WORK/loadgen.log" 2>&1 &
+  --label drill --json "$WORK/drill.json" --samples "$WORK/samples.txt" >"$WORK/loadgen.log" 2>&1 &
 LOADGEN_PID=$!
 reporting() {
   kill -0 "$LOADGEN_PID" 2>/dev/null || { log "loadgen exited before reporting"; exit 1; }
   grep -q "reporting" "$WORK/loadgen.log"
 }
 wait_until 300 "loadgen to start reporting" reporting
+# loadgen's samples count from its first report.
+LOADGEN_T0=$SECONDS
 
 sleep 10
 fault "kill -9 payment-core"
@@ -190,6 +198,19 @@ print(d["lost"], d["duplicated"], d["wrong_result"], d["reconnects"], d["report_
       d["max_wait_after_ack_ms"], d["report_to_browser"]["max_ms"])
 PY
 )
+# The slowest results, and the fault that had last begun when each was
+# reported (loadgen's samples: ms after its first report; faults: s, ±1).
+python3 - "$WORK/samples.txt" "$WORK/faults.txt" <<'PY' || true
+import sys
+samples = sorted(((float(a) / 1000, float(b) / 1000) for a, b in
+                  (line.split() for line in open(sys.argv[1]) if line.strip())),
+                 key=lambda s: -s[1])[:5]
+faults = [(int(line.split(" ", 1)[0]), line.split(" ", 1)[1].strip()) for line in open(sys.argv[2])]
+for reported, latency in samples:
+    before = [name for at, name in faults if at <= reported]
+    print(f"drill: slow result: reported at {reported:.1f} s, {latency:.2f} s to the browser; "
+          f"last fault begun: {before[-1] if before else 'none'}")
+PY
 read -r IN_DB_AFTER EVENTS_AFTER < <(paid_in_db)
 IN_DB=$((IN_DB_AFTER - IN_DB_BEFORE))
 EVENTS=$((EVENTS_AFTER - EVENTS_BEFORE))

@@ -162,7 +162,7 @@ replace_gateway() {
   docker exec "$nginx" sed -i "s/server $service:8080/server $new:8080/" /tmp/nginx/nginx.conf
   docker exec "$nginx" grep -q "server $new:8080" /tmp/nginx/nginx.conf \
     || die "nginx's upstream does not name $new"
-  docker exec "$nginx" nginx -s reload
+  docker exec "$nginx" nginx -c /tmp/nginx/nginx.conf -s reload
   retire "$old" "$GATEWAY_PRESTOP_SECS"
   CURRENT[$service]=$new
 }
