@@ -381,9 +381,10 @@ async fn a_wrong_secret_or_an_unknown_order_ends_the_watch_with_an_error_and_no_
     scene.close().await;
 }
 
-/// Behind a proxy with `policy`: the watch falls through to polling, and
-/// the result shows once. Returns the record and the scene.
-async fn watch_behind(policy: StreamPolicy) -> (Value, Scene) {
+/// Behind a proxy with `policy`: the watch falls through to polling after
+/// asking for `streams` event streams, and the result shows once. Returns
+/// the record and the scene.
+async fn watch_behind(policy: StreamPolicy, streams: usize) -> (Value, Scene) {
     let scene = Scene::start(Some(policy), true).await;
     let order = scene.watch_new_order().await;
     // Two polls answered before the result: one that saw nothing new must
@@ -422,51 +423,34 @@ async fn watch_behind(policy: StreamPolicy) -> (Value, Scene) {
         "{record:#}"
     );
     assert_eq!(record["errors"], json!([]), "{record:#}");
-    (record, scene)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_proxy_that_buffers_event_streams_is_noticed_within_two_heartbeats_and_polled_past() {
-    let (record, scene) = watch_behind(StreamPolicy::Buffer).await;
-    let transports = transports_of(&record);
     assert_eq!(
         transport_names(&record),
         ["fetch", "eventsource", "polling"],
         "{record:#}"
     );
+    let requests = scene.proxy().requests.lock().unwrap().clone();
+    assert_eq!(scene.proxy().count_streams(), streams, "{requests:?}");
+    (record, scene)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_buffers_event_streams_is_noticed_within_two_heartbeats_and_polled_past() {
+    // One silent stream is enough to leave a transport.
+    let (record, scene) = watch_behind(StreamPolicy::Buffer, 2).await;
+    let transports = transports_of(&record);
     // Two heartbeats (1 s each) per streaming transport, plus a token
     // request and scheduling: well under a third heartbeat each.
     let (fetch_at, eventsource_at, polling_at) =
         (transports[0].1, transports[1].1, transports[2].1);
     assert!(eventsource_at - fetch_at < 2_900.0, "{record:#}");
     assert!(polling_at - eventsource_at < 2_900.0, "{record:#}");
-    // One silent stream is enough to leave a transport.
-    let proxy = scene.proxy();
-    assert_eq!(
-        proxy.count_streams(),
-        2,
-        "{:?}",
-        proxy.requests.lock().unwrap()
-    );
     scene.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_that_refuses_event_streams_is_left_for_polling() {
-    let (record, scene) = watch_behind(StreamPolicy::Refuse).await;
-    assert_eq!(
-        transport_names(&record),
-        ["fetch", "eventsource", "polling"],
-        "{record:#}"
-    );
-    // Each streaming transport was tried twice, then left.
-    let proxy = scene.proxy();
-    assert_eq!(
-        proxy.count_streams(),
-        4,
-        "{:?}",
-        proxy.requests.lock().unwrap()
-    );
+    // Each streaming transport tried twice, then left.
+    let (_, scene) = watch_behind(StreamPolicy::Refuse, 4).await;
     scene.close().await;
 }
 
