@@ -52,8 +52,7 @@ pub struct RunArgs {
     /// benchmarks; more for fault drills.
     #[arg(long, default_value_t = 1)]
     pub report_attempts: u32,
-    /// Failed attempts in a row (none served by an event or heartbeat)
-    /// allowed per SSE connection before it counts as failed.
+    /// Reconnects allowed per SSE connection before it counts as failed.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
     /// gRPC (HTTP/2) connections the reports are spread over.

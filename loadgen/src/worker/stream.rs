@@ -51,9 +51,6 @@ pub struct Watch {
     /// it: a stream silent for WATCHDOG_INTERVALS of them is given up and
     /// reopened, as the gateway's own pages do.
     heartbeat: Duration,
-    /// The current connection delivered an event (a heartbeat too): its
-    /// failure starts a new run of failed attempts.
-    served: bool,
 }
 
 impl Watch {
@@ -76,7 +73,6 @@ impl Watch {
             ready: false,
             restored: false,
             dropped: false,
-            served: false,
             permit: Some(permit),
             heartbeat: DEFAULT_HEARTBEAT,
         }
@@ -114,10 +110,6 @@ pub async fn watch_loop(mut watch: Watch, ctx: Arc<Ctx>) {
             Ok(end) => return ended(end, &mut watch, &ctx),
             Err(error) => error,
         };
-        // Failures in a row: a connection that was served ends the run.
-        if std::mem::take(&mut watch.served) {
-            failures = 0;
-        }
         failures += 1;
         let Some(delay) = retry_delay(failures, &error, &watch, &ctx) else {
             return;
@@ -151,14 +143,13 @@ fn retry_delay(failures: u32, error: &anyhow::Error, watch: &Watch, ctx: &Ctx) -
     if watch.ready {
         ctx.counters.reconnects.fetch_add(1, Relaxed);
     }
-    // EventSource's reconnect, shortened: 100 ms more per failure in a
-    // row, and never longer than the gateway's `retry:` (2000 ms), which a
-    // browser waits at most; none when a storm sends every connection to
-    // the failover server at once, as a proxy would.
+    // EventSource's reconnect, shortened (the gateway says 2000 ms); none
+    // when a storm sends every connection to the failover server at once,
+    // as a proxy would.
     if ctx.storm.load(Relaxed) && !watch.restored {
         Some(Duration::ZERO)
     } else {
-        Some(Duration::from_millis((100 * u64::from(failures)).min(2000)))
+        Some(Duration::from_millis(100 * u64::from(failures)))
     }
 }
 
@@ -323,7 +314,6 @@ fn on_frame(
     let Some(data) = frame.data() else {
         return Ok(None);
     };
-    watch.served = true;
     let event = frame.event().unwrap_or_default();
     if target == Target::Gateway && event == HEARTBEAT_EVENT {
         if let Some(interval) = heartbeat_interval(data) {
