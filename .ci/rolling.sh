@@ -158,11 +158,11 @@ replace_gateway() {
   start_copy "$old" "$new" "$new"
   wait_until 60 "the new $service to be ready" healthy "$new"
   nginx=$(container_of nginx)
-  # The configuration nginx runs with (docker/nginx-entrypoint.sh).
-  docker exec "$nginx" sed -i "s/server $service:8080/server $new:8080/" /tmp/nginx/nginx.conf
-  docker exec "$nginx" grep -q "server $new:8080" /tmp/nginx/nginx.conf \
+  # The image's file is root's.
+  docker exec -u 0 "$nginx" sed -i "s/server $service:8080/server $new:8080/" /etc/nginx/nginx.conf
+  docker exec "$nginx" grep -q "server $new:8080" /etc/nginx/nginx.conf \
     || die "nginx's upstream does not name $new"
-  docker exec "$nginx" nginx -c /tmp/nginx/nginx.conf -s reload
+  docker exec "$nginx" nginx -s reload
   retire "$old" "$GATEWAY_PRESTOP_SECS"
   CURRENT[$service]=$new
 }

@@ -9,8 +9,7 @@
 # keeps trusting it. Files that are there are used untouched: an operator's
 # own certificate, mounted with EDGE_TLS_DIR, is never replaced.
 #
-# NGINX_TLS_DIR moves the directory, NGINX_RUN_CONF the configuration it
-# writes, for running this outside the image.
+# NGINX_TLS_DIR moves the directory, for running this outside the image.
 set -eu
 
 dir=${NGINX_TLS_DIR:-/etc/nginx/tls}
@@ -63,22 +62,4 @@ EOF
   echo "nginx-entrypoint: no certificate in $dir, made a self-signed one for localhost (SHA-256 $fingerprint, valid 825 days); trust it (docker compose cp nginx:$crt ./localhost.crt) or replace it with your own tls.crt and tls.key (EDGE_TLS_DIR, see README.md)" >&2
 fi
 
-# The configuration nginx runs with: the image's, with its event-stream
-# timeouts set to two of the gateways' heartbeats (HEARTBEAT_SECS, 15 by
-# default, as docker/nginx.conf is written). A copy, in nginx's own
-# writable directory, since the image's file is root's.
-heartbeat=${HEARTBEAT_SECS:-15}
-case $heartbeat in
-  '' | *[!0-9]* | 0)
-    echo "nginx-entrypoint: HEARTBEAT_SECS must be a whole number of seconds above 0, not '$heartbeat'" >&2
-    exit 1
-    ;;
-esac
-conf=${NGINX_RUN_CONF:-/tmp/nginx/nginx.conf}
-sed "s/_timeout 30s; # two heartbeats/_timeout $((2 * heartbeat))s; # two heartbeats/" \
-  /etc/nginx/nginx.conf >"$conf"
-if [ "${1:-}" = nginx ]; then
-  shift
-  exec nginx -c "$conf" "$@"
-fi
 exec "$@"
