@@ -132,9 +132,13 @@ print("\n".join(out))
   mapfile -t nets < <(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{println $name}}{{end}}' "$old" \
     | sed '/^$/d' | awk '/_default$/ {print; next} {rest[NR] = $0} END {for (i in rest) print rest[i]}')
   first=${nets[0]}
-  docker run -d --name "$name" --network "$first" --network-alias "$alias" "${publishing[@]}" "${args[@]}" >/dev/null
+  # Created, joined to every network, then started: a process started
+  # before its second network is there (the database's) cannot resolve
+  # what is on it, and exits.
+  docker create --name "$name" --network "$first" --network-alias "$alias" "${publishing[@]}" "${args[@]}" >/dev/null
   CLONES+=("$name")
   for net in "${nets[@]:1}"; do docker network connect --alias "$alias" "$net" "$name"; done
+  docker start "$name" >/dev/null
 }
 
 # healthy CONTAINER: its healthcheck passes.
