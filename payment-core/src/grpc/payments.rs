@@ -262,6 +262,17 @@ impl PaymentService for PaymentApi {
         let caller = Caller::of(&request, Permission::History)?;
         let watch_request =
             convert::Watch::try_from(request.into_inner()).map_err(ApiError::from)?;
+        // While this replica cannot read its store, a watch is refused at
+        // the door rather than opened and ended at once: a client moves to
+        // another replica on a refused call (service-kit's replicas), but
+        // would open an ended stream here again and again.
+        if self.state.store_outages.next().is_cancelled() {
+            return Err(Status::unavailable(format!(
+                "this replica cannot reach its database; watch on another replica \
+                 with after_sequence={}",
+                watch_request.after_sequence
+            )));
+        }
         if let Scope::Order(id) = watch_request.scope {
             let order = self
                 .state
