@@ -336,13 +336,14 @@ fn sse_body_response(
     frames: impl Stream<Item = Bytes> + Send + Unpin + 'static,
 ) -> Response {
     let shutdown = state.shutdown.clone();
-    let farewell = farewell_frame(state.sse_retry);
+    let retry = state.sse_retry;
     let body = WithHeartbeat::new(frames, state.heartbeat, state.heartbeat_frame.clone())
         // Shutdown ends the response so the browser reconnects to another
         // gateway, after the delay of its last frame.
         .take_until(state.shutdown.clone().cancelled_owned())
         .chain(
-            stream::once(async move { shutdown.is_cancelled().then_some(Ok(farewell)) })
+            // Drawn only at shutdown: nothing per stream opened.
+            stream::once(async move { shutdown.is_cancelled().then(|| Ok(farewell_frame(retry))) })
                 .filter_map(std::future::ready),
         );
     (
