@@ -193,15 +193,7 @@ pub async fn start_payment(
         .await
         .unwrap();
 
-    let popup = eventually(Duration::from_secs(15), "the provider popup", || async {
-        client
-            .windows()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|handle| *handle != checkout)
-    })
-    .await;
+    let popup = wait_for_popup(client, &checkout).await;
     let (status, _) = eventually(
         Duration::from_secs(15),
         "the order to be created",
@@ -332,6 +324,22 @@ pub async fn sign_in_to_dashboard(client: &Client, site: SocketAddr) {
         .await
         .unwrap();
     assert_eq!(cookies, json!(""), "the session cookie is HttpOnly");
+}
+
+/// The window other than `page` once one opens: the provider's popup.
+pub async fn wait_for_popup(
+    client: &Client,
+    page: &fantoccini::wd::WindowHandle,
+) -> fantoccini::wd::WindowHandle {
+    eventually(Duration::from_secs(15), "the provider popup", || async {
+        client
+            .windows()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|handle| handle != page)
+    })
+    .await
 }
 
 /// Waits until `condition` (a JavaScript expression) holds in the page.

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use testkit::{Process, eventually_within as eventually};
 
 use crate::{
-    browser::{Browser, decide_in_popup, start_browser, start_core_and_provider, text_of},
+    browser::{
+        Browser, decide_in_popup, start_browser, start_core_and_provider, text_of, wait_for_popup,
+    },
     helpers::{CreatedOrder, Gateway, create_order, spawn_gateway},
     shop::{EdgeProxy, ShopSite, StreamPolicy, record_of, track},
 };
@@ -78,15 +80,7 @@ async fn the_example_shop_on_another_site_pays_in_the_popup_and_shows_the_result
         .click()
         .await
         .unwrap();
-    let popup = eventually(BOUND, "the provider popup", || async {
-        client
-            .windows()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|handle| *handle != page)
-    })
-    .await;
+    let popup = wait_for_popup(client, &page).await;
     // The page watches before it sends the popup to the provider.
     client.switch_to_window(page.clone()).await.unwrap();
     eventually(BOUND, "the watch to be live", || async {
